@@ -1,0 +1,138 @@
+"""Who may do what: an Actor is a user (or anonymous) acting through an optional API token.
+
+A token narrows what its user may do: by scope (read < write < admin) and optionally to one
+namespace. A session (the web) acts with the user's full rights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from django.db.models import Q, QuerySet
+
+from registry.exceptions import Forbidden, NotFound, Unauthorized
+from registry.models import WRITE_ROLES, Adapter, ApiToken, Membership, Namespace, Role, TokenScope, Visibility
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+
+
+@dataclass
+class Actor:
+    user: AbstractBaseUser | AnonymousUser | None
+    token: ApiToken | None = None
+    _roles: dict[int, Role | None] = field(default_factory=dict, repr=False)
+
+    @property
+    def is_authenticated(self) -> bool:
+        return self.user is not None and bool(self.user.is_authenticated)
+
+    @property
+    def user_id(self) -> int | None:
+        return self.user.pk if self.is_authenticated else None  # type: ignore[union-attr]
+
+    def _token_reaches(self, namespace: Namespace) -> bool:
+        return self.token is None or self.token.namespace_id is None or self.token.namespace_id == namespace.pk
+
+    def _scope_allows(self, scope: str) -> bool:
+        return self.token is None or self.token.allows(scope)
+
+    def role_in(self, namespace: Namespace) -> Role | None:
+        """The user's own role in the namespace, before any token narrowing."""
+        if not self.is_authenticated:
+            return None
+        if namespace.pk not in self._roles:
+            if namespace.user_id is not None:
+                role: Role | None = Role.OWNER if namespace.user_id == self.user_id else None
+            else:
+                found = Membership.objects.filter(namespace=namespace, user_id=self.user_id).values_list(
+                    "role", flat=True
+                )
+                role = Role(found[0]) if found else None
+            self._roles[namespace.pk] = role
+        return self._roles[namespace.pk]
+
+    def can_read_private(self, namespace: Namespace) -> bool:
+        return self.role_in(namespace) is not None and self._token_reaches(namespace)
+
+    def can_write(self, namespace: Namespace) -> bool:
+        return (
+            self.role_in(namespace) in WRITE_ROLES
+            and self._token_reaches(namespace)
+            and self._scope_allows(TokenScope.WRITE)
+        )
+
+    def can_manage(self, namespace: Namespace) -> bool:
+        return (
+            self.role_in(namespace) == Role.OWNER
+            and self._token_reaches(namespace)
+            and self._scope_allows(TokenScope.WRITE)
+        )
+
+    @property
+    def is_admin(self) -> bool:
+        return bool(self.is_authenticated and self.user.is_staff and self._scope_allows(TokenScope.ADMIN))  # type: ignore[union-attr]
+
+    def can_read_adapter(self, adapter: Adapter) -> bool:
+        return adapter.visibility == Visibility.PUBLIC or self.can_read_private(adapter.namespace)
+
+    def readable_private_namespace_ids(self) -> QuerySet[Namespace]:
+        if not self.is_authenticated:
+            return Namespace.objects.none()
+        owned = Q(user_id=self.user_id) | Q(memberships__user_id=self.user_id)
+        namespaces = Namespace.objects.filter(owned)
+        if self.token is not None and self.token.namespace_id is not None:
+            namespaces = namespaces.filter(pk=self.token.namespace_id)
+        return namespaces.values("pk")
+
+
+ANONYMOUS = Actor(user=None)
+
+
+def visible_adapters(actor: Actor) -> QuerySet[Adapter]:
+    """Every adapter the actor may see; private ones of other namespaces never appear, counts included."""
+    public = Q(visibility=Visibility.PUBLIC)
+    if not actor.is_authenticated:
+        return Adapter.objects.filter(public)
+    return Adapter.objects.filter(public | Q(namespace_id__in=actor.readable_private_namespace_ids()))
+
+
+def access_adapter(actor: Actor, namespace: str, name: str, *, write: bool = False) -> Adapter:
+    """The adapter `namespace/name`, or NotFound when it is absent or hidden from the actor.
+
+    With write=True, an actor who can see it but not write it gets Forbidden (or Unauthorized when
+    anonymous): only adapters one can see reveal their existence.
+    """
+    adapter = (
+        Adapter.objects.select_related("namespace", "base_model")
+        .filter(namespace__name=namespace, name=name)
+        .first()
+    )
+    if adapter is None or not actor.can_read_adapter(adapter):
+        raise NotFound(f"adapter {namespace}/{name} does not exist", code="adapter_not_found")
+    if write:
+        require_write(actor, adapter.namespace)
+    return adapter
+
+
+def require_write(actor: Actor, namespace: Namespace) -> None:
+    if not actor.is_authenticated:
+        raise Unauthorized("sign in or send a token with write scope", code="auth_required")
+    if actor.can_write(namespace):
+        return
+    if actor.role_in(namespace) in WRITE_ROLES and actor.token is not None:
+        if not actor._token_reaches(namespace):
+            raise Forbidden(
+                f"this token is limited to another namespace and cannot write {namespace.name}",
+                code="token_namespace",
+            )
+        raise Forbidden(f"this token has scope '{actor.token.scope}'; writing needs 'write'", code="token_scope")
+    raise Forbidden(f"you may not write to namespace {namespace.name}", code="namespace_forbidden")
+
+
+def access_namespace(actor: Actor, name: str) -> Namespace:
+    namespace = Namespace.objects.filter(name=name).first()
+    if namespace is None:
+        raise NotFound(f"namespace {name} does not exist", code="namespace_not_found")
+    return namespace

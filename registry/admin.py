@@ -1,0 +1,111 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.http import HttpRequest
+
+from registry.models import (
+    Adapter,
+    AdapterVersion,
+    ApiToken,
+    BaseModel,
+    EvalResult,
+    Membership,
+    Namespace,
+    Tag,
+    VersionFile,
+)
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 0
+    raw_id_fields = ("user",)
+
+
+@admin.register(Namespace)
+class NamespaceAdmin(admin.ModelAdmin):
+    list_display = ("name", "kind", "user", "created_at")
+    list_filter = ("kind",)
+    search_fields = ("name", "display_name")
+    inlines = [MembershipInline]
+
+
+@admin.register(Membership)
+class MembershipAdmin(admin.ModelAdmin):
+    list_display = ("namespace", "user", "role")
+    list_filter = ("role",)
+    raw_id_fields = ("user", "namespace")
+
+
+@admin.register(BaseModel)
+class BaseModelAdmin(admin.ModelAdmin):
+    list_display = ("name", "architecture", "created_at")
+    search_fields = ("name",)
+
+
+@admin.register(Tag)
+class TagAdmin(admin.ModelAdmin):
+    search_fields = ("name",)
+
+
+@admin.register(Adapter)
+class AdapterAdmin(admin.ModelAdmin):
+    list_display = ("__str__", "base_model", "method", "task", "visibility", "downloads", "updated_at")
+    list_filter = ("method", "visibility")
+    search_fields = ("name", "namespace__name", "description")
+    raw_id_fields = ("namespace", "base_model", "created_by")
+    filter_horizontal = ("tags",)
+
+
+class VersionFileInline(admin.TabularInline):
+    model = VersionFile
+    extra = 0
+    readonly_fields = ("path", "sha256", "size")
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(AdapterVersion)
+class AdapterVersionAdmin(admin.ModelAdmin):
+    """Versions are immutable: the admin may only yank or restore them."""
+
+    list_display = ("__str__", "label", "peft_type", "rank", "total_size", "yanked", "created_at")
+    list_filter = ("yanked", "peft_type")
+    search_fields = ("adapter__name", "adapter__namespace__name", "label", "digest")
+    inlines = [VersionFileInline]
+    fields = (
+        "adapter", "number", "label", "peft_type", "rank", "lora_alpha", "target_modules", "config",
+        "total_size", "digest", "created_by", "created_at", "yanked", "yanked_reason", "yanked_at",
+    )
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return [f for f in self.fields if f not in AdapterVersion.MUTABLE_FIELDS]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def save_model(self, request: HttpRequest, obj: AdapterVersion, form: Any, change: bool) -> None:
+        obj.save(update_fields=sorted(AdapterVersion.MUTABLE_FIELDS))
+
+
+@admin.register(EvalResult)
+class EvalResultAdmin(admin.ModelAdmin):
+    list_display = ("version", "suite", "metric", "value", "source", "created_at")
+    list_filter = ("suite", "source")
+    raw_id_fields = ("version",)
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    list_display = ("name", "user", "key_prefix", "scope", "namespace", "expires_at", "revoked_at", "last_used_at")
+    list_filter = ("scope",)
+    search_fields = ("name", "user__username", "key_prefix")
+    readonly_fields = ("key_prefix", "key_hash", "created_at", "last_used_at")
+    raw_id_fields = ("user", "namespace")

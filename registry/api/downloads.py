@@ -1,0 +1,62 @@
+"""Serving a stored blob over HTTP: a redirect to S3 when the store can presign, else a stream
+from the local store with single-range support (resumable downloads)."""
+
+from __future__ import annotations
+
+import re
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
+
+from storage import BlobStore
+
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """(start, end_exclusive) of a single `bytes=` range, or None for the whole blob.
+
+    Raises ValueError for an unsatisfiable range. Multi-range requests are served whole, as
+    RFC 9110 allows.
+    """
+    if not header:
+        return None
+    match = _RANGE.match(header.strip())
+    if not match or match.groups() == ("", ""):
+        return None
+    first, last = match.groups()
+    if first == "":
+        length = int(last)
+        if length == 0:
+            raise ValueError("empty suffix range")
+        return max(size - length, 0), size
+    start = int(first)
+    end = min(int(last) + 1, size) if last else size
+    if start >= size or start >= end:
+        raise ValueError("range starts past the end")
+    return start, end
+
+
+def blob_response(request: HttpRequest, store: BlobStore, sha256: str, size: int, filename: str) -> HttpResponse:
+    url = store.presigned_url(sha256, filename=filename, expires=settings.PRESIGNED_URL_EXPIRES)
+    if url is not None:
+        response: HttpResponse = HttpResponseRedirect(url)
+        response["Cache-Control"] = "no-store"
+        return response
+    try:
+        window = parse_range(request.headers.get("Range"), size)
+    except ValueError:
+        response = HttpResponse(status=416)
+        response["Content-Range"] = f"bytes */{size}"
+        return response
+    start, end = window or (0, size)
+    response = StreamingHttpResponse(store.read_range(sha256, start, end), status=206 if window else 200)
+    response["Content-Length"] = str(end - start)
+    if window:
+        response["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+    response["Accept-Ranges"] = "bytes"
+    response["Content-Type"] = "application/octet-stream"
+    response["Content-Disposition"] = f'attachment; filename="{filename.rsplit("/", 1)[-1]}"'
+    response["ETag"] = f'"{sha256}"'
+    response["X-Content-Sha256"] = sha256
+    return response

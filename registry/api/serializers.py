@@ -1,0 +1,223 @@
+"""Input serializers parse requests; output serializers shape responses. No logic lives here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.urls import reverse
+from rest_framework import serializers
+
+from registry.models import (
+    Adapter,
+    AdapterVersion,
+    ApiToken,
+    BaseModel,
+    EvalResult,
+    Membership,
+    Method,
+    Namespace,
+    TokenScope,
+    VersionFile,
+    Visibility,
+)
+from registry.services import AdapterMetadata
+
+# --- Output -----------------------------------------------------------------------------------------
+
+
+class FileSerializer(serializers.ModelSerializer[VersionFile]):
+    url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = VersionFile
+        fields = ("path", "sha256", "size", "url")
+
+    def get_url(self, obj: VersionFile) -> str:
+        version = obj.version
+        adapter = version.adapter
+        return reverse(
+            "api:version-file",
+            kwargs={"namespace": adapter.namespace.name, "name": adapter.name, "ref": version.number, "path": obj.path},
+        )
+
+
+class EvalResultSerializer(serializers.ModelSerializer[EvalResult]):
+    class Meta:
+        model = EvalResult
+        fields = ("suite", "metric", "value", "source", "created_at")
+
+
+class VersionSerializer(serializers.ModelSerializer[AdapterVersion]):
+    adapter = serializers.CharField(source="adapter.full_name")
+    version = serializers.IntegerField(source="number")
+    files = FileSerializer(many=True)
+    created_by = serializers.CharField(source="created_by.username", default=None)
+
+    class Meta:
+        model = AdapterVersion
+        fields = (
+            "adapter",
+            "version",
+            "label",
+            "peft_type",
+            "rank",
+            "lora_alpha",
+            "target_modules",
+            "config",
+            "total_size",
+            "digest",
+            "created_by",
+            "created_at",
+            "yanked",
+            "yanked_reason",
+            "files",
+        )
+
+
+class AdapterSerializer(serializers.ModelSerializer[Adapter]):
+    id = serializers.CharField(source="full_name")
+    namespace = serializers.CharField(source="namespace.name")
+    base_model = serializers.CharField(source="base_model.name")
+    tags = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Adapter
+        fields = (
+            "id",
+            "namespace",
+            "name",
+            "base_model",
+            "method",
+            "task",
+            "tags",
+            "license",
+            "visibility",
+            "description",
+            "downloads",
+            "created_at",
+            "updated_at",
+        )
+
+    def get_tags(self, obj: Adapter) -> list[str]:
+        return sorted(tag.name for tag in obj.tags.all())
+
+
+class AdapterDetailSerializer(AdapterSerializer):
+    card = serializers.CharField()
+    latest_version = serializers.SerializerMethodField()
+
+    class Meta(AdapterSerializer.Meta):
+        fields = (*AdapterSerializer.Meta.fields, "card", "latest_version")
+
+    def get_latest_version(self, obj: Adapter) -> int | None:
+        latest = obj.versions.filter(yanked=False).order_by("-number").values_list("number", flat=True).first()
+        return latest
+
+
+class BaseModelSerializer(serializers.ModelSerializer[BaseModel]):
+    adapter_count = serializers.IntegerField(read_only=True, required=False)
+
+    class Meta:
+        model = BaseModel
+        fields = ("name", "architecture", "description", "manifest", "created_at", "adapter_count")
+
+
+class TokenSerializer(serializers.ModelSerializer[ApiToken]):
+    namespace = serializers.CharField(source="namespace.name", default=None)
+
+    class Meta:
+        model = ApiToken
+        fields = ("id", "name", "key_prefix", "scope", "namespace", "expires_at", "created_at", "last_used_at", "revoked_at")
+
+
+class NamespaceSerializer(serializers.ModelSerializer[Namespace]):
+    class Meta:
+        model = Namespace
+        fields = ("name", "kind", "display_name", "created_at")
+
+
+class MembershipSerializer(serializers.ModelSerializer[Membership]):
+    user = serializers.CharField(source="user.username")
+
+    class Meta:
+        model = Membership
+        fields = ("user", "role", "created_at")
+
+
+# --- Input ------------------------------------------------------------------------------------------
+
+
+def _tags_field() -> serializers.ListField:
+    return serializers.ListField(child=serializers.CharField(max_length=64), required=False, allow_empty=True)
+
+
+class AdapterMetadataInput(serializers.Serializer[Any]):
+    base_model = serializers.CharField(max_length=200, required=False)
+    method = serializers.ChoiceField(choices=Method.choices, required=False)
+    task = serializers.CharField(max_length=64, required=False, allow_blank=True)
+    tags = _tags_field()
+    license = serializers.CharField(max_length=64, required=False, allow_blank=True)
+    visibility = serializers.ChoiceField(choices=Visibility.choices, required=False)
+    description = serializers.CharField(max_length=500, required=False, allow_blank=True)
+
+    def to_metadata(self) -> AdapterMetadata:
+        return AdapterMetadata(**self.validated_data)
+
+
+class AdapterCreateInput(AdapterMetadataInput):
+    namespace = serializers.CharField(max_length=96)
+    name = serializers.CharField(max_length=96)
+
+    def to_metadata(self) -> AdapterMetadata:
+        data = {k: v for k, v in self.validated_data.items() if k not in ("namespace", "name")}
+        return AdapterMetadata(**data)
+
+
+class PushInput(AdapterMetadataInput):
+    """Form fields sent beside the files of a push. Tags may come as one comma-separated field."""
+
+    label = serializers.CharField(max_length=64, required=False, allow_blank=True)
+
+    def to_internal_value(self, data: Any) -> Any:
+        if hasattr(data, "getlist"):
+            tags = [t for item in data.getlist("tags") for t in str(item).split(",") if t.strip()]
+            data = {key: data.get(key) for key in data if key not in ("files", "tags")} | (
+                {"tags": tags} if "tags" in data else {}
+            )
+        return super().to_internal_value(data)
+
+    def to_metadata(self) -> AdapterMetadata:
+        return AdapterMetadata(**{k: v for k, v in self.validated_data.items() if k != "label"})
+
+
+class YankInput(serializers.Serializer[Any]):
+    reason = serializers.CharField(max_length=500, allow_blank=True, required=False, default="")
+    yanked = serializers.BooleanField(required=False, default=True)
+
+
+class TokenCreateInput(serializers.Serializer[Any]):
+    name = serializers.CharField(max_length=100)
+    scope = serializers.ChoiceField(choices=TokenScope.choices, default=TokenScope.READ)
+    namespace = serializers.CharField(max_length=96, required=False, allow_null=True, allow_blank=True)
+    expires_at = serializers.DateTimeField(required=False, allow_null=True)
+
+
+class BaseModelCreateInput(serializers.Serializer[Any]):
+    name = serializers.CharField(max_length=200)
+    architecture = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
+    description = serializers.CharField(required=False, allow_blank=True, default="")
+    manifest = serializers.DictField(
+        child=serializers.ListField(child=serializers.IntegerField(min_value=1), min_length=2, max_length=2),
+        required=False,
+        default=dict,
+    )
+
+
+class OrganizationCreateInput(serializers.Serializer[Any]):
+    name = serializers.CharField(max_length=96)
+    display_name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+
+
+class MembershipInput(serializers.Serializer[Any]):
+    user = serializers.CharField(max_length=150)
+    role = serializers.ChoiceField(choices=["owner", "writer", "reader"], allow_null=True)

@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from registry.api import views
+
+app_name = "api"
+
+adapter = "adapters/<str:namespace>/<str:name>"
+version = f"{adapter}/versions/<str:ref>"
+
+urlpatterns = [
+    path("whoami/", views.WhoAmIView.as_view(), name="whoami"),
+    path("adapters/", views.AdapterListView.as_view(), name="adapter-list"),
+    path(f"{adapter}/", views.AdapterDetailView.as_view(), name="adapter-detail"),
+    path(f"{adapter}/versions/", views.VersionListView.as_view(), name="version-list"),
+    path(f"{version}/", views.VersionDetailView.as_view(), name="version-detail"),
+    path(f"{version}/yank/", views.VersionYankView.as_view(), name="version-yank"),
+    path(f"{version}/files/<path:path>", views.VersionFileView.as_view(), name="version-file"),
+    path("base-models/", views.BaseModelListView.as_view(), name="base-model-list"),
+    path("base-models/<path:name>/", views.BaseModelDetailView.as_view(), name="base-model-detail"),
+    path("tokens/", views.TokenListView.as_view(), name="token-list"),
+    path("tokens/<int:token_id>/", views.TokenDetailView.as_view(), name="token-detail"),
+    path("orgs/", views.OrganizationListView.as_view(), name="org-list"),
+    path("orgs/<str:namespace>/members/", views.MemberListView.as_view(), name="org-members"),
+]

@@ -1,0 +1,309 @@
+"""REST API views: parse the request, call a service or selector, serialize the answer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import Count, Q
+from django.http import HttpResponse
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.parsers import JSONParser
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from registry import selectors, services
+from registry.access import Actor, access_adapter, access_namespace
+from registry.api import serializers as s
+from registry.api.downloads import blob_response
+from registry.api.pagination import PageNumberPagination
+from registry.api.uploads import PushMultiPartParser, uploaded_paths
+from registry.blobs import get_blob_store
+from registry.exceptions import Forbidden, NotFound, Unauthorized
+from registry.models import BaseModel, Membership, Visibility
+
+
+def actor_of(request: Request) -> Actor:
+    return Actor(user=request.user if request.user.is_authenticated else None, token=request.auth)
+
+
+def paginated(view: APIView, request: Request, queryset: Any, serializer: type[Any]) -> Response:
+    paginator = PageNumberPagination()
+    page = paginator.paginate_queryset(queryset, request, view=view)
+    return paginator.get_paginated_response(serializer(page, many=True).data)
+
+
+class WhoAmIView(APIView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(summary="The signed-in user, their namespaces and the token in use")
+    def get(self, request: Request) -> Response:
+        user = request.user
+        services.ensure_user_namespace(user)
+        orgs = Membership.objects.filter(user=user).select_related("namespace")
+        token = request.auth
+        return Response(
+            {
+                "username": user.username,
+                "is_staff": user.is_staff,
+                "namespaces": [user.username, *(m.namespace.name for m in orgs)],
+                "organizations": [{"name": m.namespace.name, "role": m.role} for m in orgs],
+                "token": s.TokenSerializer(token).data if token is not None else None,
+            }
+        )
+
+
+class AdapterListView(APIView):
+    parser_classes = [JSONParser]
+
+    @extend_schema(
+        summary="Search adapters",
+        parameters=[
+            OpenApiParameter("q", str, description="words matched against name, namespace, description, task, tags"),
+            OpenApiParameter("base_model", str),
+            OpenApiParameter("method", str),
+            OpenApiParameter("task", str),
+            OpenApiParameter("tag", str),
+            OpenApiParameter("namespace", str),
+            OpenApiParameter("sort", str, enum=list(selectors.SORTS)),
+            OpenApiParameter("page", int),
+            OpenApiParameter("page_size", int),
+        ],
+        responses=s.AdapterSerializer(many=True),
+    )
+    def get(self, request: Request) -> Response:
+        params = request.query_params
+        query = selectors.AdapterQuery(
+            **{field: params.get(field, "") for field in ("q", "base_model", "method", "task", "tag", "namespace")},
+            sort=params.get("sort", "downloads"),
+        )
+        return paginated(self, request, selectors.search_adapters(actor_of(request), query), s.AdapterSerializer)
+
+    @extend_schema(summary="Create an adapter (without versions)", request=s.AdapterCreateInput, responses=s.AdapterDetailSerializer)
+    def post(self, request: Request) -> Response:
+        form = s.AdapterCreateInput(data=request.data)
+        form.is_valid(raise_exception=True)
+        adapter = services.create_adapter(
+            actor=actor_of(request),
+            namespace=form.validated_data["namespace"],
+            name=form.validated_data["name"],
+            meta=form.to_metadata(),
+        )
+        return Response(s.AdapterDetailSerializer(adapter).data, status=status.HTTP_201_CREATED)
+
+
+class AdapterDetailView(APIView):
+    parser_classes = [JSONParser]
+
+    @extend_schema(summary="An adapter with its model card", responses=s.AdapterDetailSerializer)
+    def get(self, request: Request, namespace: str, name: str) -> Response:
+        adapter = access_adapter(actor_of(request), namespace, name)
+        return Response(s.AdapterDetailSerializer(adapter).data)
+
+    @extend_schema(summary="Update an adapter's metadata", request=s.AdapterMetadataInput, responses=s.AdapterDetailSerializer)
+    def patch(self, request: Request, namespace: str, name: str) -> Response:
+        actor = actor_of(request)
+        adapter = access_adapter(actor, namespace, name)
+        form = s.AdapterMetadataInput(data=request.data, partial=True)
+        form.is_valid(raise_exception=True)
+        adapter = services.update_adapter(actor=actor, adapter=adapter, meta=form.to_metadata())
+        return Response(s.AdapterDetailSerializer(adapter).data)
+
+
+class VersionListView(APIView):
+    parser_classes = [PushMultiPartParser]
+
+    @extend_schema(
+        summary="List versions (yanked ones with include_yanked=1)",
+        parameters=[OpenApiParameter("include_yanked", bool)],
+        responses=s.VersionSerializer(many=True),
+    )
+    def get(self, request: Request, namespace: str, name: str) -> Response:
+        adapter = access_adapter(actor_of(request), namespace, name)
+        include_yanked = request.query_params.get("include_yanked", "").lower() in {"1", "true", "yes"}
+        versions = selectors.list_versions(adapter, include_yanked=include_yanked)
+        return paginated(self, request, versions, s.VersionSerializer)
+
+    @extend_schema(
+        summary="Push files as a new version",
+        description="multipart/form-data: one part named `files` per file, its filename being the path inside "
+        "the version; metadata as form fields. 201 for a new version, 200 when identical files already form one.",
+        request={"multipart/form-data": s.PushInput},
+        responses={201: s.VersionSerializer, 200: s.VersionSerializer},
+    )
+    def post(self, request: Request, namespace: str, name: str) -> Response:
+        actor = actor_of(request)
+        if not actor.is_authenticated:
+            # Checked before the body is read, so an anonymous upload is not streamed to disk.
+            raise Unauthorized("sign in or send a token with write scope", code="auth_required")
+        form = s.PushInput(data=request.data)
+        form.is_valid(raise_exception=True)
+        sent = request.FILES.getlist("files")
+        uploads = [
+            services.IncomingFile(path=path, stream=f.file, size=f.size)
+            for path, f in zip(uploaded_paths(request, "files"), sent, strict=True)
+        ]
+        try:
+            result = services.push_version(
+                actor=actor,
+                namespace=namespace,
+                name=name,
+                files=uploads,
+                meta=form.to_metadata(),
+                label=form.validated_data.get("label") or None,
+            )
+        finally:
+            for f in sent:
+                f.close()
+        code = status.HTTP_201_CREATED if result.created else status.HTTP_200_OK
+        return Response(s.VersionSerializer(result.version).data, status=code)
+
+
+class VersionDetailView(APIView):
+    @extend_schema(summary="A version by number or label", responses=s.VersionSerializer)
+    def get(self, request: Request, namespace: str, name: str, ref: str) -> Response:
+        adapter = access_adapter(actor_of(request), namespace, name)
+        return Response(s.VersionSerializer(services.resolve_version(adapter, ref)).data)
+
+
+class VersionYankView(APIView):
+    parser_classes = [JSONParser]
+
+    @extend_schema(
+        summary="Yank (or with yanked=false, restore) a version",
+        request=s.YankInput,
+        responses=s.VersionSerializer,
+    )
+    def post(self, request: Request, namespace: str, name: str, ref: str) -> Response:
+        actor = actor_of(request)
+        adapter = access_adapter(actor, namespace, name)
+        form = s.YankInput(data=request.data)
+        form.is_valid(raise_exception=True)
+        version = services.yank_version(
+            actor=actor,
+            version=services.resolve_version(adapter, ref),
+            reason=form.validated_data["reason"],
+            yanked=form.validated_data["yanked"],
+        )
+        return Response(s.VersionSerializer(version).data)
+
+
+class VersionFileView(APIView):
+    @extend_schema(
+        summary="Download a file: 302 to a presigned URL on S3, or the bytes (Range supported)",
+        responses={(200, "application/octet-stream"): bytes, 302: None},
+    )
+    def get(self, request: Request, namespace: str, name: str, ref: str, path: str) -> HttpResponse:
+        adapter = access_adapter(actor_of(request), namespace, name)
+        version = services.resolve_version(adapter, ref)
+        found = services.version_file(version, path)
+        range_header = request.headers.get("Range", "")
+        range_start = 0 if not range_header.startswith("bytes=") else _first_byte(range_header)
+        response = blob_response(request._request, get_blob_store(), found.sha256, found.size, found.path)
+        if response.status_code < 400 and services.counts_as_download(found.path, range_start):
+            services.record_download(adapter)
+        return response
+
+
+def _first_byte(range_header: str) -> int:
+    first = range_header[len("bytes=") :].split("-", 1)[0].strip()
+    return int(first) if first.isdigit() else 1
+
+
+class BaseModelListView(APIView):
+    parser_classes = [JSONParser]
+
+    @extend_schema(summary="Base models with the number of adapters visible to you", responses=s.BaseModelSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        actor = actor_of(request)
+        visible = Q(adapters__visibility=Visibility.PUBLIC)
+        if actor.is_authenticated:
+            visible |= Q(adapters__namespace_id__in=actor.readable_private_namespace_ids())
+        bases = BaseModel.objects.annotate(adapter_count=Count("adapters", filter=visible, distinct=True)).order_by("name")
+        return paginated(self, request, bases, s.BaseModelSerializer)
+
+    @extend_schema(summary="Register a base model (admin)", request=s.BaseModelCreateInput, responses=s.BaseModelSerializer)
+    def post(self, request: Request) -> Response:
+        if not actor_of(request).is_admin:
+            raise Forbidden("only admins register base models", code="admin_required")
+        form = s.BaseModelCreateInput(data=request.data)
+        form.is_valid(raise_exception=True)
+        base = services.register_base_model(**form.validated_data)
+        return Response(s.BaseModelSerializer(base).data, status=status.HTTP_201_CREATED)
+
+
+class BaseModelDetailView(APIView):
+    @extend_schema(summary="A base model and its module manifest", responses=s.BaseModelSerializer)
+    def get(self, request: Request, name: str) -> Response:
+        base = BaseModel.objects.filter(name=name).first()
+        if base is None:
+            raise NotFound(f"base model {name} is not registered", code="base_model_not_found")
+        return Response(s.BaseModelSerializer(base).data)
+
+
+class TokenListView(APIView):
+    permission_classes = [IsAuthenticated]
+    parser_classes = [JSONParser]
+
+    @extend_schema(summary="Your tokens (secrets are never shown again)", responses=s.TokenSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        tokens = request.user.api_tokens.select_related("namespace").all()
+        return paginated(self, request, tokens, s.TokenSerializer)
+
+    @extend_schema(summary="Create a token; the answer holds its secret, shown once", request=s.TokenCreateInput)
+    def post(self, request: Request) -> Response:
+        if request.auth is not None and not request.auth.allows("admin"):
+            # A leaked read or write token must not be able to mint itself new powers.
+            raise Forbidden("tokens are created from a session or with an admin-scoped token", code="token_scope")
+        form = s.TokenCreateInput(data=request.data)
+        form.is_valid(raise_exception=True)
+        issued = services.issue_token(user=request.user, **form.validated_data)
+        return Response(
+            {**s.TokenSerializer(issued.token).data, "token": issued.secret}, status=status.HTTP_201_CREATED
+        )
+
+
+class TokenDetailView(APIView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(summary="Revoke a token", responses={204: None})
+    def delete(self, request: Request, token_id: int) -> Response:
+        services.revoke_token(user=request.user, token_id=token_id)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class OrganizationListView(APIView):
+    parser_classes = [JSONParser]
+
+    @extend_schema(summary="Create an organization; you become its owner", request=s.OrganizationCreateInput, responses=s.NamespaceSerializer)
+    def post(self, request: Request) -> Response:
+        form = s.OrganizationCreateInput(data=request.data)
+        form.is_valid(raise_exception=True)
+        org = services.create_organization(actor=actor_of(request), **form.validated_data)
+        return Response(s.NamespaceSerializer(org).data, status=status.HTTP_201_CREATED)
+
+
+class MemberListView(APIView):
+    parser_classes = [JSONParser]
+
+    @extend_schema(summary="Members of an organization", responses=s.MembershipSerializer(many=True))
+    def get(self, request: Request, namespace: str) -> Response:
+        org = access_namespace(actor_of(request), namespace)
+        members = org.memberships.select_related("user").order_by("user__username")
+        return paginated(self, request, members, s.MembershipSerializer)
+
+    @extend_schema(summary="Add, change (role) or remove (role=null) a member; owners only", request=s.MembershipInput)
+    def post(self, request: Request, namespace: str) -> Response:
+        actor = actor_of(request)
+        org = access_namespace(actor, namespace)
+        form = s.MembershipInput(data=request.data)
+        form.is_valid(raise_exception=True)
+        membership = services.set_membership(
+            actor=actor, namespace=org, username=form.validated_data["user"], role=form.validated_data["role"]
+        )
+        if membership is None:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        return Response(s.MembershipSerializer(membership).data)
+

@@ -1,0 +1,290 @@
+"""The registry's data: namespaces, base models, adapters, immutable versions, files, evals, tokens."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from django.conf import settings
+from django.core.validators import RegexValidator
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+SLUG_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$"
+SHA256_PATTERN = r"^[0-9a-f]{64}$"
+slug_validator = RegexValidator(
+    SLUG_PATTERN, "Use letters, digits, '.', '_' or '-', starting with a letter or digit (at most 96)."
+)
+
+
+class Namespace(models.Model):
+    """Owns adapters: either one user's own namespace or an organization with members."""
+
+    class Kind(models.TextChoices):
+        USER = "user"
+        ORG = "org"
+
+    name = models.CharField(max_length=96, unique=True, validators=[slug_validator])
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    # Set for a user's own namespace; that user is its implicit owner.
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="own_namespace"
+    )
+    display_name = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(kind="user", user__isnull=False) | Q(kind="org", user__isnull=True),
+                name="namespace_user_iff_user_kind",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Role(models.TextChoices):
+    OWNER = "owner"
+    WRITER = "writer"
+    READER = "reader"
+
+
+WRITE_ROLES = frozenset({Role.OWNER, Role.WRITER})
+
+
+class Membership(models.Model):
+    namespace = models.ForeignKey(Namespace, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=8, choices=Role.choices)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["namespace", "user"], name="one_membership_per_user")]
+
+    def __str__(self) -> str:
+        return f"{self.user} {self.role} of {self.namespace}"
+
+
+class BaseModel(models.Model):
+    """A foundation model adapters are trained on; its manifest lets pushes be shape-checked."""
+
+    name = models.CharField(max_length=200, unique=True)
+    architecture = models.CharField(max_length=100, blank=True)
+    # Linear module name -> [out_features, in_features]; empty until an operator registers it.
+    manifest = models.JSONField(default=dict, blank=True)
+    description = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def has_manifest(self) -> bool:
+        return bool(self.manifest)
+
+
+class Method(models.TextChoices):
+    LORA = "lora", "LoRA"
+    QLORA = "qlora", "QLoRA"
+    RSLORA = "rslora", "rsLoRA"
+    DORA = "dora", "DoRA"
+    IA3 = "ia3", "IA3"
+    PROMPT_TUNING = "prompt_tuning", "Prompt tuning"
+    PREFIX_TUNING = "prefix_tuning", "Prefix tuning"
+    P_TUNING = "p_tuning", "P-tuning"
+    LOHA = "loha", "LoHa"
+    LOKR = "lokr", "LoKr"
+    ADALORA = "adalora", "AdaLoRA"
+    BOTTLENECK = "bottleneck", "Bottleneck adapter"
+    BITFIT = "bitfit", "BitFit"
+
+
+LORA_FAMILY = frozenset({Method.LORA, Method.QLORA, Method.RSLORA, Method.DORA})
+
+
+class Visibility(models.TextChoices):
+    PUBLIC = "public"
+    PRIVATE = "private"
+
+
+class Tag(models.Model):
+    name = models.CharField(max_length=64, unique=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Adapter(models.Model):
+    namespace = models.ForeignKey(Namespace, on_delete=models.PROTECT, related_name="adapters")
+    name = models.CharField(max_length=96, validators=[slug_validator])
+    base_model = models.ForeignKey(BaseModel, on_delete=models.PROTECT, related_name="adapters")
+    method = models.CharField(max_length=16, choices=Method.choices)
+    task = models.CharField(max_length=64, blank=True, db_index=True)
+    tags = models.ManyToManyField(Tag, blank=True, related_name="adapters")
+    license = models.CharField(max_length=64, blank=True)
+    visibility = models.CharField(max_length=8, choices=Visibility.choices, default=Visibility.PUBLIC)
+    description = models.CharField(max_length=500, blank=True)
+    # The README.md of the latest version, shown as the model card.
+    card = models.TextField(blank=True)
+    downloads = models.PositiveBigIntegerField(default=0)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["namespace", "name"], name="adapter_unique_in_namespace")]
+        indexes = [models.Index(fields=["-downloads"]), models.Index(fields=["-updated_at"])]
+
+    def __str__(self) -> str:
+        return self.full_name
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.namespace.name}/{self.name}"
+
+    @property
+    def is_private(self) -> bool:
+        return self.visibility == Visibility.PRIVATE
+
+
+class ImmutableVersionError(Exception):
+    """A published version's content cannot change; publish a new version instead."""
+
+
+class AdapterVersion(models.Model):
+    """One immutable published state of an adapter. Never deleted: removal is a yank."""
+
+    # Only these may change after publication.
+    MUTABLE_FIELDS = frozenset({"yanked", "yanked_reason", "yanked_at"})
+
+    adapter = models.ForeignKey(Adapter, on_delete=models.PROTECT, related_name="versions")
+    number = models.PositiveIntegerField()
+    label = models.CharField(max_length=64, null=True, blank=True)
+    config = models.JSONField(default=dict)
+    peft_type = models.CharField(max_length=32, blank=True)
+    rank = models.PositiveIntegerField(null=True, blank=True)
+    lora_alpha = models.FloatField(null=True, blank=True)
+    target_modules = models.JSONField(null=True, blank=True)
+    total_size = models.PositiveBigIntegerField()
+    # sha256 over the sorted (path, sha256, size) lines: identical file sets share a digest.
+    digest = models.CharField(max_length=64)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    yanked = models.BooleanField(default=False)
+    yanked_reason = models.CharField(max_length=500, blank=True)
+    yanked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["adapter_id", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["adapter", "number"], name="version_number_unique"),
+            models.UniqueConstraint(
+                fields=["adapter", "label"], condition=Q(label__isnull=False), name="version_label_unique"
+            ),
+            models.CheckConstraint(condition=Q(number__gte=1), name="version_number_positive"),
+            models.CheckConstraint(condition=Q(digest__regex=SHA256_PATTERN), name="version_digest_hex"),
+        ]
+        indexes = [models.Index(fields=["adapter", "digest"])]
+
+    def __str__(self) -> str:
+        return f"{self.adapter.full_name}:{self.number}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        update_fields = kwargs.get("update_fields")
+        if self.pk is not None and not kwargs.get("force_insert"):
+            if update_fields is None or not set(update_fields) <= self.MUTABLE_FIELDS:
+                raise ImmutableVersionError(f"version {self} is immutable; only yanking may change it")
+        super().save(*args, **kwargs)
+
+    @staticmethod
+    def compute_digest(files: list[tuple[str, str, int]]) -> str:
+        lines = "".join(f"{path}\t{sha}\t{size}\n" for path, sha, size in sorted(files))
+        return hashlib.sha256(lines.encode()).hexdigest()
+
+
+class VersionFile(models.Model):
+    version = models.ForeignKey(AdapterVersion, on_delete=models.PROTECT, related_name="files")
+    path = models.CharField(max_length=255)
+    sha256 = models.CharField(max_length=64, db_index=True)
+    size = models.PositiveBigIntegerField()
+
+    class Meta:
+        ordering = ["path"]
+        constraints = [
+            models.UniqueConstraint(fields=["version", "path"], name="file_path_unique_in_version"),
+            models.CheckConstraint(condition=Q(sha256__regex=SHA256_PATTERN), name="file_sha256_hex"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.version}/{self.path}"
+
+
+class EvalResult(models.Model):
+    version = models.ForeignKey(AdapterVersion, on_delete=models.PROTECT, related_name="eval_results")
+    suite = models.CharField(max_length=128)
+    metric = models.CharField(max_length=64)
+    value = models.FloatField()
+    # Who produced it: "user" (self-reported at push), "worker" (a hub eval worker), ...
+    source = models.CharField(max_length=32, default="user")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["suite", "metric", "-created_at"]
+        indexes = [models.Index(fields=["suite", "metric"])]
+
+    def __str__(self) -> str:
+        return f"{self.version} {self.suite}/{self.metric}={self.value}"
+
+
+class TokenScope(models.TextChoices):
+    READ = "read"
+    WRITE = "write"
+    ADMIN = "admin"
+
+
+SCOPE_RANK = {TokenScope.READ: 0, TokenScope.WRITE: 1, TokenScope.ADMIN: 2}
+
+
+class ApiToken(models.Model):
+    """A bearer token. Only its sha256 is stored; the secret is shown once at creation."""
+
+    PREFIX = "ahub_"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100)
+    # The first characters of the secret, safe to display so users can tell tokens apart.
+    key_prefix = models.CharField(max_length=16)
+    key_hash = models.CharField(max_length=64, unique=True)
+    scope = models.CharField(max_length=8, choices=TokenScope.choices, default=TokenScope.READ)
+    namespace = models.ForeignKey(Namespace, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    expires_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.key_prefix}…)"
+
+    @staticmethod
+    def hash_key(key: str) -> str:
+        # Tokens carry 256 random bits, so a fast unsalted hash is enough (as GitHub and PyPI do).
+        return hashlib.sha256(key.encode()).hexdigest()
+
+    @property
+    def is_active(self) -> bool:
+        if self.revoked_at is not None:
+            return False
+        return self.expires_at is None or self.expires_at > timezone.now()
+
+    def allows(self, scope: str) -> bool:
+        return SCOPE_RANK[TokenScope(self.scope)] >= SCOPE_RANK[TokenScope(scope)]

@@ -1,0 +1,104 @@
+"""The blob-store contract: content-addressed, immutable byte blobs keyed by their sha256."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import BinaryIO, Protocol, runtime_checkable
+
+# Blobs live under one prefix so a bucket or directory can also hold temp data (and later other
+# things) without the garbage collector mistaking them for blobs.
+BLOB_PREFIX = "blobs/sha256/"
+
+_SHA256_RE = re.compile(r"[0-9a-f]{64}")
+
+
+@dataclass(frozen=True)
+class BlobInfo:
+    sha256: str  # lowercase hex
+    size: int
+
+
+class StorageError(Exception):
+    """Base class for every error a blob store raises on purpose."""
+
+
+class BlobTooLarge(StorageError):
+    """The stream passed to put() exceeded max_size; nothing was stored."""
+
+    def __init__(self, limit: int) -> None:
+        # args stays (limit,) so the exception pickles (Celery) and rebuilds with the same limit.
+        super().__init__(limit)
+        self.limit = limit
+
+    def __str__(self) -> str:
+        return f"blob exceeds the size limit of {self.limit} bytes"
+
+
+class BlobNotFound(StorageError, FileNotFoundError):
+    """No blob is stored under this sha256."""
+
+
+def validate_sha256(sha256: str) -> str:
+    """Return sha256 unchanged if it is 64 lowercase hex digits, else raise ValueError.
+
+    Every key is built from this string, so rejecting anything else is what keeps a caller from
+    reaching outside the blob prefix ("../", absolute paths, uppercase twins of a real key).
+    """
+    if not isinstance(sha256, str) or _SHA256_RE.fullmatch(sha256) is None:
+        raise ValueError(f"not a sha256 hex digest (64 lowercase hex digits): {sha256!r}")
+    return sha256
+
+
+def blob_key(sha256: str) -> str:
+    """The storage key of a blob: blobs/sha256/ab/cd/<full sha256>."""
+    validate_sha256(sha256)
+    # Two levels of fan-out keep directories (and S3 listing pages per prefix) small.
+    return f"{BLOB_PREFIX}{sha256[:2]}/{sha256[2:4]}/{sha256}"
+
+
+@runtime_checkable
+class BlobStore(Protocol):
+    def put(self, stream: BinaryIO, *, max_size: int | None = None) -> BlobInfo:
+        """Stream into the store, hashing on the fly; identical bytes are stored once.
+
+        Raises BlobTooLarge as soon as more than max_size bytes have been read. Temp data is
+        cleaned on any error, so a failed put leaves nothing behind.
+        """
+        ...
+
+    def open(self, sha256: str) -> BinaryIO:
+        """Open the blob for reading; raises BlobNotFound."""
+        ...
+
+    def read_range(self, sha256: str, start: int, end: int) -> Iterator[bytes]:
+        """Yield bytes [start, end) in chunks, clamped to the blob's size like a slice.
+
+        BlobNotFound is raised by the call itself, before the first chunk, so a caller can turn
+        it into a 404 before it starts a streaming response.
+        """
+        ...
+
+    def size(self, sha256: str) -> int:
+        """The blob's size in bytes; raises BlobNotFound."""
+        ...
+
+    def exists(self, sha256: str) -> bool:
+        """Whether a blob is stored under sha256."""
+        ...
+
+    def delete(self, sha256: str) -> None:
+        """Remove the blob; deleting a missing blob is not an error."""
+        ...
+
+    def presigned_url(
+        self, sha256: str, *, filename: str | None = None, expires: int = 300
+    ) -> str | None:
+        """A time-limited GET URL (as an attachment named filename), or None if unsupported."""
+        ...
+
+    def iter_blobs(self) -> Iterator[tuple[str, datetime]]:
+        """Yield (sha256, last_modified as an aware UTC datetime) for every stored blob."""
+        ...

@@ -1,0 +1,459 @@
+"""Blobs in any S3-compatible object store (AWS S3, SeaweedFS, MinIO, ...) through boto3."""
+
+from __future__ import annotations
+
+import io
+import logging
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, BinaryIO
+from urllib.parse import quote
+
+from boto3.s3.transfer import TransferConfig
+from boto3.session import Session
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from storage.hashing import CHUNK_SIZE, HashingReader
+from storage.interfaces import (
+    BLOB_PREFIX,
+    BlobInfo,
+    BlobNotFound,
+    blob_key,
+    validate_sha256,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.client import S3Client
+    from mypy_boto3_s3.type_defs import CompletedPartTypeDef
+
+    from storage.interfaces import BlobStore
+
+logger = logging.getLogger(__name__)
+
+TMP_PREFIX = "tmp/"
+MIN_PART_SIZE = 5 * 1024 * 1024  # S3 rejects smaller parts (except the last) at completion
+MAX_PARTS = 10_000  # S3's limit on parts per multipart upload
+# CopyObject is a single request only up to 5 GiB; beyond that the copy itself must be multipart.
+MAX_SINGLE_COPY = 5 * 1024**3
+
+_NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
+
+
+class S3BlobStore:
+    """Blobs at s3://<bucket>/blobs/sha256/ab/cd/<sha256>; uploads staged at tmp/<uuid>."""
+
+    def __init__(
+        self,
+        *,
+        bucket: str,
+        endpoint_url: str | None = None,
+        access_key: str | None = None,
+        secret_key: str | None = None,
+        region: str = "us-east-1",
+        multipart_threshold: int = 8 * 1024 * 1024,
+        part_size: int = 8 * 1024 * 1024,
+        create_bucket: bool = False,
+        client: S3Client | None = None,
+    ) -> None:
+        if part_size < MIN_PART_SIZE:
+            raise ValueError(f"part_size must be at least {MIN_PART_SIZE} bytes (S3's minimum)")
+        if multipart_threshold < 0:
+            raise ValueError("multipart_threshold must be >= 0")
+        self.bucket = bucket
+        self.region = region
+        self.multipart_threshold = multipart_threshold
+        self.part_size = part_size
+        # Above this size the final copy goes through boto3's managed (multipart) copy; only
+        # tests lower it, to exercise that path without writing 5 GiB.
+        self._single_copy_limit = MAX_SINGLE_COPY
+        self.client: S3Client = client or _make_client(
+            endpoint_url=endpoint_url,
+            access_key=access_key,
+            secret_key=secret_key,
+            region=region,
+        )
+        if create_bucket:
+            self.ensure_bucket()
+
+    def __repr__(self) -> str:
+        return f"S3BlobStore(bucket={self.bucket!r}, endpoint={self.client.meta.endpoint_url!r})"
+
+    def ensure_bucket(self) -> None:
+        """Create the bucket if it does not exist yet (embedded and test setups)."""
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+            return
+        except ClientError as exc:
+            if _error_code(exc) not in _NOT_FOUND_CODES | {"NoSuchBucket"}:
+                raise
+        kwargs: dict[str, Any] = {"Bucket": self.bucket}
+        # us-east-1 is the one region that must not be named as a location constraint.
+        if self.region != "us-east-1":
+            kwargs["CreateBucketConfiguration"] = {"LocationConstraint": self.region}
+        try:
+            self.client.create_bucket(**kwargs)
+        except ClientError as exc:
+            # Another process created it between our HEAD and CREATE.
+            if _error_code(exc) not in {"BucketAlreadyOwnedByYou", "BucketAlreadyExists"}:
+                raise
+
+    # --- writing ---------------------------------------------------------------------------
+
+    def put(self, stream: BinaryIO, *, max_size: int | None = None) -> BlobInfo:
+        """Store a stream under its sha256 without ever holding more than one part in memory.
+
+        1. Read up to multipart_threshold + 1 bytes. If the stream ends within that, its hash
+           is already known: PUT it straight to its final key (unless that exists) and stop.
+        2. Otherwise start a multipart upload to tmp/<uuid> and send part_size parts as they
+           fill, hashing and enforcing max_size as the bytes go by.
+        3. Complete it, server-side copy tmp/<uuid> to the content-addressed key unless that
+           blob already exists, and delete the temp key.
+        Any error aborts the multipart upload and deletes the temp key.
+        """
+        reader = HashingReader(stream, max_size=max_size)
+        buf = bytearray()
+        # One byte past the threshold tells "small" from "large" without a second pass.
+        if reader.fill(buf, self.multipart_threshold + 1):
+            info = reader.info()
+            key = blob_key(info.sha256)
+            if not self._key_exists(key):
+                self.client.put_object(Bucket=self.bucket, Key=key, Body=bytes(buf))
+            return info
+
+        tmp_key = f"{TMP_PREFIX}{uuid.uuid4().hex}"
+        upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=tmp_key)[
+            "UploadId"
+        ]
+        completed = False
+        try:
+            parts = self._upload_parts(reader, buf, tmp_key, upload_id)
+            self.client.complete_multipart_upload(
+                Bucket=self.bucket,
+                Key=tmp_key,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": parts},
+            )
+            completed = True
+            info = reader.info()
+            key = blob_key(info.sha256)
+            if not self._key_exists(key):
+                self._copy(tmp_key, key, info.size)
+            return info
+        finally:
+            # Runs on success too: the temp key has served its purpose once copied.
+            self._discard_upload(tmp_key, upload_id, completed=completed)
+
+    def _upload_parts(
+        self, reader: HashingReader, buf: bytearray, key: str, upload_id: str
+    ) -> list[CompletedPartTypeDef]:
+        parts: list[CompletedPartTypeDef] = []
+        while True:
+            at_end = reader.fill(buf, self.part_size)
+            if buf:
+                if len(parts) == MAX_PARTS:
+                    raise ValueError(
+                        f"stream needs more than {MAX_PARTS} parts of {self.part_size} bytes;"
+                        " raise part_size"
+                    )
+                if len(buf) <= self.part_size:
+                    # Hand the buffer itself to botocore rather than copying a whole part.
+                    body, buf = buf, bytearray()
+                else:
+                    body = buf[: self.part_size]
+                    del buf[: self.part_size]
+                number = len(parts) + 1
+                resp = self.client.upload_part(
+                    Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body
+                )
+                del body  # let the part go before the next one is read
+                parts.append({"PartNumber": number, "ETag": resp["ETag"]})
+            if at_end and not buf:
+                return parts
+
+    def _copy(self, src: str, dst: str, size: int) -> None:
+        source = {"Bucket": self.bucket, "Key": src}
+        if size <= self._single_copy_limit:
+            self.client.copy_object(Bucket=self.bucket, Key=dst, CopySource=source)
+            return
+        # boto3's managed copy splits the copy into UploadPartCopy requests server-side.
+        self.client.copy(
+            source,
+            self.bucket,
+            dst,
+            Config=TransferConfig(
+                multipart_threshold=self._single_copy_limit,
+                multipart_chunksize=max(self.part_size, 64 * 1024 * 1024),
+            ),
+        )
+
+    def _discard_upload(self, tmp_key: str, upload_id: str, *, completed: bool) -> None:
+        # Best effort: a failure here must not hide the original error; GC sweeps leftovers
+        # through cleanup_temp().
+        try:
+            if completed:
+                self.client.delete_object(Bucket=self.bucket, Key=tmp_key)
+            else:
+                self.client.abort_multipart_upload(
+                    Bucket=self.bucket, Key=tmp_key, UploadId=upload_id
+                )
+        except Exception:
+            logger.warning("could not clean up temp upload %s", tmp_key, exc_info=True)
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def open(self, sha256: str) -> BinaryIO:
+        key = blob_key(sha256)
+        try:
+            resp = self.client.get_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            _raise_not_found(exc, sha256)
+            raise
+        raw = _S3ObjectReader(self.client, self.bucket, key, resp["ContentLength"], resp["Body"])
+        return io.BufferedReader(raw, buffer_size=CHUNK_SIZE)
+
+    def read_range(self, sha256: str, start: int, end: int) -> Iterator[bytes]:
+        if start < 0 or end < start:
+            raise ValueError(f"invalid byte range [{start}, {end})")
+        key = blob_key(sha256)
+        if start == end:
+            # An empty HTTP range cannot be expressed; still report a missing blob.
+            self.size(sha256)
+            return iter(())
+        try:
+            resp = self.client.get_object(
+                Bucket=self.bucket, Key=key, Range=f"bytes={start}-{end - 1}"
+            )
+        except ClientError as exc:
+            # 416: start is at or past the end of an existing blob, an empty slice.
+            if _error_code(exc) == "InvalidRange":
+                return iter(())
+            _raise_not_found(exc, sha256)
+            raise
+        return _iter_body(resp["Body"])
+
+    def size(self, sha256: str) -> int:
+        try:
+            return self.client.head_object(Bucket=self.bucket, Key=blob_key(sha256))[
+                "ContentLength"
+            ]
+        except ClientError as exc:
+            _raise_not_found(exc, sha256)
+            raise
+
+    def exists(self, sha256: str) -> bool:
+        return self._key_exists(blob_key(sha256))
+
+    def _key_exists(self, key: str) -> bool:
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if _error_code(exc) in _NOT_FOUND_CODES:
+                return False
+            raise
+        return True
+
+    def delete(self, sha256: str) -> None:
+        # S3 answers 204 for a missing key too, which makes this idempotent for free.
+        self.client.delete_object(Bucket=self.bucket, Key=blob_key(sha256))
+
+    def presigned_url(
+        self, sha256: str, *, filename: str | None = None, expires: int = 300
+    ) -> str | None:
+        """A GET URL valid for expires seconds; it does not check that the blob exists."""
+        params: dict[str, Any] = {"Bucket": self.bucket, "Key": blob_key(sha256)}
+        if filename is not None:
+            params["ResponseContentDisposition"] = content_disposition(filename)
+        url: str = self.client.generate_presigned_url(
+            "get_object", Params=params, ExpiresIn=expires
+        )
+        return url
+
+    # --- garbage collection ----------------------------------------------------------------
+
+    def iter_blobs(self) -> Iterator[tuple[str, datetime]]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=BLOB_PREFIX):
+            for obj in page.get("Contents", []):
+                key = obj["Key"]
+                sha256 = key.rsplit("/", 1)[-1]
+                # Only objects at their own content-addressed key are blobs.
+                try:
+                    if blob_key(sha256) != key:
+                        continue
+                except ValueError:
+                    continue
+                yield sha256, obj["LastModified"].astimezone(UTC)
+
+    def abort_stale_uploads(self, older_than: timedelta) -> int:
+        """Abort multipart uploads under tmp/ started more than older_than ago; return the count.
+
+        A put still streaming is itself an upload under tmp/, so older_than must exceed the
+        longest upload you expect (hours, not seconds).
+        """
+        cutoff = datetime.now(UTC) - older_than
+        stale: list[tuple[str, str]] = []
+        paginator = self.client.get_paginator("list_multipart_uploads")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=TMP_PREFIX):
+            for upload in page.get("Uploads", []):
+                if upload["Initiated"] < cutoff:
+                    stale.append((upload["Key"], upload["UploadId"]))
+        # Collected first, then aborted: aborting while paging would shift the listing under us.
+        for key, upload_id in stale:
+            try:
+                self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+            except ClientError as exc:
+                if _error_code(exc) != "NoSuchUpload":  # finished or aborted meanwhile
+                    raise
+        return len(stale)
+
+    def cleanup_temp(self, older_than: timedelta) -> int:
+        """Remove tmp/ keys and multipart uploads older than older_than; return the count.
+
+        Temp keys outlive a put only when the process died between completing the upload and
+        deleting it.
+        """
+        removed = self.abort_stale_uploads(older_than)
+        cutoff = datetime.now(UTC) - older_than
+        stale: list[str] = []
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=TMP_PREFIX):
+            stale.extend(
+                obj["Key"] for obj in page.get("Contents", []) if obj["LastModified"] < cutoff
+            )
+        # DeleteObjects takes at most 1000 keys per request.
+        for i in range(0, len(stale), 1000):
+            batch = stale[i : i + 1000]
+            resp = self.client.delete_objects(
+                Bucket=self.bucket,
+                Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True},
+            )
+            if errors := resp.get("Errors"):
+                raise RuntimeError(f"could not delete temp keys: {errors[:5]}")
+        return removed + len(stale)
+
+
+class _S3ObjectReader(io.RawIOBase):
+    """A seekable raw stream over one object: sequential reads share one GET, a seek starts a
+    new ranged GET at the new position when the next read comes."""
+
+    def __init__(self, client: S3Client, bucket: str, key: str, size: int, body: Any) -> None:
+        super().__init__()
+        self._client = client
+        self._bucket = bucket
+        self._key = key
+        self._size = size
+        self._body: Any = body
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_SET:
+            pos = offset
+        elif whence == io.SEEK_CUR:
+            pos = self._pos + offset
+        elif whence == io.SEEK_END:
+            pos = self._size + offset
+        else:
+            raise ValueError(f"invalid whence: {whence}")
+        if pos < 0:
+            raise ValueError(f"negative seek position {pos}")
+        if pos != self._pos:
+            self._close_body()
+            self._pos = pos
+        return pos
+
+    def readinto(self, b: Any) -> int:
+        if self._pos >= self._size:
+            return 0
+        if self._body is None:
+            resp = self._client.get_object(
+                Bucket=self._bucket, Key=self._key, Range=f"bytes={self._pos}-"
+            )
+            self._body = resp["Body"]
+        view = memoryview(b).cast("B")
+        data = self._body.read(min(len(view), self._size - self._pos))
+        n = len(data)
+        view[:n] = data
+        self._pos += n
+        return n
+
+    def close(self) -> None:
+        self._close_body()
+        super().close()
+
+    def _close_body(self) -> None:
+        if self._body is not None:
+            self._body.close()
+            self._body = None
+
+
+def _iter_body(body: Any) -> Iterator[bytes]:
+    try:
+        yield from body.iter_chunks(CHUNK_SIZE)
+    finally:
+        body.close()
+
+
+def content_disposition(filename: str) -> str:
+    """An attachment Content-Disposition that survives any filename (RFC 6266 / 5987).
+
+    The quoted ASCII fallback drops what could break the header (quotes, backslashes, control
+    and non-ASCII characters); filename* carries the exact name for clients that read it.
+    """
+    fallback = "".join(
+        c if 0x20 <= ord(c) < 0x7F and c not in '"\\' else "_" for c in filename
+    )
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
+
+
+def _make_client(
+    *,
+    endpoint_url: str | None,
+    access_key: str | None,
+    secret_key: str | None,
+    region: str,
+) -> S3Client:
+    config = Config(
+        signature_version="s3v4",
+        # Path-style (host/bucket/key): SeaweedFS and most self-hosted servers have no
+        # wildcard DNS for bucket subdomains.
+        s3={"addressing_style": "path"},
+        retries={"mode": "standard", "max_attempts": 5},
+        # botocore >= 1.36 adds CRC32 checksums to every upload by default, which several
+        # S3-compatible servers reject; send them only where the API requires them.
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+    )
+    session = Session()
+    client: S3Client = session.client(
+        "s3",
+        endpoint_url=endpoint_url,
+        aws_access_key_id=access_key,
+        aws_secret_access_key=secret_key,
+        region_name=region,
+        config=config,
+    )
+    return client
+
+
+def _error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _raise_not_found(exc: ClientError, sha256: str) -> None:
+    if _error_code(exc) in _NOT_FOUND_CODES:
+        raise BlobNotFound(f"no such blob: {sha256}") from None
+
+
+if TYPE_CHECKING:
+    _: type[BlobStore] = S3BlobStore

@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.test.utils import CaptureQueriesContext
+from django.db import connection
+
+from registry.access import Actor
+from registry.models import Adapter
+from registry.services import AdapterMetadata, create_adapter
+from tests.helpers import json_of
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def catalog(alice: Any, bob: Any) -> None:
+    def make(owner: Any, name: str, downloads: int, **meta: Any) -> None:
+        adapter = create_adapter(
+            actor=Actor(user=owner), namespace=owner.username, name=name,
+            meta=AdapterMetadata(base_model=meta.pop("base", "llama-8b"), method=meta.pop("method", "lora"), **meta),
+        )
+        Adapter.objects.filter(pk=adapter.pk).update(downloads=downloads)
+
+    make(alice, "sql-coder", 50, task="text-to-sql", tags=["code", "sql"], description="Writes SQL queries")
+    make(alice, "poet", 5, task="poetry", tags=["creative"], method="ia3")
+    make(bob, "sql-fixer", 500, task="text-to-sql", tags=["sql"], base="mistral-7b")
+    make(bob, "hidden-sql", 10_000, task="text-to-sql", visibility="private")
+
+
+def ids(response: Any) -> list[str]:
+    return [a["id"] for a in json_of(response)["results"]]
+
+
+def test_full_text_search_matches_name_description_and_tags(catalog: None, client_for: Any) -> None:
+    client = client_for(None)
+    assert ids(client.get("/api/v1/adapters/?q=sql")) == ["bob/sql-fixer", "alice/sql-coder"]
+    assert ids(client.get("/api/v1/adapters/?q=queries")) == ["alice/sql-coder"]
+    assert ids(client.get("/api/v1/adapters/?q=creative")) == ["alice/poet"]
+    assert ids(client.get("/api/v1/adapters/?q=sql+writes")) == ["alice/sql-coder"]
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("base_model=mistral-7b", ["bob/sql-fixer"]),
+        ("method=ia3", ["alice/poet"]),
+        ("task=text-to-sql", ["bob/sql-fixer", "alice/sql-coder"]),
+        ("tag=sql", ["bob/sql-fixer", "alice/sql-coder"]),
+        ("namespace=alice", ["alice/sql-coder", "alice/poet"]),
+        ("sort=name", ["alice/poet", "alice/sql-coder", "bob/sql-fixer"]),
+        ("sort=downloads", ["bob/sql-fixer", "alice/sql-coder", "alice/poet"]),
+    ],
+)
+def test_filters_and_sorts(catalog: None, client_for: Any, query: str, expected: list[str]) -> None:
+    assert ids(client_for(None).get(f"/api/v1/adapters/?{query}")) == expected
+
+
+def test_pagination_and_counts(catalog: None, client_for: Any) -> None:
+    page = json_of(client_for(None).get("/api/v1/adapters/?page_size=2"))
+    assert page["count"] == 3 and len(page["results"]) == 2 and page["next"]
+    second = json_of(client_for(None).get("/api/v1/adapters/?page_size=2&page=2"))
+    assert len(second["results"]) == 1
+
+
+def test_an_unknown_sort_is_a_400(catalog: None, client_for: Any) -> None:
+    response = client_for(None).get("/api/v1/adapters/?sort=random")
+    assert response.status_code == 400 and json_of(response)["code"] == "bad_sort"
+
+
+def test_listing_runs_a_bounded_number_of_queries(catalog: None, client_for: Any, alice: Any) -> None:
+    client = client_for(None)
+    with CaptureQueriesContext(connection) as few:
+        client.get("/api/v1/adapters/?page_size=1")
+    with CaptureQueriesContext(connection) as many:
+        client.get("/api/v1/adapters/?page_size=50")
+    assert len(many) == len(few) <= 4
+
+
+def test_owners_update_metadata_and_others_cannot(catalog: None, client_for: Any, alice: Any, bob: Any) -> None:
+    url = "/api/v1/adapters/alice/poet/"
+    denied = client_for(bob).patch(url, {"task": "x"}, format="json")
+    assert denied.status_code == 403
+    changed = client_for(alice).patch(url, {"task": "haiku", "tags": ["short"], "description": "Haiku"}, format="json")
+    assert changed.status_code == 200
+    body = json_of(changed)
+    assert (body["task"], body["tags"], body["description"]) == ("haiku", ["short"], "Haiku")

@@ -22,7 +22,7 @@ migrate: install
 	$(BIN)/python manage.py migrate --noinput
 
 run: migrate
-	$(BIN)/python manage.py bootstrap_demo
+	PORT=$(PORT) $(BIN)/python manage.py bootstrap_demo
 	PORT=$(PORT) $(BIN)/python manage.py runhub
 
 services:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -31,5 +32,5 @@ class Command(BaseCommand):
         self.stdout.write(
             f"demo user: {user.username} / password: {password}\n"
             f"demo token (admin scope): {issued.secret}\n"
-            f"  export HUB_URL=http://127.0.0.1:8000 HUB_TOKEN={issued.secret}"
+            f"  export HUB_URL=http://127.0.0.1:{os.environ.get('PORT', '8000')} HUB_TOKEN={issued.secret}"
         )

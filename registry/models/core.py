@@ -1,4 +1,4 @@
-"""The registry's data: namespaces, base models, adapters, immutable versions, files, evals, tokens."""
+"""Core registry data: namespaces, base models, adapters, immutable versions, files, evals, tokens."""
 
 from __future__ import annotations
 
@@ -202,6 +202,11 @@ class AdapterVersion(models.Model):
             if update_fields is None or not set(update_fields) <= self.MUTABLE_FIELDS:
                 raise ImmutableVersionError(f"version {self} is immutable; only yanking may change it")
         super().save(*args, **kwargs)
+
+    @property
+    def commit_id(self) -> str:
+        """A stable 40-hex id, as Git-style clients (huggingface_hub) expect of a revision."""
+        return self.digest[:40]
 
     @staticmethod
     def compute_digest(files: list[tuple[str, str, int]]) -> str:

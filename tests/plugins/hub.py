@@ -1,0 +1,93 @@
+"""Fixtures for tests that run the hub: blob stores, users, tokens, real PEFT adapters."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.contrib.auth import get_user_model
+from rest_framework.test import APIClient
+
+from registry.blobs import reset_blob_store
+from registry.models import Membership, Namespace, Role
+from registry.services import issue_token
+from tests.factories import make_base_model_folder, make_lora_adapter
+
+User = get_user_model()
+
+
+@pytest.fixture
+def local_blob_store(settings: Any, tmp_path: Path) -> Iterator[Path]:
+    """An empty local blob store of the test's own (registry tests use it automatically)."""
+    root = tmp_path / "blobs"
+    settings.BLOB_STORE = {**settings.BLOB_STORE, "BACKEND": "local", "ROOT": str(root)}
+    reset_blob_store()
+    yield root
+    reset_blob_store()
+
+
+@pytest.fixture
+def s3_settings(settings: Any, seaweedfs: Any) -> Iterator[None]:
+    """Switch the registry to the S3 store on the test SeaweedFS, with a bucket of its own."""
+    settings.BLOB_STORE = {
+        "BACKEND": "s3",
+        "BUCKET": f"hub-{uuid.uuid4().hex[:12]}",
+        "ENDPOINT_URL": seaweedfs.endpoint_url,
+        "ACCESS_KEY": seaweedfs.access_key,
+        "SECRET_KEY": seaweedfs.secret_key,
+        "REGION": seaweedfs.region,
+        "CREATE_BUCKET": True,
+        "ROOT": "",
+    }
+    reset_blob_store()
+    yield
+    reset_blob_store()
+
+
+@pytest.fixture(scope="session")
+def base_model_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_base_model_folder(tmp_path_factory.mktemp("base"))
+
+
+@pytest.fixture(scope="session")
+def lora_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_lora_adapter(tmp_path_factory.mktemp("lora"), seed=0)
+
+
+@pytest.fixture(scope="session")
+def lora_dir_2(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_lora_adapter(tmp_path_factory.mktemp("lora2"), seed=1)
+
+
+@pytest.fixture
+def alice(db: Any) -> Any:
+    return User.objects.create_user("alice", password="pw-alice-123")
+
+
+@pytest.fixture
+def bob(db: Any) -> Any:
+    return User.objects.create_user("bob", password="pw-bob-123")
+
+
+@pytest.fixture
+def client_for() -> Callable[..., APIClient]:
+    def make(user: Any | None, scope: str = "write", namespace: str | None = None) -> APIClient:
+        client = APIClient()
+        if user is not None:
+            secret = issue_token(user=user, name="test", scope=scope, namespace=namespace).secret
+            client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+        return client
+
+    return make
+
+
+@pytest.fixture
+def org(alice: Any, bob: Any) -> Namespace:
+    """An organization where alice owns and bob reads."""
+    namespace = Namespace.objects.create(name="acme", kind=Namespace.Kind.ORG)
+    Membership.objects.create(namespace=namespace, user=alice, role=Role.OWNER)
+    Membership.objects.create(namespace=namespace, user=bob, role=Role.READER)
+    return namespace

@@ -20,8 +20,8 @@ from storage.interfaces import (
     BLOB_PREFIX,
     BlobInfo,
     BlobNotFound,
+    StorageError,
     blob_key,
-    validate_sha256,
 )
 
 if TYPE_CHECKING:
@@ -68,7 +68,7 @@ class S3BlobStore:
         # Above this size the final copy goes through boto3's managed (multipart) copy; only
         # tests lower it, to exercise that path without writing 5 GiB.
         self._single_copy_limit = MAX_SINGLE_COPY
-        self.client: S3Client = client or _make_client(
+        self.client: S3Client = client or make_s3_client(
             endpoint_url=endpoint_url,
             access_key=access_key,
             secret_key=secret_key,
@@ -102,7 +102,7 @@ class S3BlobStore:
     # --- writing ---------------------------------------------------------------------------
 
     def put(self, stream: BinaryIO, *, max_size: int | None = None) -> BlobInfo:
-        """Store a stream under its sha256 without ever holding more than one part in memory.
+        """Store a stream under its sha256, holding about two parts in memory, never the stream.
 
         1. Read up to multipart_threshold + 1 bytes. If the stream ends within that, its hash
            is already known: PUT it straight to its final key (unless that exists) and stop.
@@ -153,7 +153,8 @@ class S3BlobStore:
             at_end = reader.fill(buf, self.part_size)
             if buf:
                 if len(parts) == MAX_PARTS:
-                    raise ValueError(
+                    # At the default 8 MiB parts that is ~78 GiB, far above any sane max_size.
+                    raise StorageError(
                         f"stream needs more than {MAX_PARTS} parts of {self.part_size} bytes;"
                         " raise part_size"
                     )
@@ -416,7 +417,7 @@ def content_disposition(filename: str) -> str:
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
-def _make_client(
+def make_s3_client(
     *,
     endpoint_url: str | None,
     access_key: str | None,

@@ -8,20 +8,24 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.contrib.auth import get_user_model
-from rest_framework.test import APIClient
 
-from registry.blobs import reset_blob_store
-from registry.models import Membership, Namespace, Role
-from registry.services import issue_token
 from tests.factories import make_base_model_folder, make_lora_adapter
 
-User = get_user_model()
+# Django and the registry are imported inside the fixtures: this plugin loads for every test
+# package, including the pure ones (storage, composer) that may run without Django.
+
+
+def _user_model() -> Any:
+    from django.contrib.auth import get_user_model
+
+    return get_user_model()
 
 
 @pytest.fixture
 def local_blob_store(settings: Any, tmp_path: Path) -> Iterator[Path]:
     """An empty local blob store of the test's own (registry tests use it automatically)."""
+    from registry.blobs import reset_blob_store
+
     root = tmp_path / "blobs"
     settings.BLOB_STORE = {**settings.BLOB_STORE, "BACKEND": "local", "ROOT": str(root)}
     reset_blob_store()
@@ -32,6 +36,8 @@ def local_blob_store(settings: Any, tmp_path: Path) -> Iterator[Path]:
 @pytest.fixture
 def s3_settings(settings: Any, seaweedfs: Any) -> Iterator[None]:
     """Switch the registry to the S3 store on the test SeaweedFS, with a bucket of its own."""
+    from registry.blobs import reset_blob_store
+
     settings.BLOB_STORE = {
         "BACKEND": "s3",
         "BUCKET": f"hub-{uuid.uuid4().hex[:12]}",
@@ -64,16 +70,20 @@ def lora_dir_2(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def alice(db: Any) -> Any:
-    return User.objects.create_user("alice", password="pw-alice-123")
+    return _user_model().objects.create_user("alice", password="pw-alice-123")
 
 
 @pytest.fixture
 def bob(db: Any) -> Any:
-    return User.objects.create_user("bob", password="pw-bob-123")
+    return _user_model().objects.create_user("bob", password="pw-bob-123")
 
 
 @pytest.fixture
-def client_for() -> Callable[..., APIClient]:
+def client_for() -> Callable[..., Any]:
+    from rest_framework.test import APIClient
+
+    from registry.services import issue_token
+
     def make(user: Any | None, scope: str = "write", namespace: str | None = None) -> APIClient:
         client = APIClient()
         if user is not None:
@@ -85,8 +95,10 @@ def client_for() -> Callable[..., APIClient]:
 
 
 @pytest.fixture
-def org(alice: Any, bob: Any) -> Namespace:
+def org(alice: Any, bob: Any) -> Any:
     """An organization where alice owns and bob reads."""
+    from registry.models import Membership, Namespace, Role
+
     namespace = Namespace.objects.create(name="acme", kind=Namespace.Kind.ORG)
     Membership.objects.create(namespace=namespace, user=alice, role=Role.OWNER)
     Membership.objects.create(namespace=namespace, user=bob, role=Role.READER)

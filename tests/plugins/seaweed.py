@@ -49,16 +49,24 @@ class SeaweedServer:
     log_path: Path | None = None
     ports: dict[str, int] = field(default_factory=dict)
 
-    def client(self) -> S3Client:
-        """A boto3 client for this server, configured like S3BlobStore's own."""
-        from storage.s3 import _make_client
+    _client: S3Client | None = field(default=None, init=False, repr=False)
 
-        return _make_client(
-            endpoint_url=self.endpoint_url,
-            access_key=self.access_key,
-            secret_key=self.secret_key,
-            region=self.region,
-        )
+    def client(self) -> S3Client:
+        """A boto3 client for this server, configured like S3BlobStore's own, built once.
+
+        Building a client costs ~0.2 s (botocore loads the S3 model), so per-test stores share
+        this one; boto3 clients are thread-safe.
+        """
+        if self._client is None:
+            from storage.s3 import make_s3_client
+
+            self._client = make_s3_client(
+                endpoint_url=self.endpoint_url,
+                access_key=self.access_key,
+                secret_key=self.secret_key,
+                region=self.region,
+            )
+        return self._client
 
     def log_tail(self, lines: int = 40) -> str:
         if self.log_path is None or not self.log_path.exists():
@@ -70,22 +78,18 @@ class SeaweedServer:
         proc, self.process = self.process, None
         if proc is None:
             return
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                # weed's graceful gRPC shutdown can hang for many seconds; the data is
-                # throwaway, so a short grace period then SIGKILL keeps teardown fast.
-                proc.wait(timeout=2)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
-        # weed puts gRPC unix sockets in /tmp named by port, whatever -dir says.
+        # SIGKILL, not SIGTERM: weed's graceful gRPC shutdown hangs for many seconds, and the
+        # data is throwaway.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        # weed puts gRPC unix sockets in the temp dir named by port, whatever -dir says (Go's
+        # os.TempDir: $TMPDIR or /tmp).
+        tmp = Path(os.environ.get("TMPDIR") or "/tmp")
         for name in _COMPONENTS:
             grpc_port = self.ports.get(f"{name}.grpc")
             if grpc_port is not None:
-                Path(f"/tmp/seaweedfs-{name}-grpc-{grpc_port}.sock").unlink(missing_ok=True)
+                (tmp / f"seaweedfs-{name}-grpc-{grpc_port}.sock").unlink(missing_ok=True)
 
     def __enter__(self) -> SeaweedServer:
         return self
@@ -270,7 +274,7 @@ def _wait_until_ready(server: SeaweedServer, proc: subprocess.Popen[bytes], time
                 client.delete_bucket(Bucket=bucket)
             time.sleep(0.2)
     raise TimeoutError(
-        f"SeaweedFS S3 at {server.endpoint_url} not ready after {timeout:.0f}s"
+        f"SeaweedFS S3 at {server.endpoint_url} not ready after {timeout:g} s"
         f" (last error: {last_error!r}); log tail:\n{server.log_tail()}"
     )
 
@@ -324,8 +328,11 @@ def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedServe
     if external is not None:
         yield external
         return
-    with start_seaweedfs(tmp_path_factory.mktemp("seaweedfs")) as server:
+    workdir = tmp_path_factory.mktemp("seaweedfs")
+    with start_seaweedfs(workdir) as server:
         yield server
+    # pytest keeps the last few base temp dirs: keep weed.log for post-mortems, not the data.
+    shutil.rmtree(workdir / "data", ignore_errors=True)
 
 
 @pytest.fixture
@@ -335,10 +342,8 @@ def s3_blob_store(seaweedfs: SeaweedServer) -> Iterator[S3BlobStore]:
 
     store = S3BlobStore(
         bucket=f"test-{uuid.uuid4().hex[:24]}",
-        endpoint_url=seaweedfs.endpoint_url,
-        access_key=seaweedfs.access_key,
-        secret_key=seaweedfs.secret_key,
         region=seaweedfs.region,
+        client=seaweedfs.client(),
         create_bucket=True,
     )
     yield store

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
 
-from storage import LocalBlobStore, S3BlobStore, make_blob_store
-from tests.plugins.seaweed import SeaweedServer
+from storage import BlobStore, LocalBlobStore, S3BlobStore, make_blob_store
+from tests.plugins.seaweed import SeaweedServer, delete_bucket
 
 
 def test_it_builds_a_local_store_from_a_string_root(tmp_path: Path) -> None:
@@ -16,10 +17,11 @@ def test_it_builds_a_local_store_from_a_string_root(tmp_path: Path) -> None:
 
 
 def test_it_builds_an_s3_store_and_can_create_its_bucket(seaweedfs: SeaweedServer) -> None:
+    bucket = f"factory-{uuid.uuid4().hex[:16]}"
     store = make_blob_store(
         {
             "BACKEND": "s3",
-            "BUCKET": "factory-made",
+            "BUCKET": bucket,
             "ENDPOINT_URL": seaweedfs.endpoint_url,
             "ACCESS_KEY": seaweedfs.access_key,
             "SECRET_KEY": seaweedfs.secret_key,
@@ -28,10 +30,13 @@ def test_it_builds_an_s3_store_and_can_create_its_bucket(seaweedfs: SeaweedServe
         }
     )
 
-    assert isinstance(store, S3BlobStore)
-    assert store.bucket == "factory-made"
-    store.client.head_bucket(Bucket="factory-made")
-    assert not store.exists("a" * 64)
+    try:
+        assert isinstance(store, S3BlobStore)
+        assert store.bucket == bucket
+        store.client.head_bucket(Bucket=bucket)
+        assert not store.exists("a" * 64)
+    finally:
+        delete_bucket(seaweedfs.client(), bucket)
 
 
 def test_it_treats_empty_s3_settings_as_unset() -> None:
@@ -63,3 +68,7 @@ def test_it_needs_a_root_for_local_and_a_bucket_for_s3() -> None:
         make_blob_store({"BACKEND": "local"})
     with pytest.raises(ValueError, match="BUCKET"):
         make_blob_store({"BACKEND": "s3", "BUCKET": ""})
+
+
+def test_both_backends_satisfy_the_protocol(blob_store: BlobStore) -> None:
+    assert isinstance(blob_store, BlobStore)

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from storage import BlobInfo, BlobStore, BlobTooLarge, blob_key
+from storage import BlobInfo, BlobStore, BlobTooLarge, S3BlobStore, blob_key
 from tests.storage.helpers import (
     FailingStream,
     generated,
@@ -128,4 +128,31 @@ def test_a_multipart_upload_of_known_bytes_is_stored_once(
 
     assert first == second
     assert stored_keys(store) == [blob_key(first.sha256)]
+    assert pending_uploads(store) == []
+
+
+def test_a_blob_over_the_single_copy_limit_is_copied_in_parts(
+    s3_blob_store: S3BlobStore,
+) -> None:
+    # Real S3 caps CopyObject at 5 GiB; lowering the limit exercises the managed multipart
+    # copy (UploadPartCopy) on an 11 MiB blob instead.
+    store = S3BlobStore(
+        bucket=s3_blob_store.bucket,
+        client=s3_blob_store.client,
+        multipart_threshold=5 * MiB,
+        part_size=5 * MiB,
+    )
+    store._single_copy_limit = 5 * MiB
+    size = 11 * MiB + 3
+
+    info = store.put(generated(size, seed=11))
+
+    assert info.sha256 == generated_digest(size, seed=11)
+    assert store.size(info.sha256) == size
+    hasher = hashlib.sha256()
+    with store.open(info.sha256) as f:
+        while chunk := f.read(MiB):
+            hasher.update(chunk)
+    assert hasher.hexdigest() == info.sha256
+    assert stored_keys(store) == [blob_key(info.sha256)]
     assert pending_uploads(store) == []

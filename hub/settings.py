@@ -199,6 +199,20 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "store_processed": False,
     }
 CELERY_TASK_ALWAYS_EAGER = envbool("CELERY_TASK_ALWAYS_EAGER", "False")
+# Seconds a composition may run before Celery stops it (soft limit: the job is marked failed).
+COMPOSE_TIME_LIMIT = envint("COMPOSE_TIME_LIMIT", "3600")
+# Seconds a worker holds a running job without renewing; a redelivered task takes over after it.
+JOB_LEASE_SECONDS = envint("JOB_LEASE_SECONDS", "120")
+# Redis redelivers an unacknowledged task (a worker killed mid-job) after this many seconds; it
+# must exceed the longest task, or a slow task would run twice.
+CELERY_VISIBILITY_TIMEOUT = envint("CELERY_VISIBILITY_TIMEOUT", str(2 * 3600))
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": CELERY_VISIBILITY_TIMEOUT,
+        # How often a worker looks for messages a dead worker left unacknowledged.
+        "unacked_restore_interval": envint("CELERY_UNACKED_RESTORE_INTERVAL", "10"),
+        "unacked_restore_throttle": envint("CELERY_UNACKED_RESTORE_THROTTLE", "10"),
+    }
 
 LOGGING = {
     "version": 1,

@@ -9,11 +9,11 @@ from typing import Any
 BASE_MODEL_NAME = "hub-test/tiny-llama"
 
 
-def tiny_llama_config() -> Any:
+def tiny_llama_config(hidden_size: int = 64) -> Any:
     from transformers import LlamaConfig
 
     return LlamaConfig(
-        hidden_size=64,
+        hidden_size=hidden_size,
         intermediate_size=128,
         num_hidden_layers=2,
         num_attention_heads=4,
@@ -23,12 +23,12 @@ def tiny_llama_config() -> Any:
     )
 
 
-def tiny_llama(seed: int = 0) -> Any:
+def tiny_llama(seed: int = 0, hidden_size: int = 64) -> Any:
     import torch
     from transformers import LlamaForCausalLM
 
     torch.manual_seed(seed)
-    return LlamaForCausalLM(tiny_llama_config()).eval()
+    return LlamaForCausalLM(tiny_llama_config(hidden_size)).eval()
 
 
 def make_base_model_folder(folder: Path) -> Path:
@@ -45,13 +45,14 @@ def make_lora_adapter(
     target_modules: tuple[str, ...] = ("q_proj", "v_proj"),
     base_model_name: str = BASE_MODEL_NAME,
     readme: str | None = "# A test adapter\n\nTrained on nothing, for tests.\n",
+    hidden_size: int = 64,
     **lora_kwargs: Any,
 ) -> Path:
     """A real PEFT LoRA adapter (B initialised non-zero) saved with `save_pretrained`."""
     import torch
     from peft import LoraConfig, get_peft_model
 
-    base = tiny_llama()  # seeded on its own, so every adapter shares one base model
+    base = tiny_llama(hidden_size=hidden_size)  # seeded on its own, so every adapter shares one base model
     torch.manual_seed(seed)
     config = LoraConfig(
         r=r,
@@ -73,3 +74,57 @@ def make_lora_adapter(
 
 def read_config(folder: Path) -> dict[str, Any]:
     return dict(json.loads((folder / "adapter_config.json").read_text()))
+
+
+LLAMA_PROJECTIONS = {
+    "self_attn.q_proj": ("hidden", "hidden"),
+    "self_attn.k_proj": ("hidden", "hidden"),
+    "self_attn.v_proj": ("hidden", "hidden"),
+    "self_attn.o_proj": ("hidden", "hidden"),
+    "mlp.gate_proj": ("intermediate", "hidden"),
+    "mlp.up_proj": ("intermediate", "hidden"),
+    "mlp.down_proj": ("hidden", "intermediate"),
+}
+
+
+def make_synthetic_lora(
+    folder: Path,
+    *,
+    seed: int,
+    hidden: int = 1024,
+    intermediate: int = 2816,
+    layers: int = 4,
+    r: int = 16,
+    base_model_name: str = "hub-test/llama-1024",
+) -> Path:
+    """A PEFT-format LoRA adapter at realistic sizes, written directly (no model is built)."""
+    import torch
+    from safetensors.torch import save_file
+
+    sizes = {"hidden": hidden, "intermediate": intermediate}
+    generator = torch.Generator().manual_seed(seed)
+    tensors = {}
+    for layer in range(layers):
+        for module, (out_dim, in_dim) in LLAMA_PROJECTIONS.items():
+            key = f"base_model.model.model.layers.{layer}.{module}"
+            d_out, d_in = sizes[out_dim], sizes[in_dim]
+            tensors[f"{key}.lora_A.weight"] = torch.randn(r, d_in, generator=generator) / d_in**0.5
+            tensors[f"{key}.lora_B.weight"] = torch.randn(d_out, r, generator=generator) * 0.02
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(folder / "adapter_model.safetensors"), metadata={"format": "pt"})
+    config = {
+        "peft_type": "LORA",
+        "task_type": "CAUSAL_LM",
+        "r": r,
+        "lora_alpha": 2 * r,
+        "lora_dropout": 0.0,
+        "target_modules": sorted(m.split(".")[1] for m in LLAMA_PROJECTIONS),
+        "base_model_name_or_path": base_model_name,
+        "bias": "none",
+        "fan_in_fan_out": False,
+        "use_rslora": False,
+        "use_dora": False,
+        "inference_mode": True,
+    }
+    (folder / "adapter_config.json").write_text(json.dumps(config, indent=2))
+    return folder

@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-from django.urls import path
+from django.urls import include, path
 
-from registry.api import views
+from registry.api import compositions, views
 
 app_name = "api"
 
@@ -17,10 +17,15 @@ urlpatterns = [
     path(f"{version}/", views.VersionDetailView.as_view(), name="version-detail"),
     path(f"{version}/yank/", views.VersionYankView.as_view(), name="version-yank"),
     path(f"{version}/files/<path:path>", views.VersionFileView.as_view(), name="version-file"),
+    path(f"{version}/lineage/", compositions.LineageView.as_view(), name="version-lineage"),
+    path("compositions/", compositions.CompositionListView.as_view(), name="composition-list"),
+    path("jobs/", compositions.JobListView.as_view(), name="job-list"),
+    path("jobs/<uuid:job_id>/", compositions.JobDetailView.as_view(), name="job-detail"),
     path("base-models/", views.BaseModelListView.as_view(), name="base-model-list"),
     path("base-models/<path:name>/", views.BaseModelDetailView.as_view(), name="base-model-detail"),
     path("tokens/", views.TokenListView.as_view(), name="token-list"),
     path("tokens/<int:token_id>/", views.TokenDetailView.as_view(), name="token-detail"),
     path("orgs/", views.OrganizationListView.as_view(), name="org-list"),
     path("orgs/<str:namespace>/members/", views.MemberListView.as_view(), name="org-members"),
+    path("", include("registry.api.upload_urls")),
 ]

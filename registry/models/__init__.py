@@ -24,8 +24,21 @@ from registry.models.core import (
     Visibility,
     slug_validator,
 )
+from registry.models.compositions import (
+    ACTIVE_STATUSES,
+    CompositionJob,
+    JobStatus,
+    LineageRole,
+    VersionParent,
+)
+from registry.models import uploads as uploads  # noqa: F401  (registers its models)
 
 __all__ = [
+    "ACTIVE_STATUSES",
+    "CompositionJob",
+    "JobStatus",
+    "LineageRole",
+    "VersionParent",
     "LORA_FAMILY",
     "SCOPE_RANK",
     "SHA256_PATTERN",

@@ -1,0 +1,430 @@
+"""The composition engine: validate, then merge one module at a time, then assemble a PEFT adapter."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from composer.compat import Compatibility, as_adapter, check_compatible
+from composer.errors import CompositionError
+from composer.expression import parse_expression
+from composer.io import PEFT_PREFIX, LoraAdapter, load_lora, match_pattern, save_lora
+from composer.lora import combined_bias, refactor_dense
+from composer.recipe import Recipe, RecipeInput, environment, summarize
+from composer.registry import MergeMethod, get_method
+from composer.types import (
+    DTYPE_NAMES,
+    DTYPES,
+    LowRankDelta,
+    ModuleReport,
+    ModuleShape,
+    ProgressCallback,
+    RankSpec,
+    ScaledFactors,
+    SignMethod,
+)
+
+InputItem = tuple[LoraAdapter | str | os.PathLike[str], float]
+
+_DTYPE_ALIASES = {"float16": "fp16", "half": "fp16", "bfloat16": "bf16", "float32": "fp32", "float": "fp32"}
+DEFAULT_SEED = 0
+DEFAULT_ENERGY = 0.99
+
+
+@dataclass(frozen=True)
+class CompositionParams:
+    """A validated composition request (everything except the inputs themselves)."""
+
+    method: str
+    rank: RankSpec = None
+    density: float | None = None
+    seed: int | None = None
+    majority_sign_method: SignMethod = "total"
+    energy: float = DEFAULT_ENERGY
+    dtype: str | None = None
+    device: str = "auto"
+    expression: str | None = None
+
+    def __post_init__(self) -> None:
+        spec = self.spec  # raises unsupported_method
+        rank = self.rank
+        if rank is not None and rank != "auto" and (isinstance(rank, bool) or not isinstance(rank, int) or rank < 1):
+            raise CompositionError("bad_input", f"rank must be a positive integer, 'auto' or None, got {rank!r}")
+        if rank is not None and not spec.uses_rank:
+            raise CompositionError(
+                "bad_input", f"{spec.name} keeps every input's rank (output rank = sum of ranks); use linear to set one"
+            )
+        if spec.uses_density:
+            if self.density is None:
+                raise CompositionError(
+                    "missing_parameter", f"{spec.name} needs density, the fraction of each task vector to keep (0 < density <= 1)"
+                )
+            if not (isinstance(self.density, (int, float)) and 0.0 < self.density <= 1.0):
+                raise CompositionError("bad_input", f"density must be in (0, 1], got {self.density!r}")
+        elif self.density is not None:
+            raise CompositionError("bad_input", f"{spec.name} does not use density (only ties, dare_*, magnitude_prune do)")
+        if self.majority_sign_method not in ("total", "frequency"):
+            raise CompositionError(
+                "bad_input", f"majority_sign_method must be 'total' or 'frequency', got {self.majority_sign_method!r}"
+            )
+        if not (isinstance(self.energy, (int, float)) and 0.0 < self.energy <= 1.0):
+            raise CompositionError("bad_input", f"energy must be in (0, 1], got {self.energy!r}")
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0):
+            raise CompositionError("bad_input", f"seed must be a non-negative integer, got {self.seed!r}")
+        if self.dtype is not None and _DTYPE_ALIASES.get(self.dtype, self.dtype) not in DTYPES:
+            raise CompositionError("bad_input", f"dtype must be one of fp16, bf16, fp32, got {self.dtype!r}")
+        _ = self.torch_device  # raises bad_input for unknown or unavailable devices
+
+    @property
+    def spec(self) -> MergeMethod:
+        return get_method(self.method)
+
+    @property
+    def effective_seed(self) -> int | None:
+        """Element-wise methods draw random numbers (DARE masks, the low-rank SVD's probe); factored ones do not."""
+        if self.spec.kind != "elementwise":
+            return None
+        return DEFAULT_SEED if self.seed is None else self.seed
+
+    @property
+    def torch_device(self) -> torch.device:
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        try:
+            device = torch.device(self.device)
+        except (RuntimeError, TypeError):
+            raise CompositionError("bad_input", f"device must be auto, cpu or cuda[:N], got {self.device!r}") from None
+        if device.type not in ("cpu", "cuda"):
+            raise CompositionError("bad_input", f"device must be auto, cpu or cuda[:N], got {self.device!r}")
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise CompositionError("bad_input", "device 'cuda' was requested but no CUDA device is available")
+        return device
+
+    def output_dtype(self, inputs_dtype: torch.dtype) -> torch.dtype:
+        if self.dtype is None:
+            return inputs_dtype
+        return DTYPES[_DTYPE_ALIASES.get(self.dtype, self.dtype)]
+
+    def recorded(self, output_dtype: torch.dtype) -> dict[str, Any]:
+        """Parameters as composition.json records them: only those the method reads."""
+        spec = self.spec
+        recorded: dict[str, Any] = {"dtype": DTYPE_NAMES[output_dtype]}
+        if spec.uses_rank:
+            recorded["rank"] = self.rank if self.rank is not None else "max_input_rank"
+            if self.rank == "auto":
+                recorded["energy"] = self.energy
+        if spec.uses_density:
+            recorded["density"] = self.density
+        if spec.uses_sign_method:
+            recorded["majority_sign_method"] = self.majority_sign_method
+        if self.expression is not None:
+            recorded["expression"] = self.expression
+        return recorded
+
+
+@dataclass(frozen=True)
+class CompositionResult:
+    """A composed adapter (ready for `save_lora`), its per-module report and its recipe."""
+
+    adapter: LoraAdapter
+    modules: tuple[ModuleReport, ...]
+    recipe: dict[str, Any]
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        return summarize(self.modules)
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        save_lora(self.adapter, path)
+
+
+def compose(
+    inputs: Sequence[InputItem],
+    method: str = "linear",
+    rank: RankSpec = None,
+    *,
+    density: float | None = None,
+    seed: int | None = None,
+    majority_sign_method: SignMethod = "total",
+    energy: float = DEFAULT_ENERGY,
+    dtype: str | None = None,
+    device: str = "auto",
+    progress: ProgressCallback | None = None,
+    expression: str | None = None,
+) -> CompositionResult:
+    """Compose LoRA adapters into a new one.
+
+    Steps:
+        1. Validate the parameters and the inputs' compatibility, before any tensor math.
+        2. For each module of the union, read each input's factors, fold in weight x scaling,
+           merge with the method, and keep the result in the output dtype.
+        3. Assemble a PEFT adapter (rank_pattern where ranks differ, use_rslora off, scaling 1)
+           and the recipe.
+
+    Args:
+        inputs: (adapter or folder, weight) pairs; any real weights, negative ones negate.
+        method: a name from `composer.registry.METHODS` (or the alias "cat").
+        rank: output rank; None = the largest input rank at each module; "auto" = the smallest
+            rank keeping `energy` of each module's delta. Not accepted by stack.
+        density: fraction kept per task vector, required by ties, dare_* and magnitude_prune.
+        seed: seed of the element-wise methods' randomness (default 0); results are a pure function of it.
+        majority_sign_method: "total" or "frequency", for ties and dare_ties.
+        energy: fraction of ||delta||_F^2 to keep when rank="auto".
+        dtype: "fp16", "bf16" or "fp32" for the output tensors; default: the inputs'.
+        device: "auto" (CUDA when available), "cpu" or "cuda[:N]"; all math runs in fp32 there.
+        progress: called as progress(done_modules, total_modules) after each module.
+        expression: the arithmetic expression the weights came from, recorded in the recipe.
+
+    Returns:
+        A `CompositionResult`; `save_lora(result, folder)` writes it.
+    """
+    params = CompositionParams(
+        method=method,
+        rank=rank,
+        density=density,
+        seed=seed,
+        majority_sign_method=majority_sign_method,
+        energy=energy,
+        dtype=dtype,
+        device=device,
+        expression=expression,
+    )
+    adapters, weights = _normalize_inputs(inputs)
+    spec = params.spec
+    if spec.single_input and len(adapters) != 1:
+        raise CompositionError("bad_input", f"{spec.name} re-ranks exactly one adapter, got {len(adapters)} inputs")
+    compat = check_compatible(adapters)
+    device_ = params.torch_device
+    out_dtype = params.output_dtype(compat.dtype)
+
+    tensors: dict[str, Tensor] = {}
+    reports: list[ModuleReport] = []
+    total = len(compat.modules)
+    for done, (module, shape) in enumerate(compat.modules.items(), start=1):
+        low, bias = _merge_module(module, adapters, weights, params, device_)
+        input_ranks = tuple(a.modules[module].rank if module in a.modules else 0 for a in adapters)
+        reports.append(
+            ModuleReport(
+                module=module,
+                rank=low.rank,
+                input_ranks=input_ranks,
+                retained_energy=low.retained_energy,
+                relative_error=low.relative_error,
+                truncated=low.truncated,
+            )
+        )
+        if compat.has_bias and shape.kind != "embedding" and bias is None:
+            # PEFT gives every lora_B a bias once lora_bias=True; zeros keep modules without one exact.
+            bias = torch.zeros(shape.d_out, device=device_)
+        tensors.update(_module_tensors(module, shape, low, bias, out_dtype))
+        if progress is not None:
+            progress(done, total)
+
+    for key in compat.extra_keys:
+        tensors[key] = adapters[0].tensor(key).contiguous()
+    config = build_output_config(adapters, compat, {r.module: r.rank for r in reports})
+    recipe = Recipe(
+        library="composer",
+        version=_library_version(),
+        method=spec.name,
+        parameters=params.recorded(out_dtype),
+        seed=params.effective_seed,
+        inputs=tuple(
+            RecipeInput(reference=a.reference, weight=w, sha256=a.sha256) for a, w in zip(adapters, weights, strict=True)
+        ),
+        base_model=compat.base_model,
+        revision=compat.revision,
+        environment=environment(device_),
+    ).to_dict(reports)
+    adapter = LoraAdapter.from_tensors(config, tensors, reference=f"composition:{spec.name}", recipe=recipe)
+    return CompositionResult(adapter=adapter, modules=tuple(reports), recipe=recipe)
+
+
+def compose_expression(expression: str, **params: Any) -> CompositionResult:
+    """Compose the adapter folders named in `expression` with the weights it gives (method "expr").
+
+    The hub resolves `ns/name[:version]` references itself: it calls `parse_expression`, loads
+    the adapters, then `compose(inputs, method="expr", expression=expression)`.
+    """
+    inputs = [(load_lora(reference, reference=reference), weight) for reference, weight in parse_expression(expression)]
+    return compose(inputs, method="expr", expression=expression, **params)
+
+
+def _library_version() -> str:
+    from composer import __version__
+
+    return __version__
+
+
+def _normalize_inputs(inputs: Sequence[InputItem]) -> tuple[list[LoraAdapter], list[float]]:
+    adapters: list[LoraAdapter] = []
+    weights: list[float] = []
+    if isinstance(inputs, (str, bytes)) or not inputs:
+        raise CompositionError("bad_input", "inputs must be a non-empty sequence of (adapter or folder, weight) pairs")
+    for position, item in enumerate(inputs):
+        if not isinstance(item, (tuple, list)) or len(item) != 2:
+            raise CompositionError("bad_input", f"input {position} must be an (adapter or folder, weight) pair")
+        source, weight = item
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight):
+            raise CompositionError("bad_input", f"weight of input {position} must be a finite number, got {weight!r}")
+        adapters.append(as_adapter(source))
+        weights.append(float(weight))
+    return adapters, weights
+
+
+def _merge_module(
+    module: str, adapters: Sequence[LoraAdapter], weights: Sequence[float], params: CompositionParams, device: torch.device
+) -> tuple[LowRankDelta, Tensor | None]:
+    """Merge one module; inputs without it contribute nothing (a zero delta)."""
+    spec = params.spec
+    present = [(a, w) for a, w in zip(adapters, weights, strict=True) if module in a.modules]
+    factors: list[ScaledFactors] = []
+    for adapter, weight in present:
+        b, a, bias = adapter.factors(module, device)
+        scaling = adapter.scaling(module)
+        factors.append(ScaledFactors(b=b, a=a, coefficient=weight * scaling, scaling=scaling, bias=bias))
+    max_input_rank = max(f.a.shape[0] for f in factors)
+    target_rank = None if params.rank == "auto" else (params.rank or max_input_rank)
+    energy = params.energy if params.rank == "auto" else None
+
+    if spec.kind == "factored":
+        low = spec.merge(factors, rank=target_rank, energy=energy) if spec.uses_rank else spec.merge(factors)
+        return low, combined_bias(factors)
+
+    seed = params.effective_seed
+    assert seed is not None
+    kwargs: dict[str, Any] = {"density": params.density}
+    if spec.uses_sign_method:
+        kwargs["majority_sign_method"] = params.majority_sign_method
+    weight_tensor = torch.tensor([w for _, w in present], dtype=torch.float32, device=device)  # (n,)
+
+    d_out, d_in = factors[0].b.shape[0], factors[0].a.shape[1]
+    deltas = torch.empty((len(factors), d_out, d_in), dtype=torch.float32, device=device)  # (n, d_out, d_in)
+    for slot, f in zip(deltas, factors, strict=True):
+        torch.mm(f.b * f.scaling, f.a, out=slot)  # the task vector dW_i; the method applies the weight
+    if spec.uses_seed:
+        kwargs["generator"] = _generator(seed, module, "mask", device)
+    merged = spec.merge(deltas, weight_tensor, **kwargs)  # (d_out, d_in)
+    del deltas
+    low = refactor_dense(
+        merged,
+        rank=target_rank,
+        energy=energy,
+        max_rank=sum(f.a.shape[0] for f in factors),
+        generator=_generator(seed, module, "svd", device),
+    )
+    del merged
+    bias = None
+    if any(f.bias is not None for f in factors):
+        biases = torch.stack(
+            [f.bias * f.scaling if f.bias is not None else torch.zeros(d_out, device=device) for f in factors]
+        )  # (n, d_out): the effective bias each task adds
+        if spec.uses_seed:
+            kwargs["generator"] = _generator(seed, module, "bias_mask", device)
+        bias = spec.merge(biases, weight_tensor, **kwargs)
+    return low, bias
+
+
+def _generator(seed: int, module: str, purpose: str, device: torch.device) -> torch.Generator:
+    """A generator seeded from (seed, module, purpose): modules draw independently and reproducibly."""
+    digest = hashlib.sha256(f"{seed}/{module}/{purpose}".encode()).digest()
+    return torch.Generator(device=device).manual_seed(int.from_bytes(digest[:8], "big") & ((1 << 63) - 1))
+
+
+def _module_tensors(
+    module: str, shape: ModuleShape, low: LowRankDelta, bias: Tensor | None, dtype: torch.dtype
+) -> dict[str, Tensor]:
+    """PEFT state-dict entries of one output module, in the output dtype, on the CPU."""
+    t = low.rank
+    b, a = low.b, low.a  # (d_out, t), (t, d_in)
+    if shape.kind == "conv":
+        kernel_ones = (1,) * (len(shape.in_shape) - 1)
+        b = b.reshape(shape.d_out, t, *kernel_ones)
+        a = a.reshape(t, *shape.in_shape)
+    prefix = f"{PEFT_PREFIX}{module}"
+    if shape.kind == "embedding":
+        keys = {f"{prefix}.lora_embedding_A": a, f"{prefix}.lora_embedding_B": b}
+    else:
+        keys = {f"{prefix}.lora_A.weight": a, f"{prefix}.lora_B.weight": b}
+        if bias is not None:
+            keys[f"{prefix}.lora_B.bias"] = bias
+    return {key: value.to(device="cpu", dtype=dtype).contiguous() for key, value in keys.items()}
+
+
+# Config fields reset in the output: they describe how the inputs were trained or initialised,
+# and PEFT would re-run some initialisations (LoftQ, EVA, ...) when loading.
+_NEUTRAL_FIELDS: dict[str, Any] = {
+    "use_rslora": False,
+    "use_dora": False,
+    "init_lora_weights": True,
+    "inference_mode": True,
+    "lora_dropout": 0.0,
+    "layers_to_transform": None,
+    "layers_pattern": None,
+    "exclude_modules": None,
+    "loftq_config": {},
+    "eva_config": None,
+    "corda_config": None,
+    "lora_ga_config": None,
+}
+
+
+def build_output_config(adapters: Sequence[LoraAdapter], compat: Compatibility, ranks: dict[str, int]) -> dict[str, Any]:
+    """adapter_config.json of the composed adapter.
+
+    Source scaling is folded into the factors, so every module runs at scaling 1: lora_alpha = r,
+    and modules whose rank differs from the common one get matching rank_pattern and
+    alpha_pattern entries keyed by their full module name.
+    """
+    config = dict(adapters[0].config)
+    for field, value in _NEUTRAL_FIELDS.items():
+        if field in config or field in ("use_rslora", "use_dora"):
+            config[field] = value
+    counts = Counter(ranks.values())
+    default_rank = max(counts, key=lambda r: (counts[r], r))
+    rank_pattern = {module: r for module, r in ranks.items() if r != default_rank}
+    config.update(
+        peft_type="LORA",
+        r=default_rank,
+        lora_alpha=default_rank,
+        rank_pattern=rank_pattern,
+        alpha_pattern=dict(rank_pattern),
+        target_modules=_target_modules(adapters, compat),
+        base_model_name_or_path=compat.base_model,
+        revision=compat.revision,
+        fan_in_fan_out=compat.fan_in_fan_out,
+        task_type=compat.task_type,
+    )
+    if compat.has_bias or "lora_bias" in config:
+        config["lora_bias"] = compat.has_bias
+    if not compat.extra_keys:
+        config["modules_to_save"] = None
+        config["bias"] = "none"
+    for module, rank in ranks.items():
+        resolved = match_pattern(rank_pattern, module)
+        # Full names could in principle be a dotted suffix of another module's name.
+        assert (resolved if resolved is not None else default_rank) == rank, f"rank_pattern misresolves {module}"
+    return config
+
+
+def _target_modules(adapters: Sequence[LoraAdapter], compat: Compatibility) -> list[str]:
+    """Union of the inputs' target lists when that reaches exactly the written modules, else exact names."""
+    simple = all(
+        isinstance(a.config.get("target_modules"), list)
+        and not a.config.get("layers_to_transform")
+        and not a.config.get("exclude_modules")
+        for a in adapters
+    )
+    if simple:
+        union = sorted({str(name) for a in adapters for name in a.config["target_modules"]})
+        if all(any(m == t or m.endswith("." + t) for t in union) for m in compat.modules):
+            return union
+    return list(compat.modules)

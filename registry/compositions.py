@@ -1,0 +1,547 @@
+"""Composition jobs: compose hybrid adapters from registry adapters on Celery workers.
+
+`submit_composition` validates a recipe against the registry (answering 4xx before anything is
+queued) and records a job; `run_composition` is the worker's side: claim the job, stream the
+inputs from storage, run `composer`, and publish the result through the same path as a push.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+import composer
+from composer import CompositionError, CompositionParams, parse_expression
+from registry.access import Actor, access_adapter, access_namespace, require_write
+from registry.blobs import get_blob_store
+from registry.exceptions import BadRequest, Conflict, NotFound, RegistryError, Unprocessable
+from registry.models import (
+    LORA_FAMILY,
+    Adapter,
+    AdapterVersion,
+    CompositionJob,
+    JobStatus,
+    LineageRole,
+    Method,
+    VersionParent,
+)
+from registry.services import AdapterMetadata, IncomingFile, push_version, resolve_version
+
+log = logging.getLogger(__name__)
+
+# Parameters a caller may set; the worker chooses the device.
+ALLOWED_PARAMETERS = frozenset({"rank", "density", "seed", "majority_sign_method", "energy", "dtype"})
+COPY_CHUNK = 1024 * 1024
+# Progress is reported in bands: inputs (0-10), composing (10-85), publishing (85-100).
+COMPOSE_BAND = (10, 85)
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    adapter: str
+    weight: float
+    version: str | int | None = None
+
+
+@dataclass(frozen=True)
+class CompositionRequest:
+    into: str
+    method: str | None = None
+    inputs: Sequence[InputSpec] = ()
+    expression: str | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+    force: bool = False
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    job: CompositionJob
+    created: bool
+
+
+@dataclass(frozen=True)
+class ResolvedInput:
+    version: AdapterVersion
+    weight: float
+
+    @property
+    def reference(self) -> str:
+        return f"{self.version.adapter.full_name}:{self.version.number}"
+
+    @property
+    def published_reference(self) -> str:
+        """How the result's card and composition.json name this input: a private parent's name
+        never travels with a result that others may see."""
+        return PRIVATE_REFERENCE if self.version.adapter.is_private else self.reference
+
+
+PRIVATE_REFERENCE = "(a private adapter)"
+
+
+# --- Submitting ---------------------------------------------------------------------------------
+
+
+def submit_composition(*, actor: Actor, request: CompositionRequest) -> SubmitResult:
+    """Validate a recipe and queue a job, or return the job that already ran the same recipe.
+
+    1. Resolve the inputs (from the list or the expression) to versions the caller may see.
+    2. Check they are plain LoRA adapters of one base model, and that the method accepts the
+       parameters, so mistakes are answered at once (4xx) instead of failing on a worker.
+    3. Check the caller may write the target, and that the target fits the base model.
+    4. Canonicalize the recipe; unless `force`, an identical recipe returns its existing job.
+    5. Create the job and enqueue its task once the transaction commits.
+    """
+    if not actor.is_authenticated:
+        raise RegistryError("sign in or send a token with write scope", code="auth_required", status=401)
+    method, specs = _method_and_inputs(request)
+    resolved = [_resolve_input(actor, spec) for spec in specs]
+    base_model = _check_inputs(resolved)
+    params = _check_parameters(method, request.parameters, n_inputs=len(resolved))
+    target_ns, target_name = _check_target(actor, request.into, base_model)
+
+    recipe = {
+        "method": params.spec.name,
+        "inputs": [
+            {"adapter": r.version.adapter.full_name, "version": r.version.number, "weight": r.weight}
+            for r in resolved
+        ],
+        "parameters": {k: request.parameters[k] for k in sorted(request.parameters)},
+        "expression": request.expression,
+        "base_model": base_model,
+        "into": f"{target_ns}/{target_name}",
+    }
+    recipe_hash = hashlib.sha256(json.dumps(recipe, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    with transaction.atomic():
+        if not request.force:
+            existing = (
+                CompositionJob.objects.select_for_update()
+                .filter(recipe_hash=recipe_hash)
+                .exclude(status=JobStatus.FAILED)
+                .order_by("-created_at")
+                .first()
+            )
+            if existing is not None:
+                return SubmitResult(job=existing, created=False)
+        job = CompositionJob.objects.create(
+            created_by=actor.user,
+            recipe=recipe,
+            recipe_hash=recipe_hash,
+            target_namespace=target_ns,
+            target_name=target_name,
+            description=request.description[:500],
+        )
+        transaction.on_commit(lambda: _enqueue(job))
+    return SubmitResult(job=job, created=True)
+
+
+def _enqueue(job: CompositionJob) -> None:
+    from registry.tasks import compose_adapter
+
+    compose_adapter.delay(str(job.pk))
+
+
+def _method_and_inputs(request: CompositionRequest) -> tuple[str, list[InputSpec]]:
+    if request.expression and request.inputs:
+        raise BadRequest("send either inputs or an expression, not both", code="ambiguous_recipe")
+    if request.expression:
+        try:
+            terms = parse_expression(request.expression)
+        except CompositionError as exc:
+            raise Unprocessable(str(exc), code=exc.code) from None
+        specs = [_spec_from_reference(reference, weight) for reference, weight in terms]
+        return request.method or "expr", specs
+    if not request.inputs:
+        raise BadRequest("a composition needs inputs (or an expression)", code="no_inputs")
+    if not request.method:
+        raise BadRequest("say which method composes the inputs", code="missing_method")
+    return request.method, list(request.inputs)
+
+
+def _spec_from_reference(reference: str, weight: float) -> InputSpec:
+    """`ns/name` or `ns/name:version` (a number, a label or `latest`)."""
+    name, _, version = reference.partition(":")
+    if name.count("/") != 1:
+        raise Unprocessable(f"{reference!r} is not an adapter reference of the form ns/name[:version]", code="bad_reference")
+    return InputSpec(adapter=name, weight=weight, version=version or None)
+
+
+def _resolve_input(actor: Actor, spec: InputSpec) -> ResolvedInput:
+    namespace, _, name = spec.adapter.partition("/")
+    if not namespace or not name:
+        raise BadRequest(f"input {spec.adapter!r} must be ns/name", code="bad_reference")
+    if not isinstance(spec.weight, (int, float)) or isinstance(spec.weight, bool) or not math.isfinite(spec.weight):
+        raise BadRequest(f"the weight of {spec.adapter} must be a finite number", code="bad_weight")
+    adapter = access_adapter(actor, namespace, name)
+    return ResolvedInput(version=resolve_version(adapter, spec.version), weight=float(spec.weight))
+
+
+def _check_inputs(resolved: Sequence[ResolvedInput]) -> str:
+    for r in resolved:
+        adapter, config = r.version.adapter, r.version.config
+        if adapter.method not in LORA_FAMILY or r.version.peft_type != "LORA":
+            raise Unprocessable(
+                f"{r.reference} is a {adapter.get_method_display()} adapter; only LoRA adapters can be composed",
+                code="unsupported_method",
+            )
+        if config.get("use_dora"):
+            raise Unprocessable(
+                f"{r.reference} is a DoRA adapter: its magnitude vector cannot be composed exactly",
+                code="unsupported_variant",
+            )
+    bases = {r.version.adapter.base_model.name for r in resolved}
+    if len(bases) > 1:
+        listing = ", ".join(f"{r.reference} ({r.version.adapter.base_model.name})" for r in resolved)
+        raise Unprocessable(f"the inputs are adapters of different base models: {listing}", code="base_model_mismatch")
+    return bases.pop()
+
+
+def _check_parameters(method: str, parameters: dict[str, Any], *, n_inputs: int) -> CompositionParams:
+    unknown = set(parameters) - ALLOWED_PARAMETERS
+    if unknown:
+        raise BadRequest(
+            f"unknown parameters {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(ALLOWED_PARAMETERS))}",
+            code="bad_parameters",
+        )
+    try:
+        params = CompositionParams(method=method, device="cpu", **parameters)
+    except CompositionError as exc:
+        raise Unprocessable(str(exc), code=exc.code) from None
+    except TypeError as exc:
+        raise BadRequest(f"bad parameters: {exc}", code="bad_parameters") from None
+    if params.spec.single_input and n_inputs != 1:
+        raise Unprocessable(f"{params.spec.name} re-ranks exactly one adapter, got {n_inputs}", code="bad_input")
+    return params
+
+
+def _check_target(actor: Actor, into: str, base_model: str) -> tuple[str, str]:
+    namespace_name, _, name = (into or "").partition("/")
+    if not namespace_name or not name or "/" in name:
+        raise BadRequest(f"the target {into!r} must be ns/name", code="bad_target")
+    namespace = access_namespace(actor, namespace_name)
+    require_write(actor, namespace)
+    existing = Adapter.objects.select_related("base_model").filter(namespace=namespace, name=name).first()
+    if existing is not None:
+        if existing.base_model.name != base_model:
+            raise Conflict(
+                f"{existing.full_name} is an adapter of {existing.base_model.name}; the inputs are of {base_model}",
+                code="base_model_mismatch",
+            )
+        if existing.method not in LORA_FAMILY:
+            raise Conflict(f"{existing.full_name} is not a LoRA adapter", code="target_method_mismatch")
+    return namespace_name, name
+
+
+# --- Running (on a worker) ------------------------------------------------------------------------
+
+
+class LeaseHeld(Exception):
+    """Another worker is running the job; try again once its lease may have lapsed."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"job leased for {seconds:.0f} more seconds")
+        self.seconds = seconds
+
+
+def claim_job(job_id: str, worker: str) -> CompositionJob | None:
+    """Take the job atomically: a queued job, or a running one whose worker stopped renewing.
+
+    Returns None when the job is finished (a duplicate delivery), raises LeaseHeld when a live
+    worker holds it.
+    """
+    now = timezone.now()
+    lease = now + timedelta(seconds=settings.JOB_LEASE_SECONDS)
+    claimable = Q(status=JobStatus.QUEUED) | Q(status=JobStatus.RUNNING, lease_expires_at__lt=now)
+    taken = CompositionJob.objects.filter(claimable, pk=job_id).update(
+        status=JobStatus.RUNNING, worker=worker, lease_expires_at=lease, attempts=F("attempts") + 1
+    )
+    job = CompositionJob.objects.filter(pk=job_id).first()
+    if job is None:
+        raise NotFound(f"job {job_id} does not exist", code="job_not_found")
+    if taken:
+        if job.started_at is None:
+            CompositionJob.objects.filter(pk=job_id).update(started_at=now)
+            job.started_at = now
+        return job
+    if job.is_finished:
+        return None
+    remaining = (job.lease_expires_at - now).total_seconds() if job.lease_expires_at else 1.0
+    raise LeaseHeld(max(remaining, 1.0))
+
+
+class _ProgressReporter:
+    """Writes progress and renews the lease, at most once a second."""
+
+    def __init__(self, job: CompositionJob) -> None:
+        self.job = job
+        self.last = 0.0
+
+    def __call__(self, percent: int, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self.last < 1.0:
+            return
+        self.last = now
+        CompositionJob.objects.filter(pk=self.job.pk, status=JobStatus.RUNNING).update(
+            progress=min(max(percent, 0), 100),
+            lease_expires_at=timezone.now() + timedelta(seconds=settings.JOB_LEASE_SECONDS),
+        )
+
+    def modules(self, done: int, total: int) -> None:
+        low, high = COMPOSE_BAND
+        self(low + (high - low) * done // max(total, 1))
+
+
+def run_composition(job_id: str, *, worker: str) -> CompositionJob | None:
+    """The worker's side of a job.
+
+    1. Claim it (see `claim_job`).
+    2. Copy each input version's files from the blob store into a temporary folder.
+    3. Compose with `composer`, reporting progress per module.
+    4. Write the result with its model card and publish it as a version through `push_version`
+       (same validation as a user's push), recording lineage and the job's result in the same
+       transaction. Identical bytes map to the existing version, so a retry never duplicates.
+    Domain errors mark the job failed; anything else propagates for Celery to retry.
+    """
+    job = claim_job(job_id, worker)
+    if job is None:
+        return None
+    report = _ProgressReporter(job)
+    timings: dict[str, float] = {}
+    try:
+        with tempfile.TemporaryDirectory(prefix="compose-") as tmp:
+            started = time.monotonic()
+            inputs = _load_inputs(job, Path(tmp) / "inputs")
+            timings["load_seconds"] = round(time.monotonic() - started, 3)
+            report(COMPOSE_BAND[0], force=True)
+
+            started = time.monotonic()
+            result = _compose(job, inputs, report)
+            timings["compose_seconds"] = round(time.monotonic() - started, 3)
+
+            started = time.monotonic()
+            out = composer.save_lora(result, Path(tmp) / "out")
+            (out / "README.md").write_text(composition_card(job, inputs, result))
+            version = _publish(job, inputs, out)
+            timings["publish_seconds"] = round(time.monotonic() - started, 3)
+    except (CompositionError, RegistryError) as exc:
+        fail_job(job, code=getattr(exc, "code", "composition_failed"), message=str(getattr(exc, "message", exc)))
+        job.refresh_from_db()
+        return job
+    CompositionJob.objects.filter(pk=job.pk).update(
+        status=JobStatus.SUCCEEDED,
+        progress=100,
+        result_version=version,
+        report=result.summary,
+        timings=timings,
+        finished_at=timezone.now(),
+        lease_expires_at=None,
+    )
+    job.refresh_from_db()
+    return job
+
+
+def fail_job(job: CompositionJob, *, code: str, message: str) -> None:
+    CompositionJob.objects.filter(pk=job.pk).update(
+        status=JobStatus.FAILED,
+        error_code=code[:64],
+        error_message=message,
+        finished_at=timezone.now(),
+        lease_expires_at=None,
+    )
+
+
+def release_job(job_id: str) -> None:
+    """Hand a job back to the queue after a transient error, for the task's retry to claim."""
+    CompositionJob.objects.filter(pk=job_id, status=JobStatus.RUNNING).update(
+        status=JobStatus.QUEUED, lease_expires_at=None
+    )
+
+
+def _load_inputs(job: CompositionJob, folder: Path) -> list[tuple[ResolvedInput, composer.LoraAdapter]]:
+    store = get_blob_store()
+    loaded = []
+    for index, item in enumerate(job.recipe["inputs"]):
+        namespace, _, name = item["adapter"].partition("/")
+        version = (
+            AdapterVersion.objects.select_related("adapter__namespace", "adapter__base_model")
+            .filter(adapter__namespace__name=namespace, adapter__name=name, number=item["version"])
+            .first()
+        )
+        if version is None:
+            raise CompositionError("bad_input", f"input {item['adapter']}:{item['version']} no longer exists")
+        target = folder / str(index)
+        weights_sha = None
+        for f in version.files.all():
+            if f.path not in ("adapter_config.json", "adapter_model.safetensors"):
+                continue
+            path = target / f.path
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("wb") as out:
+                for chunk in store.read_range(f.sha256, 0, f.size):
+                    out.write(chunk)
+            if f.path == "adapter_model.safetensors":
+                weights_sha = f.sha256
+        resolved = ResolvedInput(version=version, weight=float(item["weight"]))
+        adapter = composer.load_lora(target, reference=resolved.published_reference, sha256=weights_sha)
+        loaded.append((resolved, adapter))
+    return loaded
+
+
+def _compose(
+    job: CompositionJob, inputs: list[tuple[ResolvedInput, composer.LoraAdapter]], report: _ProgressReporter
+) -> composer.CompositionResult:
+    recipe = job.recipe
+    return composer.compose(
+        [(adapter, resolved.weight) for resolved, adapter in inputs],
+        method=recipe["method"],
+        progress=report.modules,
+        expression=recipe.get("expression"),
+        **recipe["parameters"],
+    )
+
+
+def _publish(job: CompositionJob, inputs: list[tuple[ResolvedInput, composer.LoraAdapter]], folder: Path) -> AdapterVersion:
+    paths = sorted(p for p in folder.rglob("*") if p.is_file())
+    handles = [p.open("rb") for p in paths]
+    try:
+        files = [
+            IncomingFile(path=p.relative_to(folder).as_posix(), stream=h, size=p.stat().st_size)
+            for p, h in zip(paths, handles, strict=True)
+        ]
+        with transaction.atomic():
+            result = push_version(
+                actor=Actor(user=job.created_by),
+                namespace=job.target_namespace,
+                name=job.target_name,
+                files=files,
+                meta=AdapterMetadata(
+                    base_model=job.recipe["base_model"],
+                    method=Method.LORA,
+                    description=job.description or None,
+                    tags=["composed", job.recipe["method"]] if _is_new_adapter(job) else None,
+                ),
+            )
+            version = result.version
+            if not version.parent_links.exists():
+                VersionParent.objects.bulk_create(
+                    [
+                        VersionParent(
+                            child=version,
+                            parent=resolved.version,
+                            weight=resolved.weight,
+                            role=LineageRole.NEGATED if resolved.weight < 0 else LineageRole.INPUT,
+                            position=position,
+                        )
+                        for position, (resolved, _) in enumerate(inputs)
+                        if resolved.version.pk != version.pk
+                    ]
+                )
+    finally:
+        for handle in handles:
+            handle.close()
+    return version
+
+
+def _is_new_adapter(job: CompositionJob) -> bool:
+    return not Adapter.objects.filter(namespace__name=job.target_namespace, name=job.target_name).exists()
+
+
+def composition_card(
+    job: CompositionJob, inputs: list[tuple[ResolvedInput, composer.LoraAdapter]], result: composer.CompositionResult
+) -> str:
+    """The model card of a composed adapter: front matter PEFT and HF tools read, then how it was made."""
+    recipe = job.recipe
+    parameters = result.recipe.get("parameters", {})
+    lines = [
+        "---",
+        f"base_model: {recipe['base_model']}",
+        "library_name: peft",
+        "tags:",
+        "- composed",
+        f"- {recipe['method']}",
+        "---",
+        "",
+        f"# {job.target}",
+        "",
+    ]
+    if job.description:
+        lines += [job.description, ""]
+    lines += ["## Composed from", ""]
+    for resolved, _ in inputs:
+        adapter = resolved.version.adapter
+        if adapter.is_private:
+            lines.append(f"- {PRIVATE_REFERENCE} with weight {resolved.weight:+g}")
+            continue
+        link = f"/api/v1/adapters/{adapter.namespace.name}/{adapter.name}/versions/{resolved.version.number}/"
+        lines.append(f"- [{resolved.reference}]({link}) with weight {resolved.weight:+g}")
+    lines += ["", f"Method: `{recipe['method']}`", ""]
+    if recipe.get("expression"):
+        lines += [f"Expression: `{recipe['expression']}`", ""]
+    if parameters:
+        lines += ["Parameters:", ""] + [f"- `{key}`: `{value}`" for key, value in sorted(parameters.items())] + [""]
+    summary = result.summary
+    if summary:
+        lines += ["Quality of the re-factorisation:", "", "```json", json.dumps(summary, indent=2, sort_keys=True), "```", ""]
+    lines += ["The full recipe is in `composition.json`.", ""]
+    return "\n".join(lines)
+
+
+# --- Lineage ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LineageEdge:
+    version: AdapterVersion
+    weight: float
+    role: str
+
+
+@dataclass(frozen=True)
+class Lineage:
+    parents: list[LineageEdge]
+    children: list[LineageEdge]
+
+
+def version_lineage(actor: Actor, version: AdapterVersion) -> Lineage:
+    """Parents and children the actor may see; a hidden (private) one is left out entirely."""
+    related = "adapter__namespace", "adapter__base_model"
+    parent_links = version.parent_links.select_related(*(f"parent__{r}" for r in related)).order_by("position")
+    child_links = version.child_links.select_related(*(f"child__{r}" for r in related)).order_by("child__created_at")
+    return Lineage(
+        parents=[
+            LineageEdge(link.parent, link.weight, link.role)
+            for link in parent_links
+            if actor.can_read_adapter(link.parent.adapter)
+        ],
+        children=[
+            LineageEdge(link.child, link.weight, link.role)
+            for link in child_links
+            if actor.can_read_adapter(link.child.adapter)
+        ],
+    )
+
+
+def visible_job(actor: Actor, job_id: str) -> CompositionJob:
+    """A job its creator, or anyone who may write its target, can follow."""
+    job = CompositionJob.objects.select_related("result_version__adapter__namespace").filter(pk=job_id).first()
+    if job is None or not actor.is_authenticated:
+        raise NotFound(f"job {job_id} does not exist", code="job_not_found")
+    if job.created_by_id != actor.user_id:
+        namespace = access_namespace(actor, job.target_namespace)
+        if not actor.can_read_private(namespace):
+            raise NotFound(f"job {job_id} does not exist", code="job_not_found")
+    return job

@@ -113,6 +113,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
     }
 
+if test_database := env("TEST_DATABASE_NAME", ""):
+    # Lets several test runs share one PostgreSQL server without dropping each other's database.
+    DATABASES["default"]["TEST"] = {"NAME": test_database}
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -127,6 +131,8 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env("STATIC_ROOT", str(VAR_DIR / "static")))
+# The web catalog's CSS and JavaScript (hub/ is not an app, so its static folder is listed here).
+STATICFILES_DIRS = [BASE_DIR / "hub" / "static"]
 
 LOGIN_URL = "/admin/login/"
 
@@ -213,6 +219,18 @@ if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
         "unacked_restore_interval": envint("CELERY_UNACKED_RESTORE_INTERVAL", "10"),
         "unacked_restore_throttle": envint("CELERY_UNACKED_RESTORE_THROTTLE", "10"),
     }
+
+# --- Evaluation ---------------------------------------------------------------------------------
+# Folders holding base model weights for eval workers (`<root>/<org>/<name>`, `<root>/<org>--<name>`
+# or a Hugging Face cache); nothing is ever downloaded.
+HUB_BASE_MODEL_PATHS = envlist("HUB_BASE_MODEL_PATHS", str(VAR_DIR / "models"))
+EVAL_DEVICE = env("EVAL_DEVICE", "auto")  # auto: CUDA when present
+EVAL_BATCH_SIZE = envint("EVAL_BATCH_SIZE", "16")
+EVAL_MODEL_CACHE_SIZE = envint("EVAL_MODEL_CACHE_SIZE", "2")
+EVAL_SUITE_MAX_BYTES = envint("EVAL_SUITE_MAX_BYTES", str(50 * 1024**2))
+EVAL_TIME_LIMIT = envint("EVAL_TIME_LIMIT", "3600")
+# A composed version is validated when it reaches this fraction of its best parent on each suite.
+VALIDATION_FRACTION = float(env("VALIDATION_FRACTION", "0.95"))
 
 LOGGING = {
     "version": 1,

@@ -15,17 +15,15 @@ import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
 from django.utils import timezone
 
 import composer
 from composer import CompositionError, CompositionParams, parse_expression
+from registry import jobs
 from registry.access import Actor, access_adapter, access_namespace, require_write
 from registry.blobs import get_blob_store
 from registry.exceptions import BadRequest, Conflict, NotFound, RegistryError, Unprocessable
@@ -249,40 +247,6 @@ def _check_target(actor: Actor, into: str, base_model: str) -> tuple[str, str]:
 # --- Running (on a worker) ------------------------------------------------------------------------
 
 
-class LeaseHeld(Exception):
-    """Another worker is running the job; try again once its lease may have lapsed."""
-
-    def __init__(self, seconds: float) -> None:
-        super().__init__(f"job leased for {seconds:.0f} more seconds")
-        self.seconds = seconds
-
-
-def claim_job(job_id: str, worker: str) -> CompositionJob | None:
-    """Take the job atomically: a queued job, or a running one whose worker stopped renewing.
-
-    Returns None when the job is finished (a duplicate delivery), raises LeaseHeld when a live
-    worker holds it.
-    """
-    now = timezone.now()
-    lease = now + timedelta(seconds=settings.JOB_LEASE_SECONDS)
-    claimable = Q(status=JobStatus.QUEUED) | Q(status=JobStatus.RUNNING, lease_expires_at__lt=now)
-    taken = CompositionJob.objects.filter(claimable, pk=job_id).update(
-        status=JobStatus.RUNNING, worker=worker, lease_expires_at=lease, attempts=F("attempts") + 1
-    )
-    job = CompositionJob.objects.filter(pk=job_id).first()
-    if job is None:
-        raise NotFound(f"job {job_id} does not exist", code="job_not_found")
-    if taken:
-        if job.started_at is None:
-            CompositionJob.objects.filter(pk=job_id).update(started_at=now)
-            job.started_at = now
-        return job
-    if job.is_finished:
-        return None
-    remaining = (job.lease_expires_at - now).total_seconds() if job.lease_expires_at else 1.0
-    raise LeaseHeld(max(remaining, 1.0))
-
-
 class _ProgressReporter:
     """Writes progress and renews the lease, at most once a second."""
 
@@ -295,10 +259,7 @@ class _ProgressReporter:
         if not force and now - self.last < 1.0:
             return
         self.last = now
-        CompositionJob.objects.filter(pk=self.job.pk, status=JobStatus.RUNNING).update(
-            progress=min(max(percent, 0), 100),
-            lease_expires_at=timezone.now() + timedelta(seconds=settings.JOB_LEASE_SECONDS),
-        )
+        jobs.renew(CompositionJob, self.job.pk, progress=min(max(percent, 0), 100))
 
     def modules(self, done: int, total: int) -> None:
         low, high = COMPOSE_BAND
@@ -308,7 +269,7 @@ class _ProgressReporter:
 def run_composition(job_id: str, *, worker: str) -> CompositionJob | None:
     """The worker's side of a job.
 
-    1. Claim it (see `claim_job`).
+    1. Claim it (see `registry.jobs.claim`).
     2. Copy each input version's files from the blob store into a temporary folder.
     3. Compose with `composer`, reporting progress per module.
     4. Write the result with its model card and publish it as a version through `push_version`
@@ -316,7 +277,7 @@ def run_composition(job_id: str, *, worker: str) -> CompositionJob | None:
        transaction. Identical bytes map to the existing version, so a retry never duplicates.
     Domain errors mark the job failed; anything else propagates for Celery to retry.
     """
-    job = claim_job(job_id, worker)
+    job = jobs.claim(CompositionJob, job_id, worker)
     if job is None:
         return None
     report = _ProgressReporter(job)
@@ -335,12 +296,16 @@ def run_composition(job_id: str, *, worker: str) -> CompositionJob | None:
             started = time.monotonic()
             out = composer.save_lora(result, Path(tmp) / "out")
             (out / "README.md").write_text(composition_card(job, inputs, result))
-            version = _publish(job, inputs, out)
+            version, created = _publish(job, inputs, out)
             timings["publish_seconds"] = round(time.monotonic() - started, 3)
     except (CompositionError, RegistryError) as exc:
-        fail_job(job, code=getattr(exc, "code", "composition_failed"), message=str(getattr(exc, "message", exc)))
+        jobs.fail(CompositionJob, job.pk, code=getattr(exc, "code", "composition_failed"), message=str(getattr(exc, "message", exc)))
         job.refresh_from_db()
         return job
+    if created:
+        from registry.evaluations import start_validation
+
+        start_validation(version)
     CompositionJob.objects.filter(pk=job.pk).update(
         status=JobStatus.SUCCEEDED,
         progress=100,
@@ -352,23 +317,6 @@ def run_composition(job_id: str, *, worker: str) -> CompositionJob | None:
     )
     job.refresh_from_db()
     return job
-
-
-def fail_job(job: CompositionJob, *, code: str, message: str) -> None:
-    CompositionJob.objects.filter(pk=job.pk).update(
-        status=JobStatus.FAILED,
-        error_code=code[:64],
-        error_message=message,
-        finished_at=timezone.now(),
-        lease_expires_at=None,
-    )
-
-
-def release_job(job_id: str) -> None:
-    """Hand a job back to the queue after a transient error, for the task's retry to claim."""
-    CompositionJob.objects.filter(pk=job_id, status=JobStatus.RUNNING).update(
-        status=JobStatus.QUEUED, lease_expires_at=None
-    )
 
 
 def _load_inputs(job: CompositionJob, folder: Path) -> list[tuple[ResolvedInput, composer.LoraAdapter]]:
@@ -414,7 +362,9 @@ def _compose(
     )
 
 
-def _publish(job: CompositionJob, inputs: list[tuple[ResolvedInput, composer.LoraAdapter]], folder: Path) -> AdapterVersion:
+def _publish(
+    job: CompositionJob, inputs: list[tuple[ResolvedInput, composer.LoraAdapter]], folder: Path
+) -> tuple[AdapterVersion, bool]:
     paths = sorted(p for p in folder.rglob("*") if p.is_file())
     handles = [p.open("rb") for p in paths]
     try:
@@ -453,7 +403,7 @@ def _publish(job: CompositionJob, inputs: list[tuple[ResolvedInput, composer.Lor
     finally:
         for handle in handles:
             handle.close()
-    return version
+    return version, result.created
 
 
 def _is_new_adapter(job: CompositionJob) -> bool:

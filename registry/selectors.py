@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.db.models import Q, QuerySet
+from django.db.models import F, Q, QuerySet
 
 from registry.access import Actor, visible_adapters
 from registry.exceptions import BadRequest
-from registry.models import Adapter, AdapterVersion
+from registry.models import Adapter, AdapterVersion, EvalSuite
+from registry.scores import best_score_subquery
 
 SORTS = {
     "downloads": ("-downloads", "-updated_at", "pk"),
@@ -26,13 +27,17 @@ class AdapterQuery:
     tag: str = ""
     namespace: str = ""
     sort: str = "downloads"
+    # With sort="score": the id of the EvalSuite to rank by (its base model's adapters only).
+    suite: str = ""
 
 
 def search_adapters(actor: Actor, query: AdapterQuery) -> QuerySet[Adapter]:
     """Adapters visible to the actor matching every given filter; each word of `q` must match
-    the name, namespace, description, task or a tag."""
-    if query.sort not in SORTS:
-        raise BadRequest(f"sort must be one of {', '.join(SORTS)}", code="bad_sort")
+    the name, namespace, description, task or a tag. sort="score" ranks by the best score on
+    `query.suite` (adapters without one last)."""
+    if query.sort not in SORTS and query.sort != "score":
+        raise BadRequest(f"sort must be one of {', '.join([*SORTS, 'score'])}", code="bad_sort")
+    suite = _suite_for_sort(query)
     adapters = visible_adapters(actor)
     for word in query.q.split():
         adapters = adapters.filter(
@@ -52,13 +57,27 @@ def search_adapters(actor: Actor, query: AdapterQuery) -> QuerySet[Adapter]:
         adapters = adapters.filter(tags__name=query.tag.lower())
     if query.namespace:
         adapters = adapters.filter(namespace__name=query.namespace)
+    if suite is not None:
+        adapters = adapters.filter(base_model=suite.base_model)
     # Joins through tags can repeat rows; filter by primary keys to keep counts exact.
-    return (
+    found = (
         Adapter.objects.filter(pk__in=adapters.values("pk"))
         .select_related("namespace", "base_model")
         .prefetch_related("tags")
-        .order_by(*SORTS[query.sort])
     )
+    if suite is None:
+        return found.order_by(*SORTS[query.sort])
+    score = F("score").desc(nulls_last=True) if suite.higher_is_better else F("score").asc(nulls_last=True)
+    return found.annotate(score=best_score_subquery(suite)).order_by(score, "pk")
+
+
+def _suite_for_sort(query: AdapterQuery) -> EvalSuite | None:
+    if query.sort != "score":
+        return None
+    suite = EvalSuite.objects.select_related("base_model").filter(pk=int(query.suite)).first() if query.suite.isdigit() else None
+    if suite is None:
+        raise BadRequest("sort=score needs suite=<id of an eval suite>", code="bad_sort")
+    return suite
 
 
 def list_versions(adapter: Adapter, *, include_yanked: bool = False) -> QuerySet[AdapterVersion]:

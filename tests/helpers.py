@@ -59,7 +59,7 @@ def download(client: APIClient, url: str, **headers: str) -> tuple[int, bytes, A
     return response.status_code, body, response
 
 
-def json_of(response: Any) -> dict[str, Any]:
-    return dict(json.loads(response.content))
+def json_of(response: Any) -> Any:
+    return json.loads(response.content)
 
 

@@ -70,6 +70,8 @@ class VersionSerializer(serializers.ModelSerializer[AdapterVersion]):
             "created_at",
             "yanked",
             "yanked_reason",
+            "validation",
+            "validation_reasons",
             "files",
         )
 

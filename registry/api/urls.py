@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import include, path
 
-from registry.api import compositions, views
+from registry.api import compositions, evaluations, views
 
 app_name = "api"
 
@@ -18,10 +18,14 @@ urlpatterns = [
     path(f"{version}/yank/", views.VersionYankView.as_view(), name="version-yank"),
     path(f"{version}/files/<path:path>", views.VersionFileView.as_view(), name="version-file"),
     path(f"{version}/lineage/", compositions.LineageView.as_view(), name="version-lineage"),
+    path(f"{version}/evaluations/", evaluations.VersionEvaluationsView.as_view(), name="version-evaluations"),
+    path(f"{version}/scores/", evaluations.VersionScoresView.as_view(), name="version-scores"),
+    path("eval-suites/", evaluations.SuiteListView.as_view(), name="suite-list"),
     path("compositions/", compositions.CompositionListView.as_view(), name="composition-list"),
     path("jobs/", compositions.JobListView.as_view(), name="job-list"),
     path("jobs/<uuid:job_id>/", compositions.JobDetailView.as_view(), name="job-detail"),
     path("base-models/", views.BaseModelListView.as_view(), name="base-model-list"),
+    path("base-models/<path:name>/leaderboard/", evaluations.LeaderboardView.as_view(), name="base-model-leaderboard"),
     path("base-models/<path:name>/", views.BaseModelDetailView.as_view(), name="base-model-detail"),
     path("tokens/", views.TokenListView.as_view(), name="token-list"),
     path("tokens/<int:token_id>/", views.TokenDetailView.as_view(), name="token-detail"),

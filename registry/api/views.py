@@ -67,7 +67,8 @@ class AdapterListView(APIView):
             OpenApiParameter("task", str),
             OpenApiParameter("tag", str),
             OpenApiParameter("namespace", str),
-            OpenApiParameter("sort", str, enum=list(selectors.SORTS)),
+            OpenApiParameter("sort", str, enum=[*selectors.SORTS, "score"]),
+            OpenApiParameter("suite", int, description="with sort=score: the eval suite to rank by"),
             OpenApiParameter("page", int),
             OpenApiParameter("page_size", int),
         ],
@@ -76,7 +77,7 @@ class AdapterListView(APIView):
     def get(self, request: Request) -> Response:
         params = request.query_params
         query = selectors.AdapterQuery(
-            **{field: params.get(field, "") for field in ("q", "base_model", "method", "task", "tag", "namespace")},
+            **{field: params.get(field, "") for field in ("q", "base_model", "method", "task", "tag", "namespace", "suite")},
             sort=params.get("sort", "downloads"),
         )
         return paginated(self, request, selectors.search_adapters(actor_of(request), query), s.AdapterSerializer)

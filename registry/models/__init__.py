@@ -12,7 +12,6 @@ from registry.models.core import (
     AdapterVersion,
     ApiToken,
     BaseModel,
-    EvalResult,
     ImmutableVersionError,
     Membership,
     Method,
@@ -20,10 +19,12 @@ from registry.models.core import (
     Role,
     Tag,
     TokenScope,
+    Validation,
     VersionFile,
     Visibility,
     slug_validator,
 )
+from registry.models.evals import SUITE_METRICS, EvalResult, EvalSuite, EvaluationRequest, SuiteKind
 from registry.models.compositions import (
     ACTIVE_STATUSES,
     CompositionJob,
@@ -35,6 +36,11 @@ from registry.models import uploads as uploads  # noqa: F401  (registers its mod
 
 __all__ = [
     "ACTIVE_STATUSES",
+    "SUITE_METRICS",
+    "EvalSuite",
+    "EvaluationRequest",
+    "SuiteKind",
+    "Validation",
     "CompositionJob",
     "JobStatus",
     "LineageRole",

@@ -1,4 +1,4 @@
-"""Core registry data: namespaces, base models, adapters, immutable versions, files, evals, tokens."""
+"""Core registry data: namespaces, base models, adapters, immutable versions, files, tokens."""
 
 from __future__ import annotations
 
@@ -152,6 +152,13 @@ class Adapter(models.Model):
         return self.visibility == Visibility.PRIVATE
 
 
+class Validation(models.TextChoices):
+    NONE = "none"  # not composed, or no gate applies
+    PENDING = "pending"  # composed; evaluations are running
+    VALIDATED = "validated"
+    REJECTED = "rejected"
+
+
 class ImmutableVersionError(Exception):
     """A published version's content cannot change; publish a new version instead."""
 
@@ -160,7 +167,7 @@ class AdapterVersion(models.Model):
     """One immutable published state of an adapter. Never deleted: removal is a yank."""
 
     # Only these may change after publication.
-    MUTABLE_FIELDS = frozenset({"yanked", "yanked_reason", "yanked_at"})
+    MUTABLE_FIELDS = frozenset({"yanked", "yanked_reason", "yanked_at", "validation", "validation_reasons"})
 
     adapter = models.ForeignKey(Adapter, on_delete=models.PROTECT, related_name="versions")
     number = models.PositiveIntegerField()
@@ -180,6 +187,9 @@ class AdapterVersion(models.Model):
     yanked = models.BooleanField(default=False)
     yanked_reason = models.CharField(max_length=500, blank=True)
     yanked_at = models.DateTimeField(null=True, blank=True)
+    # The eval gate's verdict on a composed version (see registry/evaluations.py).
+    validation = models.CharField(max_length=16, choices=Validation.choices, default=Validation.NONE)
+    validation_reasons = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ["adapter_id", "number"]
@@ -229,23 +239,6 @@ class VersionFile(models.Model):
 
     def __str__(self) -> str:
         return f"{self.version}/{self.path}"
-
-
-class EvalResult(models.Model):
-    version = models.ForeignKey(AdapterVersion, on_delete=models.PROTECT, related_name="eval_results")
-    suite = models.CharField(max_length=128)
-    metric = models.CharField(max_length=64)
-    value = models.FloatField()
-    # Who produced it: "user" (self-reported at push), "worker" (a hub eval worker), ...
-    source = models.CharField(max_length=32, default="user")
-    created_at = models.DateTimeField(default=timezone.now)
-
-    class Meta:
-        ordering = ["suite", "metric", "-created_at"]
-        indexes = [models.Index(fields=["suite", "metric"])]
-
-    def __str__(self) -> str:
-        return f"{self.version} {self.suite}/{self.metric}={self.value}"
 
 
 class TokenScope(models.TextChoices):

@@ -1,0 +1,400 @@
+"""Scoring adapters on eval suites: perplexity, exact match and multiple choice (pure PyTorch).
+
+The base model stays loaded across jobs (`BaseModelCache`); an adapter is applied by merging its
+delta into the affected weights, which are restored afterwards, so one forward pass costs what
+the base model costs. Adapters that cannot be merged that way (IA3, prompt tuning, DoRA, ...)
+go through PEFT on a copy of the base model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from composer.io import load_lora
+
+Kind = Literal["perplexity", "exact_match", "multiple_choice"]
+KINDS: tuple[Kind, ...] = ("perplexity", "exact_match", "multiple_choice")
+METRICS: dict[Kind, str] = {"perplexity": "perplexity", "exact_match": "exact_match", "multiple_choice": "accuracy"}
+
+
+class EvaluationError(ValueError):
+    """An evaluation that cannot run: bad data, a missing base model, an unusable adapter.
+
+    `code` is stable (bad_suite, base_model_unavailable, shape_mismatch) for the hub's API.
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class EvalOutcome:
+    metric: str
+    value: float
+    samples: int
+    tokens: int
+    seconds: float
+    device: str
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass
+class LoadedModel:
+    model: Any  # a transformers PreTrainedModel
+    tokenizer: Any
+    device: torch.device
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return "cpu"
+
+
+class BaseModelCache:
+    """Loaded base models, least recently used evicted first, so workers load each model once."""
+
+    def __init__(self, capacity: int = 2) -> None:
+        self.capacity = capacity
+        self.loads = 0
+        self._models: OrderedDict[tuple[str, str], LoadedModel] = OrderedDict()
+
+    def get(self, path: Path, device: torch.device) -> LoadedModel:
+        key = (str(path), str(device))
+        if key in self._models:
+            self._models.move_to_end(key)
+            return self._models[key]
+        loaded = load_base_model(path, device)
+        self.loads += 1
+        self._models[key] = loaded
+        while len(self._models) > self.capacity:
+            _, evicted = self._models.popitem(last=False)
+            del evicted
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        return loaded
+
+    def __len__(self) -> int:
+        return len(self._models)
+
+
+def load_base_model(path: Path, device: torch.device) -> LoadedModel:
+    """A causal LM and its tokenizer from a local folder (never from the network)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if not (path / "config.json").is_file():
+        raise EvaluationError("base_model_unavailable", f"{path} has no config.json")
+    # bf16 halves GPU memory; on CPU fp32 is both faster and exact.
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, local_files_only=True).to(device).eval()
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return LoadedModel(model=model, tokenizer=tokenizer, device=device)
+
+
+# --- Applying an adapter ------------------------------------------------------------------------
+
+
+def _mergeable(adapter: Any, model: nn.Module) -> bool:
+    config = adapter.config
+    if adapter.peft_type != "LORA" or config.get("use_dora") or config.get("fan_in_fan_out"):
+        return False
+    modules = dict(model.named_modules())
+    for name, entry in adapter.modules.items():
+        target = modules.get(name)
+        if not isinstance(target, nn.Linear) or entry.shape.kind != "linear":
+            return False
+        if entry.bias_key is not None and target.bias is None:
+            return False
+    return not adapter.extra_keys
+
+
+@contextlib.contextmanager
+def merged_lora(model: nn.Module, adapter_dir: Path) -> Iterator[nn.Module]:
+    """The model with the LoRA delta W += s·B·A merged in; the touched weights are restored after.
+
+    Only the affected modules' weights are copied, so applying an adapter costs its own size in
+    memory, not the model's.
+    """
+    adapter = load_lora(adapter_dir)
+    modules = dict(model.named_modules())
+    saved: list[tuple[Tensor, Tensor]] = []
+    try:
+        with torch.no_grad():
+            for name, entry in adapter.modules.items():
+                layer = modules[name]
+                b, a, bias = adapter.factors(name, device=layer.weight.device)
+                delta = (b @ a) * adapter.scaling(name)  # (d_out, d_in)
+                if delta.shape != layer.weight.shape:
+                    raise EvaluationError(
+                        "shape_mismatch", f"{name}: the adapter's delta is {tuple(delta.shape)}, the weight {tuple(layer.weight.shape)}"
+                    )
+                saved.append((layer.weight, layer.weight.detach().clone()))
+                layer.weight.add_(delta.to(layer.weight.dtype))
+                if bias is not None:
+                    saved.append((layer.bias, layer.bias.detach().clone()))
+                    layer.bias.add_(bias.to(layer.bias.dtype))
+        yield model
+    finally:
+        with torch.no_grad():
+            for parameter, original in saved:
+                parameter.copy_(original)
+        adapter.close()
+
+
+@contextlib.contextmanager
+def applied_adapter(model: nn.Module, adapter_dir: Path | None) -> Iterator[nn.Module]:
+    """The base model (adapter_dir None), with a merged LoRA, or a PEFT model on a copy."""
+    if adapter_dir is None:
+        yield model
+        return
+    adapter = load_lora(adapter_dir)
+    mergeable = _mergeable(adapter, model)
+    adapter.close()
+    if mergeable:
+        with merged_lora(model, adapter_dir) as merged:
+            yield merged
+        return
+    from peft import PeftModel
+
+    # PEFT injects its layers in place: work on a copy so the cached base stays clean.
+    peft_model = PeftModel.from_pretrained(copy.deepcopy(model), adapter_dir, is_trainable=False).eval()
+    try:
+        yield peft_model
+    finally:
+        del peft_model
+
+
+# --- Metrics --------------------------------------------------------------------------------------
+
+
+def _batches(order: Sequence[int], size: int) -> Iterator[list[int]]:
+    for start in range(0, len(order), size):
+        yield list(order[start : start + size])
+
+
+def _autocast(device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _sequence_logprobs(
+    model: nn.Module, device: torch.device, sequences: list[list[int]], scored_from: list[int], pad_id: int
+) -> tuple[list[float], list[int]]:
+    """For each token sequence, the summed log-probability of its tokens from `scored_from[i]` on,
+    and how many tokens that is. Right-padded batch, one forward pass."""
+    width = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        ids[row, : len(seq)] = torch.tensor(seq)
+        mask[row, : len(seq)] = 1
+    ids, mask = ids.to(device), mask.to(device)
+    with _autocast(device):
+        logits = model(input_ids=ids, attention_mask=mask).logits
+    logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1)  # (batch, width-1, vocab)
+    token_logprobs = logprobs.gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)  # (batch, width-1)
+    totals, counts = [], []
+    for row, seq in enumerate(sequences):
+        start = max(scored_from[row], 1)
+        # Position p of token_logprobs predicts token p+1.
+        totals.append(float(token_logprobs[row, start - 1 : len(seq) - 1].sum()))
+        counts.append(len(seq) - start)
+    return totals, counts
+
+
+def perplexity(loaded: LoadedModel, model: nn.Module, examples: Sequence[dict[str, Any]], batch_size: int) -> tuple[float, int]:
+    tokenizer = loaded.tokenizer
+    encoded = [_encode(tokenizer, ex["text"], eos=True) for ex in examples]
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+    nll, count = 0.0, 0
+    for batch in _batches(order, batch_size):
+        totals, counts = _sequence_logprobs(model, loaded.device, [encoded[i] for i in batch], [1] * len(batch), tokenizer.pad_token_id)
+        nll -= sum(totals)
+        count += sum(counts)
+    if count == 0:
+        raise EvaluationError("bad_suite", "the perplexity suite has no text with at least two tokens")
+    return math.exp(nll / count), sum(len(e) for e in encoded)
+
+
+def multiple_choice(loaded: LoadedModel, model: nn.Module, examples: Sequence[dict[str, Any]], batch_size: int) -> tuple[float, int]:
+    """Accuracy of picking the choice with the highest log-likelihood after the prompt."""
+    tokenizer = loaded.tokenizer
+    pairs: list[tuple[int, int, list[int], int]] = []  # (example, choice, tokens, prompt length)
+    for index, ex in enumerate(examples):
+        prompt = _encode(tokenizer, ex["prompt"], eos=False)
+        for choice_index, choice in enumerate(ex["choices"]):
+            pairs.append((index, choice_index, prompt + _encode(tokenizer, choice, eos=False, bos=False), len(prompt)))
+    scores: dict[tuple[int, int], float] = {}
+    order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][2]))
+    for batch in _batches(order, batch_size):
+        totals, _ = _sequence_logprobs(
+            model, loaded.device, [pairs[i][2] for i in batch], [pairs[i][3] for i in batch], tokenizer.pad_token_id
+        )
+        for i, total in zip(batch, totals, strict=True):
+            scores[(pairs[i][0], pairs[i][1])] = total
+    correct = 0
+    for index, ex in enumerate(examples):
+        best = max(range(len(ex["choices"])), key=lambda c: scores[(index, c)])
+        correct += int(best == ex["answer"])
+    return correct / len(examples), sum(len(p[2]) for p in pairs)
+
+
+def exact_match(
+    loaded: LoadedModel, model: nn.Module, examples: Sequence[dict[str, Any]], batch_size: int, max_new_tokens: int
+) -> tuple[float, int]:
+    """Greedy decoding, left-padded batches; an answer matches when equal after trimming spaces."""
+    tokenizer = loaded.tokenizer
+    prompts = [_encode(tokenizer, ex["prompt"], eos=False) for ex in examples]
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    correct, tokens = 0, 0
+    for batch in _batches(order, batch_size):
+        width = max(len(prompts[i]) for i in batch)
+        ids = torch.full((len(batch), width), tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, i in enumerate(batch):
+            ids[row, width - len(prompts[i]) :] = torch.tensor(prompts[i])
+            mask[row, width - len(prompts[i]) :] = 1
+        with _autocast(loaded.device):
+            generated = model.generate(
+                input_ids=ids.to(loaded.device),
+                attention_mask=mask.to(loaded.device),
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+            )
+        new_tokens = generated[:, width:]
+        tokens += int(mask.sum()) + int((new_tokens != tokenizer.pad_token_id).sum())
+        for row, i in enumerate(batch):
+            text = tokenizer.decode(new_tokens[row], skip_special_tokens=True)
+            correct += int(text.strip() == str(examples[i]["answer"]).strip())
+    return correct / len(examples), tokens
+
+
+def _encode(tokenizer: Any, text: str, *, eos: bool, bos: bool = True) -> list[int]:
+    ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
+    if bos and tokenizer.bos_token_id is not None:
+        ids = [tokenizer.bos_token_id, *ids]
+    if eos and tokenizer.eos_token_id is not None:
+        ids.append(tokenizer.eos_token_id)
+    return ids
+
+
+def evaluate(
+    loaded: LoadedModel,
+    adapter_dir: Path | None,
+    kind: Kind,
+    examples: Sequence[dict[str, Any]],
+    *,
+    batch_size: int = 16,
+    max_new_tokens: int = 16,
+) -> EvalOutcome:
+    """Score the base model with the adapter at `adapter_dir` (None: the base alone) on a suite."""
+    if kind not in KINDS:
+        raise EvaluationError("bad_suite", f"unknown suite kind {kind!r}; use one of {', '.join(KINDS)}")
+    if not examples:
+        raise EvaluationError("bad_suite", "the suite has no examples")
+    started = time.perf_counter()
+    with torch.no_grad(), applied_adapter(loaded.model, adapter_dir) as model:
+        if kind == "perplexity":
+            value, tokens = perplexity(loaded, model, examples, batch_size)
+        elif kind == "multiple_choice":
+            value, tokens = multiple_choice(loaded, model, examples, batch_size)
+        else:
+            value, tokens = exact_match(loaded, model, examples, batch_size, max_new_tokens)
+    if loaded.device.type == "cuda":
+        torch.cuda.synchronize(loaded.device)
+    return EvalOutcome(
+        metric=METRICS[kind],
+        value=value,
+        samples=len(examples),
+        tokens=tokens,
+        seconds=time.perf_counter() - started,
+        device=device_name(loaded.device),
+    )
+
+
+# --- Suite files ----------------------------------------------------------------------------------
+
+MAX_TEXT_CHARS = 20_000
+
+
+def parse_suite(raw: bytes, kind: str, *, max_examples: int = 100_000) -> list[dict[str, Any]]:
+    """The examples of a JSONL suite file, checked line by line for the fields its kind needs.
+
+    perplexity: {"text": str}; exact_match: {"prompt": str, "answer": str};
+    multiple_choice: {"prompt": str, "choices": [str, str, ...], "answer": index of the right choice}.
+    """
+    import json
+
+    if kind not in KINDS:
+        raise EvaluationError("bad_suite", f"unknown suite kind {kind!r}; use one of {', '.join(KINDS)}")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise EvaluationError("bad_suite", f"the suite file is not UTF-8 (byte {exc.start})") from None
+    examples: list[dict[str, Any]] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        if len(examples) >= max_examples:
+            raise EvaluationError("bad_suite", f"the suite has more than {max_examples} examples")
+        try:
+            example = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise EvaluationError("bad_suite", f"line {number} is not JSON: {exc.msg}") from None
+        if not isinstance(example, dict):
+            raise EvaluationError("bad_suite", f"line {number} must be a JSON object")
+        _check_example(example, kind, number)
+        examples.append(example)
+    if not examples:
+        raise EvaluationError("bad_suite", "the suite file has no examples")
+    return examples
+
+
+def _check_example(example: dict[str, Any], kind: str, line: int) -> None:
+    def text_field(name: str) -> None:
+        value = example.get(name)
+        if not isinstance(value, str) or not value.strip() or len(value) > MAX_TEXT_CHARS:
+            raise EvaluationError(
+                "bad_suite", f"line {line}: {kind} examples need a non-empty string {name!r} (at most {MAX_TEXT_CHARS} characters)"
+            )
+
+    if kind == "perplexity":
+        text_field("text")
+    elif kind == "exact_match":
+        text_field("prompt")
+        text_field("answer")
+    else:
+        text_field("prompt")
+        choices = example.get("choices")
+        if not isinstance(choices, list) or len(choices) < 2 or not all(isinstance(c, str) and c for c in choices):
+            raise EvaluationError("bad_suite", f"line {line}: 'choices' must list at least two non-empty strings")
+        answer = example.get("answer")
+        if isinstance(answer, bool) or not isinstance(answer, int) or not 0 <= answer < len(choices):
+            raise EvaluationError("bad_suite", f"line {line}: 'answer' must be the index of the right choice (0 to {len(choices) - 1})")

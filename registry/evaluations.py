@@ -1,0 +1,360 @@
+"""Eval suites, evaluation requests run by GPU workers, and the validation gate of composed versions."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from composer.errors import CompositionError
+from composer.evaluation import BaseModelCache, EvaluationError, evaluate, parse_suite, pick_device
+from registry import jobs
+from registry.access import Actor
+from registry.blobs import get_blob_store
+from registry.compositions import PRIVATE_REFERENCE
+from registry.exceptions import Conflict, Forbidden, NotFound, PayloadTooLarge, RegistryError, Unauthorized, Unprocessable
+from registry.models import (
+    SUITE_METRICS,
+    AdapterVersion,
+    BaseModel,
+    EvalResult,
+    EvalSuite,
+    EvaluationRequest,
+    JobStatus,
+    LineageRole,
+    Namespace,
+    Role,
+    SuiteKind,
+    Validation,
+)
+
+log = logging.getLogger(__name__)
+
+# --- Suites -----------------------------------------------------------------------------------------
+
+
+def can_manage_suites(actor: Actor, base_model: BaseModel) -> bool:
+    """Admins, and owners of the namespace a base model is named after (`meta-llama/...`)."""
+    if actor.is_admin:
+        return True
+    owner_name = base_model.name.split("/", 1)[0] if "/" in base_model.name else ""
+    namespace = Namespace.objects.filter(name=owner_name).first() if owner_name else None
+    return namespace is not None and actor.role_in(namespace) == Role.OWNER and actor.can_write(namespace)
+
+
+def create_suite(
+    *,
+    actor: Actor,
+    base_model: str,
+    name: str,
+    kind: str,
+    data: IO[bytes],
+    size: int,
+    description: str = "",
+    is_default: bool = False,
+    max_new_tokens: int = 16,
+) -> EvalSuite:
+    """Validate a JSONL suite file, store it, and register the suite.
+
+    The file is checked whole before anything is stored: a bad line leaves no blob and no row.
+    """
+    if not actor.is_authenticated:
+        raise Unauthorized("sign in to create eval suites", code="auth_required")
+    base = BaseModel.objects.filter(name=base_model).first()
+    if base is None:
+        raise NotFound(f"base model {base_model} is not registered", code="base_model_not_found")
+    if not can_manage_suites(actor, base):
+        raise Forbidden(f"only admins and the owners of {base.name} create its suites", code="suite_forbidden")
+    if kind not in SuiteKind.values:
+        raise Unprocessable(f"kind must be one of {', '.join(SuiteKind.values)}", code="bad_suite")
+    if size > settings.EVAL_SUITE_MAX_BYTES:
+        raise PayloadTooLarge(
+            f"the suite file has {size:,} bytes; the limit is {settings.EVAL_SUITE_MAX_BYTES:,}", code="suite_too_large"
+        )
+    raw = data.read(settings.EVAL_SUITE_MAX_BYTES + 1)
+    if len(raw) > settings.EVAL_SUITE_MAX_BYTES:
+        raise PayloadTooLarge(f"the suite file is larger than {settings.EVAL_SUITE_MAX_BYTES:,} bytes", code="suite_too_large")
+    try:
+        examples = parse_suite(raw, kind)
+    except EvaluationError as exc:
+        raise Unprocessable(str(exc), code=exc.code) from None
+    if EvalSuite.objects.filter(base_model=base, name=name).exists():
+        raise Conflict(f"{base.name} already has a suite named {name}", code="suite_exists")
+    import io
+
+    blob = get_blob_store().put(io.BytesIO(raw), max_size=settings.EVAL_SUITE_MAX_BYTES)
+    metric, higher_is_better = SUITE_METRICS[SuiteKind(kind)]
+    try:
+        return EvalSuite.objects.create(
+            base_model=base,
+            name=name,
+            kind=kind,
+            description=description,
+            data_sha256=blob.sha256,
+            data_size=blob.size,
+            examples=len(examples),
+            metric=metric,
+            higher_is_better=higher_is_better,
+            is_default=is_default,
+            max_new_tokens=max_new_tokens,
+            created_by=actor.user,
+        )
+    except IntegrityError:
+        raise Conflict(f"{base.name} already has a suite named {name}", code="suite_exists") from None
+
+
+# --- Requests -----------------------------------------------------------------------------------------
+
+
+def request_evaluations(
+    *, actor: Actor | None, version: AdapterVersion, suites: list[str] | None = None, force: bool = False
+) -> list[EvaluationRequest]:
+    """Queue `version` on the named suites of its base model (default: the default suites).
+
+    A suite already scored or in progress for this version is not queued twice unless `force`.
+    actor None is the hub itself (the validation gate).
+    """
+    if actor is not None and not actor.is_authenticated:
+        raise Unauthorized("sign in or send a token to request evaluations", code="auth_required")
+    base = version.adapter.base_model
+    available = base.eval_suites.all()
+    if suites:
+        chosen = list(available.filter(name__in=suites))
+        missing = sorted(set(suites) - {s.name for s in chosen})
+        if missing:
+            raise NotFound(f"{base.name} has no eval suite {', '.join(missing)}", code="suite_not_found")
+    else:
+        chosen = list(available.filter(is_default=True))
+        if not chosen:
+            raise Unprocessable(f"{base.name} has no default eval suite: name the suites", code="no_suites")
+    created: list[EvaluationRequest] = []
+    with transaction.atomic():
+        for suite in chosen:
+            existing = (
+                EvaluationRequest.objects.filter(version=version, suite=suite)
+                .exclude(status=JobStatus.FAILED)
+                .order_by("-created_at")
+                .first()
+            )
+            if existing is not None and not force:
+                created.append(existing)
+                continue
+            request = EvaluationRequest.objects.create(
+                version=version, suite=suite, created_by=actor.user if actor is not None else None
+            )
+            transaction.on_commit(lambda pk=request.pk: _enqueue(pk))
+            created.append(request)
+    return created
+
+
+def _enqueue(request_id: Any) -> None:
+    from registry.tasks import evaluate_version
+
+    evaluate_version.delay(str(request_id))
+
+
+# --- Running (on a GPU worker) ------------------------------------------------------------------------
+
+# One per worker process: base models stay loaded across jobs.
+MODEL_CACHE = BaseModelCache(capacity=settings.EVAL_MODEL_CACHE_SIZE)
+
+
+def find_base_model_folder(name: str) -> Path:
+    """The local folder of a base model, searched in HUB_BASE_MODEL_PATHS (never downloaded).
+
+    Accepts `<root>/<org>/<name>`, `<root>/<org>--<name>`, and a Hugging Face cache
+    (`<root>/models--<org>--<name>/snapshots/<commit>`, preferring the one refs/main names).
+    """
+    for root in map(Path, settings.HUB_BASE_MODEL_PATHS):
+        for candidate in (root / name, root / name.replace("/", "--")):
+            if (candidate / "config.json").is_file():
+                return candidate
+        cache = root / f"models--{name.replace('/', '--')}"
+        snapshots = cache / "snapshots"
+        if snapshots.is_dir():
+            ref = cache / "refs" / "main"
+            if ref.is_file() and (snapshots / ref.read_text().strip() / "config.json").is_file():
+                return snapshots / ref.read_text().strip()
+            found = sorted((p for p in snapshots.iterdir() if (p / "config.json").is_file()), key=lambda p: p.stat().st_mtime)
+            if found:
+                return found[-1]
+    searched = ", ".join(map(str, settings.HUB_BASE_MODEL_PATHS)) or "(none)"
+    raise EvaluationError("base_model_unavailable", f"no local copy of {name} in HUB_BASE_MODEL_PATHS: {searched}")
+
+
+def run_evaluation(request_id: str, *, worker: str, cache: BaseModelCache = MODEL_CACHE) -> EvaluationRequest | None:
+    """The worker's side of one evaluation request.
+
+    1. Claim it (see `registry.jobs.claim`).
+    2. Get the base model from the cache (loaded from a local folder on first use).
+    3. Copy the version's files and the suite's data out of the blob store.
+    4. Evaluate, then record exactly one EvalResult (its request link is unique).
+    5. Let the validation gate of the version decide, if it waits on this result.
+    """
+    request = jobs.claim(EvaluationRequest, request_id, worker)
+    if request is None:
+        return None
+    request = EvaluationRequest.objects.select_related("version__adapter__base_model", "suite").get(pk=request.pk)
+    try:
+        outcome = _evaluate(request, cache)
+    except (CompositionError, EvaluationError, RegistryError) as exc:
+        jobs.fail(EvaluationRequest, request.pk, code=getattr(exc, "code", "evaluation_failed"), message=str(getattr(exc, "message", exc)))
+        update_validation(request.version)
+        request.refresh_from_db()
+        return request
+    with transaction.atomic():
+        if not EvalResult.objects.filter(request=request).exists():
+            EvalResult.objects.create(
+                version=request.version,
+                eval_suite=request.suite,
+                suite=request.suite.name,
+                metric=outcome.metric,
+                value=outcome.value,
+                source="worker",
+                request=request,
+                samples=outcome.samples,
+                tokens_per_second=round(outcome.tokens_per_second, 2),
+                device=outcome.device,
+                duration_seconds=round(outcome.seconds, 4),
+                worker=worker,
+            )
+        EvaluationRequest.objects.filter(pk=request.pk).update(
+            status=JobStatus.SUCCEEDED, finished_at=timezone.now(), lease_expires_at=None
+        )
+    update_validation(request.version)
+    request.refresh_from_db()
+    return request
+
+
+def _evaluate(request: EvaluationRequest, cache: BaseModelCache) -> Any:
+    suite, version = request.suite, request.version
+    store = get_blob_store()
+    raw = b"".join(store.read_range(suite.data_sha256, 0, suite.data_size))
+    examples = parse_suite(raw, suite.kind)
+    loaded = cache.get(find_base_model_folder(version.adapter.base_model.name), pick_device(settings.EVAL_DEVICE))
+    jobs.renew(EvaluationRequest, request.pk)
+    with tempfile.TemporaryDirectory(prefix="eval-") as tmp:
+        folder = Path(tmp)
+        for f in version.files.all():
+            if f.path in ("adapter_config.json", "adapter_model.safetensors"):
+                with (folder / f.path).open("wb") as out:
+                    for chunk in store.read_range(f.sha256, 0, f.size):
+                        out.write(chunk)
+        return evaluate(
+            loaded, folder, suite.kind, examples, batch_size=settings.EVAL_BATCH_SIZE, max_new_tokens=suite.max_new_tokens
+        )
+
+
+# --- The validation gate ------------------------------------------------------------------------------
+
+
+def start_validation(version: AdapterVersion) -> list[EvaluationRequest]:
+    """Evaluate a composed version on every suite a parent has a score on, plus its base model's
+    default suites, and mark it pending until the gate decides."""
+    parents = [link.parent for link in version.parent_links.select_related("parent")]
+    suites = set(
+        EvalSuite.objects.filter(results__version__in=parents).values_list("name", flat=True)
+    ) | set(version.adapter.base_model.eval_suites.filter(is_default=True).values_list("name", flat=True))
+    if not suites:
+        _set_validation(version, Validation.NONE, [{"reason": "no eval suite applies: neither the parents nor the base model have one"}])
+        return []
+    _set_validation(version, Validation.PENDING, [])
+    return request_evaluations(actor=None, version=version, suites=sorted(suites))
+
+
+@dataclass(frozen=True)
+class GateCheck:
+    suite: str
+    metric: str
+    value: float | None
+    best_parent: str
+    best_parent_value: float
+    required: float
+    higher_is_better: bool
+
+    @property
+    def passed(self) -> bool:
+        if self.value is None:
+            return False
+        return self.value >= self.required if self.higher_is_better else self.value <= self.required
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "suite": self.suite,
+            "metric": self.metric,
+            "value": self.value,
+            "best_parent": self.best_parent,
+            "best_parent_value": self.best_parent_value,
+            "required": self.required,
+            "passed": self.passed,
+        }
+
+
+def update_validation(version: AdapterVersion) -> None:
+    """Decide a pending version once its evaluations are done.
+
+    Validated when, on each suite where a parent (added with a positive weight) has a score, the
+    version reaches VALIDATION_FRACTION of the best such parent's score; for lower-is-better
+    metrics (perplexity) the comparison is on the inverse: value <= best / fraction.
+    """
+    version.refresh_from_db(fields=["validation"])
+    if version.validation != Validation.PENDING:
+        return
+    requests = EvaluationRequest.objects.filter(version=version)
+    if requests.filter(status__in=[JobStatus.QUEUED, JobStatus.RUNNING]).exists():
+        return
+    checks = gate_checks(version)
+    failed_requests = [
+        {"suite": r.suite.name, "reason": f"evaluation failed: {r.error_message}"}
+        for r in requests.filter(status=JobStatus.FAILED).select_related("suite")
+        if not requests.filter(suite=r.suite, status=JobStatus.SUCCEEDED).exists()
+    ]
+    reasons = [c.as_dict() for c in checks] + failed_requests
+    passed = all(c.passed for c in checks) and not failed_requests
+    _set_validation(version, Validation.VALIDATED if passed else Validation.REJECTED, reasons)
+
+
+def gate_checks(version: AdapterVersion) -> list[GateCheck]:
+    fraction = settings.VALIDATION_FRACTION
+    contributors = [
+        link.parent
+        for link in version.parent_links.select_related("parent__adapter__namespace")
+        if link.role == LineageRole.INPUT
+    ]
+    own = {r.eval_suite_id: r for r in version.eval_results.filter(eval_suite__isnull=False).order_by("created_at")}
+    checks = []
+    parent_results = EvalResult.objects.filter(version__in=contributors, eval_suite__isnull=False).select_related(
+        "eval_suite", "version__adapter__namespace"
+    )
+    by_suite: dict[int, list[EvalResult]] = {}
+    for result in parent_results:
+        by_suite.setdefault(result.eval_suite_id, []).append(result)
+    for results in by_suite.values():
+        suite = results[0].eval_suite
+        best = (max if suite.higher_is_better else min)(results, key=lambda r: r.value)
+        required = best.value * fraction if suite.higher_is_better else best.value / fraction
+        mine = own.get(suite.pk)
+        checks.append(
+            GateCheck(
+                suite=suite.name,
+                metric=suite.metric,
+                value=mine.value if mine is not None else None,
+                best_parent=PRIVATE_REFERENCE if best.version.adapter.is_private else str(best.version),
+                best_parent_value=best.value,
+                required=required,
+                higher_is_better=suite.higher_is_better,
+            )
+        )
+    return sorted(checks, key=lambda c: c.suite)
+
+
+def _set_validation(version: AdapterVersion, state: str, reasons: list[dict[str, Any]]) -> None:
+    version.validation = state
+    version.validation_reasons = reasons
+    version.save(update_fields=["validation", "validation_reasons"])

@@ -1,0 +1,81 @@
+"""Claiming and finishing worker jobs (compositions, evaluations) safely under redelivery.
+
+A job row has status, lease_expires_at, attempts, worker, started_at, finished_at and an error.
+A worker claims a job with one conditional UPDATE; while it runs it renews a short lease, so a
+task redelivered after a worker died can take the job over, and a duplicate of a live one waits.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import TypeVar
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+from django.utils import timezone
+
+from registry.exceptions import NotFound
+from registry.models import JobStatus
+
+Job = TypeVar("Job", bound=models.Model)
+
+
+class LeaseHeld(Exception):
+    """Another worker is running the job; try again once its lease may have lapsed."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"job leased for {seconds:.0f} more seconds")
+        self.seconds = seconds
+
+
+def lease_deadline() -> timezone.datetime:
+    return timezone.now() + timedelta(seconds=settings.JOB_LEASE_SECONDS)
+
+
+def claim(model: type[Job], job_id: str, worker: str) -> Job | None:
+    """Take the job atomically: a queued one, or a running one whose worker stopped renewing.
+
+    Returns None when the job is finished (a duplicate delivery); raises LeaseHeld when a live
+    worker holds it.
+    """
+    now = timezone.now()
+    claimable = Q(status=JobStatus.QUEUED) | Q(status=JobStatus.RUNNING, lease_expires_at__lt=now)
+    taken = model.objects.filter(claimable, pk=job_id).update(  # type: ignore[attr-defined]
+        status=JobStatus.RUNNING, worker=worker, lease_expires_at=lease_deadline(), attempts=F("attempts") + 1
+    )
+    job = model.objects.filter(pk=job_id).first()  # type: ignore[attr-defined]
+    if job is None:
+        raise NotFound(f"job {job_id} does not exist", code="job_not_found")
+    if taken:
+        if job.started_at is None:
+            model.objects.filter(pk=job_id).update(started_at=now)  # type: ignore[attr-defined]
+            job.started_at = now
+        return job  # type: ignore[no-any-return]
+    if job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED):
+        return None
+    remaining = (job.lease_expires_at - now).total_seconds() if job.lease_expires_at else 1.0
+    raise LeaseHeld(max(remaining, 1.0))
+
+
+def renew(model: type[models.Model], job_id: object, **fields: object) -> None:
+    model.objects.filter(pk=job_id, status=JobStatus.RUNNING).update(  # type: ignore[attr-defined]
+        lease_expires_at=lease_deadline(), **fields
+    )
+
+
+def fail(model: type[models.Model], job_id: object, *, code: str, message: str) -> None:
+    model.objects.filter(pk=job_id).exclude(status=JobStatus.SUCCEEDED).update(  # type: ignore[attr-defined]
+        status=JobStatus.FAILED,
+        error_code=code[:64],
+        error_message=message,
+        finished_at=timezone.now(),
+        lease_expires_at=None,
+    )
+
+
+def release(model: type[models.Model], job_id: object) -> None:
+    """Hand a job back to the queue after a transient error, for the task's retry to claim."""
+    model.objects.filter(pk=job_id, status=JobStatus.RUNNING).update(  # type: ignore[attr-defined]
+        status=JobStatus.QUEUED, lease_expires_at=None
+    )

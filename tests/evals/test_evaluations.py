@@ -1,0 +1,158 @@
+"""Suites, evaluation requests, scores, leaderboards and the validation gate through the hub."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from composer.evaluation import BaseModelCache
+from registry.compositions import run_composition
+from registry.evaluations import find_base_model_folder, run_evaluation
+from registry.manifests import manifest_from_folder
+from registry.models import EvalResult, EvalSuite, EvaluationRequest
+from registry.services import register_base_model
+from tests.evals.conftest import DemoModels
+from tests.helpers import json_of, push_folder, stored_blobs
+
+pytestmark = pytest.mark.django_db
+
+BASE = "hub-demo/tiny-llama"
+
+
+def jsonl(lines: list[dict[str, Any]]) -> bytes:
+    return "".join(json.dumps(line) + "\n" for line in lines).encode()
+
+
+@pytest.fixture
+def hub(settings: Any, demo_models: DemoModels, alice: Any, client_for: Any) -> Any:
+    """The demo base model registered and findable by workers, alice an admin with both adapters."""
+    settings.HUB_BASE_MODEL_PATHS = [str(demo_models.base.parent.parent)]
+    architecture, manifest = manifest_from_folder(demo_models.base)
+    register_base_model(name=BASE, architecture=architecture, manifest=manifest)
+    alice.is_staff = True
+    alice.save()
+    client = client_for(alice, scope="admin")
+    for skill, folder in demo_models.adapters.items():
+        assert push_folder(client, f"alice/{skill}", folder).status_code == 201
+    return client
+
+
+def create_suite(client: Any, name: str, kind: str, lines: list[dict[str, Any]], **fields: Any) -> Any:
+    data = SimpleUploadedFile(f"{name}.jsonl", jsonl(lines))
+    return client.post("/api/v1/eval-suites/", {"base_model": BASE, "name": name, "kind": kind, "data": data, **fields}, format="multipart")
+
+
+def run_queued() -> None:
+    for request in EvaluationRequest.objects.filter(status="queued"):
+        run_evaluation(str(request.pk), worker="test-gpu")
+
+
+def test_a_suite_evaluates_versions_into_scores_and_a_leaderboard(hub: Any) -> None:
+    from registry.demo import SKILLS
+
+    capital = SKILLS[0]
+    assert create_suite(hub, "capital-qa", "exact_match", capital.exact_match_lines(), is_default=True).status_code == 201
+    for adapter in ("alice/capital", "alice/opposite"):
+        response = hub.post(f"/api/v1/adapters/{adapter}/versions/1/evaluations/", {}, format="json")
+        assert response.status_code == 202
+    run_queued()
+
+    scores = json_of(hub.get("/api/v1/adapters/alice/capital/versions/1/scores/"))["scores"]
+    assert [(s["suite"], s["metric"], s["value"]) for s in scores] == [("capital-qa", "exact_match", 1.0)]
+    assert scores[0]["samples"] == len(capital.pairs) and scores[0]["tokens_per_second"] > 0 and scores[0]["device"] == "cpu"
+    board = json_of(hub.get(f"/api/v1/base-models/{BASE}/leaderboard/?suite=capital-qa"))["results"]
+    assert [(row["adapter"], row["value"]) for row in board] == [("alice/capital", 1.0), ("alice/opposite", 0.0)]
+    suite_id = EvalSuite.objects.get(name="capital-qa").pk
+    ranked = json_of(hub.get(f"/api/v1/adapters/?sort=score&suite={suite_id}"))["results"]
+    assert [a["id"] for a in ranked] == ["alice/capital", "alice/opposite"]
+
+
+def test_each_request_yields_exactly_one_result(hub: Any) -> None:
+    from registry.demo import SKILLS
+
+    create_suite(hub, "opposite-choice", "multiple_choice", SKILLS[1].multiple_choice_lines())
+    response = hub.post("/api/v1/adapters/alice/opposite/versions/1/evaluations/", {"suites": ["opposite-choice"]}, format="json")
+    request_id = json_of(response)[0]["id"]
+
+    assert run_evaluation(request_id, worker="first").status == "succeeded"
+    assert run_evaluation(request_id, worker="duplicate delivery") is None
+    again = hub.post("/api/v1/adapters/alice/opposite/versions/1/evaluations/", {"suites": ["opposite-choice"]}, format="json")
+    assert json_of(again)[0]["id"] == request_id, "an evaluated suite is not queued twice"
+    assert EvalResult.objects.count() == 1
+
+
+@pytest.mark.parametrize(("fraction", "expected"), [(0.5, "validated"), (0.99, "rejected")])
+def test_the_gate_validates_or_rejects_a_composed_version(hub: Any, settings: Any, fraction: float, expected: str) -> None:
+    from registry.demo import SKILLS
+
+    settings.VALIDATION_FRACTION = fraction
+    for skill in SKILLS:
+        create_suite(hub, f"{skill.name}-qa", "exact_match", skill.exact_match_lines())
+    for adapter, skill in (("alice/capital", SKILLS[0]), ("alice/opposite", SKILLS[1])):
+        hub.post(f"/api/v1/adapters/{adapter}/versions/1/evaluations/", {"suites": [f"{skill.name}-qa"]}, format="json")
+    run_queued()
+
+    job = json_of(hub.post("/api/v1/compositions/", {"method": "stack", "inputs": [
+        {"adapter": "alice/capital", "weight": 1}, {"adapter": "alice/opposite", "weight": 1}], "into": "alice/both"}, format="json"))
+    run_composition(job["id"], worker="test")
+    pending = json_of(hub.get("/api/v1/adapters/alice/both/versions/1/scores/"))
+    assert pending["validation"] == "pending"
+    assert sorted(r.suite.name for r in EvaluationRequest.objects.filter(version__adapter__name="both")) == ["capital-qa", "opposite-qa"]
+    run_queued()
+
+    decided = json_of(hub.get("/api/v1/adapters/alice/both/versions/1/scores/"))
+    assert decided["validation"] == expected, decided
+    checks = {c["suite"]: c for c in decided["validation_reasons"]}
+    assert set(checks) == {"capital-qa", "opposite-qa"}
+    assert all(c["best_parent_value"] == 1.0 and c["required"] == pytest.approx(fraction) for c in checks.values())
+    assert decided["scores"] and all(0 < s["value"] <= 1 for s in decided["scores"])
+
+
+def test_bad_suite_uploads_are_refused_and_store_nothing(hub: Any, client_for: Any, bob: Any, settings: Any) -> None:
+    blobs = set(stored_blobs())
+    bad = create_suite(hub, "bad", "multiple_choice", [{"prompt": "x=", "choices": ["a", "b"], "answer": 5}])
+    assert bad.status_code == 422 and json_of(bad)["code"] == "bad_suite" and "line 1" in json_of(bad)["message"]
+    settings.EVAL_SUITE_MAX_BYTES = 10
+    big = create_suite(hub, "big", "perplexity", [{"text": "a long enough line"}])
+    assert big.status_code == 413
+    settings.EVAL_SUITE_MAX_BYTES = 50 * 1024**2
+    stranger = create_suite(client_for(bob), "mine", "perplexity", [{"text": "hello"}])
+    assert stranger.status_code == 403
+    assert not EvalSuite.objects.exists() and set(stored_blobs()) == blobs
+
+
+def test_base_model_folders_are_found_in_the_usual_layouts(settings: Any, tmp_path: Path) -> None:
+    for folder in (tmp_path / "a" / "org" / "model", tmp_path / "b" / "org--model"):
+        folder.mkdir(parents=True)
+        (folder / "config.json").write_text("{}")
+    cache = tmp_path / "c" / "models--org--model"
+    (cache / "snapshots" / "abc123").mkdir(parents=True)
+    (cache / "snapshots" / "abc123" / "config.json").write_text("{}")
+    (cache / "refs").mkdir()
+    (cache / "refs" / "main").write_text("abc123")
+
+    for root, expected in (("a", "a/org/model"), ("b", "b/org--model"), ("c", "c/models--org--model/snapshots/abc123")):
+        settings.HUB_BASE_MODEL_PATHS = [str(tmp_path / root)]
+        assert find_base_model_folder("org/model") == tmp_path / expected
+    settings.HUB_BASE_MODEL_PATHS = [str(tmp_path / "empty")]
+    with pytest.raises(Exception, match="no local copy of org/model"):
+        find_base_model_folder("org/model")
+
+
+def test_a_missing_base_model_fails_the_request_with_a_clear_error(hub: Any, settings: Any) -> None:
+    from registry.demo import SKILLS
+
+    create_suite(hub, "capital-qa", "exact_match", SKILLS[0].exact_match_lines())
+    settings.HUB_BASE_MODEL_PATHS = [str(Path("/nonexistent"))]
+    request_id = json_of(hub.post("/api/v1/adapters/alice/capital/versions/1/evaluations/", {"suites": ["capital-qa"]}, format="json"))[0]["id"]
+
+    request = run_evaluation(request_id, worker="test-gpu", cache=BaseModelCache())
+
+    assert request.status == "failed" and request.error_code == "base_model_unavailable"
+    listed = json_of(hub.get("/api/v1/adapters/alice/capital/versions/1/evaluations/"))["results"]
+    assert listed[0]["error"]["code"] == "base_model_unavailable"
+

@@ -203,7 +203,9 @@ class VersionFileView(APIView):
         range_header = request.headers.get("Range", "")
         range_start = 0 if not range_header.startswith("bytes=") else _first_byte(range_header)
         response = blob_response(request._request, get_blob_store(), found.sha256, found.size, found.path)
-        if response.status_code < 400 and services.counts_as_download(found.path, range_start):
+        # DRF answers HEAD with this GET handler; a HEAD fetches nothing, so it is no download.
+        is_fetch = request.method == "GET"
+        if is_fetch and response.status_code < 400 and services.counts_as_download(found.path, range_start):
             services.record_download(adapter)
         return response
 

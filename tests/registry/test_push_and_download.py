@@ -147,8 +147,9 @@ def test_local_downloads_answer_byte_ranges_and_count_whole_weight_downloads(
     status, body, _ = download(client, url)
     assert status == 200 and body == data
     download(client, "/api/v1/adapters/alice/tiny-lora/versions/1/files/adapter_config.json")
+    assert client.head(url).status_code == 200
 
-    assert Adapter.objects.get().downloads == 1  # ranged resumes and config reads are not downloads
+    assert Adapter.objects.get().downloads == 1  # ranged resumes, HEADs and config reads are not downloads
 
 
 def test_s3_downloads_redirect_to_a_short_lived_presigned_url(

@@ -6,7 +6,7 @@ PORT ?= 8000
 # The test suite runs on the real services of this machine (see .ci/services.sh).
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 
-.PHONY: run test install services migrate clean
+.PHONY: run test install services browser migrate clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +14,7 @@ $(BIN)/python:
 
 $(VENV)/.installed: requirements.txt | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
 install: $(VENV)/.installed
@@ -23,12 +24,17 @@ migrate: install
 
 run: migrate
 	PORT=$(PORT) $(BIN)/python manage.py bootstrap_demo
+	$(BIN)/python manage.py seed_demo
 	PORT=$(PORT) $(BIN)/python manage.py runhub
 
 services:
 	bash .ci/services.sh
 
-test: install services
+# Debian's Chromium, which the web catalog's Playwright tests drive.
+browser:
+	bash .ci/browser.sh
+
+test: install services browser
 	DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:

@@ -17,5 +17,6 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
     path("healthz", healthz, name="healthz"),
-    path("", include("hub.web")),
+    path("", include("registry.hf.urls")),
+    path("", include("hub.web.urls")),
 ]

@@ -106,11 +106,11 @@ def submit_composition(*, actor: Actor, request: CompositionRequest) -> SubmitRe
     """
     if not actor.is_authenticated:
         raise RegistryError("sign in or send a token with write scope", code="auth_required", status=401)
-    method, specs = _method_and_inputs(request)
-    resolved = [_resolve_input(actor, spec) for spec in specs]
-    base_model = _check_inputs(resolved)
-    params = _check_parameters(method, request.parameters, n_inputs=len(resolved))
-    target_ns, target_name = _check_target(actor, request.into, base_model)
+    method, specs = method_and_inputs(request)
+    resolved = [resolve_input(actor, spec) for spec in specs]
+    base_model = check_inputs(resolved)
+    params = check_parameters(method, request.parameters, n_inputs=len(resolved))
+    target_ns, target_name = check_target(actor, request.into, base_model)
 
     recipe = {
         "method": params.spec.name,
@@ -153,7 +153,7 @@ def _enqueue(job: CompositionJob) -> None:
     compose_adapter.delay(str(job.pk))
 
 
-def _method_and_inputs(request: CompositionRequest) -> tuple[str, list[InputSpec]]:
+def method_and_inputs(request: CompositionRequest) -> tuple[str, list[InputSpec]]:
     if request.expression and request.inputs:
         raise BadRequest("send either inputs or an expression, not both", code="ambiguous_recipe")
     if request.expression:
@@ -178,7 +178,7 @@ def _spec_from_reference(reference: str, weight: float) -> InputSpec:
     return InputSpec(adapter=name, weight=weight, version=version or None)
 
 
-def _resolve_input(actor: Actor, spec: InputSpec) -> ResolvedInput:
+def resolve_input(actor: Actor, spec: InputSpec) -> ResolvedInput:
     namespace, _, name = spec.adapter.partition("/")
     if not namespace or not name:
         raise BadRequest(f"input {spec.adapter!r} must be ns/name", code="bad_reference")
@@ -188,7 +188,7 @@ def _resolve_input(actor: Actor, spec: InputSpec) -> ResolvedInput:
     return ResolvedInput(version=resolve_version(adapter, spec.version), weight=float(spec.weight))
 
 
-def _check_inputs(resolved: Sequence[ResolvedInput]) -> str:
+def check_inputs(resolved: Sequence[ResolvedInput]) -> str:
     for r in resolved:
         adapter, config = r.version.adapter, r.version.config
         if adapter.method not in LORA_FAMILY or r.version.peft_type != "LORA":
@@ -208,7 +208,7 @@ def _check_inputs(resolved: Sequence[ResolvedInput]) -> str:
     return bases.pop()
 
 
-def _check_parameters(method: str, parameters: dict[str, Any], *, n_inputs: int) -> CompositionParams:
+def check_parameters(method: str, parameters: dict[str, Any], *, n_inputs: int) -> CompositionParams:
     unknown = set(parameters) - ALLOWED_PARAMETERS
     if unknown:
         raise BadRequest(
@@ -226,7 +226,7 @@ def _check_parameters(method: str, parameters: dict[str, Any], *, n_inputs: int)
     return params
 
 
-def _check_target(actor: Actor, into: str, base_model: str) -> tuple[str, str]:
+def check_target(actor: Actor, into: str, base_model: str) -> tuple[str, str]:
     namespace_name, _, name = (into or "").partition("/")
     if not namespace_name or not name or "/" in name:
         raise BadRequest(f"the target {into!r} must be ns/name", code="bad_target")

@@ -1,0 +1,117 @@
+"""Submit-time checks of a composition without creating a job, for the compose form's "Check".
+
+`registry.compositions.submit_composition` validates before it creates anything; this runs the
+same steps (its public check functions) but collects every problem instead of stopping at the first, and
+describes the inputs so the form can show what will be composed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import composer
+from registry import compositions
+from registry.access import Actor
+from registry.compositions import CompositionRequest, InputSpec, ResolvedInput
+from registry.exceptions import RegistryError
+
+
+@dataclass(frozen=True)
+class CheckedInput:
+    spec: InputSpec
+    resolved: ResolvedInput | None
+    problem: str = ""
+
+    @property
+    def reference(self) -> str:
+        return self.resolved.reference if self.resolved else self.spec.adapter
+
+    @property
+    def negated(self) -> bool:
+        return self.spec.weight < 0
+
+
+@dataclass
+class CompositionCheck:
+    method: str = ""
+    inputs: list[CheckedInput] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    base_model: str = ""
+    target: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def check_composition(actor: Actor, request: CompositionRequest) -> CompositionCheck:
+    """Every problem `submit_composition` would refuse the request for, and notes worth knowing.
+
+    1. Method and inputs (the list, or the parsed expression).
+    2. Each input: visible, its version exists, and it is plain LoRA.
+    3. The inputs together: one base model.
+    4. The method's parameters.
+    5. The target: a namespace the actor may write, holding no adapter of another base model.
+    """
+    check = CompositionCheck()
+    if not actor.is_authenticated:
+        check.problems.append("Sign in to compose adapters.")
+        return check
+    try:
+        method, specs = compositions.method_and_inputs(request)
+    except RegistryError as exc:
+        check.problems.append(exc.message)
+        return check
+    check.method = method
+
+    resolved: list[ResolvedInput] = []
+    for spec in specs:
+        try:
+            one = compositions.resolve_input(actor, spec)
+            compositions.check_inputs([one])
+        except RegistryError as exc:
+            check.inputs.append(CheckedInput(spec, None, exc.message))
+            check.problems.append(exc.message)
+            continue
+        check.inputs.append(CheckedInput(spec, one))
+        resolved.append(one)
+
+    if resolved and len(resolved) == len(specs):
+        try:
+            check.base_model = compositions.check_inputs(resolved)
+        except RegistryError as exc:
+            check.problems.append(exc.message)
+    try:
+        compositions.check_parameters(method, request.parameters, n_inputs=len(specs))
+    except RegistryError as exc:
+        check.problems.append(exc.message)
+    if not request.into:
+        check.problems.append("Name the new adapter.")
+    elif check.base_model:
+        try:
+            namespace, name = compositions.check_target(actor, request.into, check.base_model)
+            check.target = f"{namespace}/{name}"
+        except RegistryError as exc:
+            check.problems.append(exc.message)
+    check.notes = _notes(method, resolved)
+    return check
+
+
+def _notes(method: str, resolved: list[ResolvedInput]) -> list[str]:
+    """Facts that are fine but worth knowing before composing."""
+    notes: list[str] = []
+    if not resolved:
+        return notes
+    ranks = [r.version.rank or 0 for r in resolved]
+    spec = composer.METHODS.get(composer.ALIASES.get(method, method))
+    if spec is not None and spec.name == "stack":
+        notes.append(f"stack keeps every input's rank: the result has rank {sum(ranks)}.")
+    modules = {tuple(sorted(r.version.target_modules or [])) for r in resolved}
+    if len(modules) > 1:
+        notes.append("The inputs target different modules; a module an input lacks counts as a zero delta for it.")
+    if len(set(ranks)) > 1:
+        notes.append(f"The inputs have different ranks ({', '.join(map(str, ranks))}); that is fine.")
+    if any(r.weight < 0 for r in resolved):
+        notes.append("Negative weights subtract a task (task negation).")
+    return notes

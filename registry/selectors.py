@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.db.models import F, Q, QuerySet
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
 
 from registry.access import Actor, visible_adapters
 from registry.exceptions import BadRequest
-from registry.models import Adapter, AdapterVersion, EvalSuite
+from registry.models import Adapter, AdapterVersion, EvalSuite, Tag
 from registry.scores import best_score_subquery
 
 SORTS = {
@@ -40,12 +40,14 @@ def search_adapters(actor: Actor, query: AdapterQuery) -> QuerySet[Adapter]:
     suite = _suite_for_sort(query)
     adapters = visible_adapters(actor)
     for word in query.q.split():
+        # EXISTS rather than a join through tags: no duplicate rows, so no DISTINCT is needed.
+        tagged = Tag.objects.filter(adapters=OuterRef("pk"), name__icontains=word)
         adapters = adapters.filter(
             Q(name__icontains=word)
             | Q(namespace__name__icontains=word)
             | Q(description__icontains=word)
             | Q(task__icontains=word)
-            | Q(tags__name__icontains=word)
+            | Exists(tagged)
         )
     if query.base_model:
         adapters = adapters.filter(base_model__name=query.base_model)
@@ -54,17 +56,12 @@ def search_adapters(actor: Actor, query: AdapterQuery) -> QuerySet[Adapter]:
     if query.task:
         adapters = adapters.filter(task=query.task)
     if query.tag:
-        adapters = adapters.filter(tags__name=query.tag.lower())
+        adapters = adapters.filter(Exists(Tag.objects.filter(adapters=OuterRef("pk"), name=query.tag.lower())))
     if query.namespace:
         adapters = adapters.filter(namespace__name=query.namespace)
     if suite is not None:
         adapters = adapters.filter(base_model=suite.base_model)
-    # Joins through tags can repeat rows; filter by primary keys to keep counts exact.
-    found = (
-        Adapter.objects.filter(pk__in=adapters.values("pk"))
-        .select_related("namespace", "base_model")
-        .prefetch_related("tags")
-    )
+    found = adapters.select_related("namespace", "base_model").prefetch_related("tags")
     if suite is None:
         return found.order_by(*SORTS[query.sort])
     score = F("score").desc(nulls_last=True) if suite.higher_is_better else F("score").asc(nulls_last=True)

@@ -1,11 +1,19 @@
-"""composer: exact and fast composition of PEFT LoRA adapters, in plain PyTorch.
+"""composer: exact and fast composition of PEFT LoRA adapters, in plain PyTorch (no Django).
 
     adapter = composer.load_lora("path/to/adapter")
     result = composer.compose([(adapter, 0.7), ("other/adapter", -0.3)], method="linear", rank=16)
-    composer.save_lora(result, "out/")
+    composer.save_lora(result, "out/")   # adapter_config.json, adapter_model.safetensors, composition.json
 
-No Django here: the hub calls this library from its workers, people without a hub use
-`python -m composer`.
+From the hub:
+    1. Before queueing (answer 4xx with CompositionError.code):
+       pairs = parse_expression("0.7*ns/a:3 - ns/b")      # [("ns/a:3", 0.7), ("ns/b", -1.0)], unresolved
+       CompositionParams(method="ties", rank=16, density=0.5)  # validates the parameters alone
+       check_compatible([load_lora(folder, reference="ns/a:3", sha256=digest), ...])
+    2. In the worker:
+       result = compose(inputs, method, rank=..., density=..., seed=..., progress=on_progress)
+       save_lora(result, tmpdir); result.modules / result.summary / result.recipe for the job record.
+
+People without a hub use `python -m composer` (see composer/cli.py).
 """
 
 from __future__ import annotations

@@ -6,12 +6,32 @@ Everything runs in fp32 (the tiny R x R cores in fp64) whatever the adapters' st
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor
 
 from composer.types import LowRankDelta, ScaledFactors
+
+
+@contextmanager
+def single_threaded() -> Iterator[None]:
+    """Run tiny LAPACK calls (QR of d x R stacks, SVD of R x R cores) on one thread.
+
+    Threading them costs more than their math, and on a loaded machine MKL's OpenMP threads
+    wait on each other: a 32 x 32 SVD measured 50 ms on 2 threads against 0.3 ms on one.
+    torch's thread count is process-wide, so it is restored right after.
+    """
+    previous = torch.get_num_threads()
+    if previous == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def concatenate_factors(factors: Sequence[ScaledFactors]) -> tuple[Tensor, Tensor]:
@@ -78,14 +98,15 @@ def refactor_factored(b_cat: Tensor, a_cat: Tensor, *, rank: int | None, energy:
 
     See https://arxiv.org/abs/2509.17786 (core-space merging) for the same reduction.
     """
-    q_b, r_b = torch.linalg.qr(b_cat)  # (d_out, k_b), (k_b, R)
-    q_a, r_a = torch.linalg.qr(a_cat.T)  # (d_in, k_a), (k_a, R)
-    core = r_b.double() @ r_a.double().T  # (k_b, k_a)
-    u, s, vh = torch.linalg.svd(core, full_matrices=False)  # (k_b, k), (k,), (k, k_a)
-    t = choose_rank(s, rank, energy)
-    root = s[:t].sqrt()
-    b_out = q_b @ (u[:, :t] * root).to(q_b.dtype)  # (d_out, t)
-    a_out = (root[:, None] * vh[:t]).to(q_a.dtype) @ q_a.T  # (t, d_in)
+    with single_threaded():
+        q_b, r_b = torch.linalg.qr(b_cat)  # (d_out, k_b), (k_b, R)
+        q_a, r_a = torch.linalg.qr(a_cat.T)  # (d_in, k_a), (k_a, R)
+        core = r_b.double() @ r_a.double().T  # (k_b, k_a)
+        u, s, vh = torch.linalg.svd(core, full_matrices=False)  # (k_b, k), (k,), (k, k_a)
+        t = choose_rank(s, rank, energy)
+        root = s[:t].sqrt()
+        b_out = q_b @ (u[:, :t] * root).to(q_b.dtype)  # (d_out, t)
+        a_out = (root[:, None] * vh[:t]).to(q_a.dtype) @ q_a.T  # (t, d_in)
     total = float((s**2).sum())
     kept = float((s[:t] ** 2).sum())
     retained = kept / total if total > 0 else 1.0
@@ -119,15 +140,24 @@ def randomized_svd(
         t = min(rank, s.numel())
         return u[:, :t], s[:t], vh[:t]
     probe = torch.randn(n, q, generator=generator, device=matrix.device, dtype=matrix.dtype)  # (n, q)
-    basis, _ = torch.linalg.qr(matrix @ probe)  # (m, q)
+    basis = _orthonormal(matrix @ probe)  # (m, q)
     for _ in range(power_iterations):
         # Re-orthonormalize at every half step: plain powers would collapse onto sigma_1 in fp32.
-        co_basis, _ = torch.linalg.qr(matrix.T @ basis)  # (n, q)
-        basis, _ = torch.linalg.qr(matrix @ co_basis)  # (m, q)
+        co_basis = _orthonormal(matrix.T @ basis)  # (n, q)
+        basis = _orthonormal(matrix @ co_basis)  # (m, q)
     small = (matrix.T @ basis).T  # (q, n); computed as (M^T Q)^T to reuse the fast layout of M^T @ x
-    u_small, s, vh = torch.linalg.svd(small, full_matrices=False)  # (q, q), (q,), (q, n)
+    with single_threaded():
+        u_small, s, vh = torch.linalg.svd(small, full_matrices=False)  # (q, q), (q,), (q, n)
     t = min(rank, s.numel())
     return basis @ u_small[:, :t], s[:t], vh[:t]
+
+
+def _orthonormal(columns: Tensor) -> Tensor:
+    """Orthonormal basis of a tall-skinny matrix's columns (the Q of its QR)."""
+    if columns.device.type != "cpu":
+        return torch.linalg.qr(columns).Q
+    with single_threaded():
+        return torch.linalg.qr(columns).Q
 
 
 def refactor_dense(

@@ -44,3 +44,10 @@ def test_it_refuses_what_is_not_a_linear_combination(expression: str, fragment: 
         parse_expression(expression)
     assert caught.value.code == "bad_expression"
     assert fragment in str(caught.value)
+
+
+def test_it_refuses_non_strings_and_huge_expressions() -> None:
+    for expression in (None, "a + " * 5000):
+        with pytest.raises(CompositionError) as caught:
+            parse_expression(expression)  # type: ignore[arg-type]
+        assert caught.value.code == "bad_expression"

@@ -97,18 +97,38 @@ def test_it_refuses_variant_tensors_even_when_the_config_does_not_say_so(make_ad
     "changes",
     [
         {"init_lora_weights": "pissa"},
+        {"init_lora_weights": "pissa_niter_4"},
         {"init_lora_weights": "olora"},
-        {"target_parameters": ["mlp.experts.gate_up_proj"]},
-        {"trainable_token_indices": {"embed_tokens": [1, 2]}},
-        {"use_qalora": True},
-        {"kasa_config": {"x": 1}},
-        {"alora_invocation_tokens": [1, 2]},
+        {"init_lora_weights": "corda"},
+        {"init_lora_weights": "mica"},
+        *({field: value} for field, value in [
+            ("use_dora", True),
+            ("use_qalora", True),
+            ("use_bdlora", {"nblocks": 2}),
+            ("kasa_config", {"x": 1}),
+            ("velora_config", {"x": 1}),
+            ("monteclora_config", {"x": 1}),
+            ("arrow_config", {"top_k": 2}),
+            ("alora_invocation_tokens", [1, 2]),
+            ("target_parameters", ["mlp.experts.gate_up_proj"]),
+            ("trainable_token_indices", {"embed_tokens": [1, 2]}),
+            ("layer_replication", [[0, 2], [0, 2]]),
+        ]),
     ],
-    ids=lambda c: next(iter(c)),
+    ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items())[:40],
 )
 def test_it_refuses_lora_variants_it_cannot_compose_exactly(make_adapter: MakeAdapter, changes: dict[str, Any]) -> None:
     adapter = edit_config(make_adapter("a", 1), **changes)
     assert next(iter(changes)) in refused("unsupported_variant", [(adapter, 1.0)])
+
+
+def test_every_variant_field_has_a_refusal_test() -> None:
+    from composer.compat import _VARIANT_FIELDS
+
+    tested = {"use_dora", "use_qalora", "use_bdlora", "kasa_config", "velora_config", "monteclora_config",
+              "arrow_config", "alora_invocation_tokens", "target_parameters", "trainable_token_indices",
+              "layer_replication"}
+    assert set(_VARIANT_FIELDS) == tested
 
 
 def test_it_refuses_modules_to_save_that_differ(make_adapter: MakeAdapter) -> None:
@@ -230,3 +250,53 @@ def test_check_compatible_runs_the_checks_alone(make_adapter: MakeAdapter) -> No
     assert caught.value.code == "base_model_mismatch"
     assert caught.value.to_dict() == {"code": "base_model_mismatch", "message": str(caught.value)}
 
+
+
+def test_it_refuses_a_corrupt_tensor_file(make_adapter: MakeAdapter) -> None:
+    adapter = make_adapter("a", 1)
+    (adapter / "adapter_model.safetensors").write_bytes(b"\x00" * 16)
+    assert "not a readable safetensors file" in refused("bad_input", [(adapter, 1.0)])
+
+
+def test_it_refuses_a_config_that_is_not_an_object(make_adapter: MakeAdapter) -> None:
+    adapter = make_adapter("a", 1)
+    (adapter / "adapter_config.json").write_text("[1, 2]")
+    assert "JSON object" in refused("bad_input", [(adapter, 1.0)])
+
+
+def test_it_refuses_integer_factors(make_adapter: MakeAdapter) -> None:
+    key = "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"
+    adapter = edit_tensors(make_adapter("a", 1), lambda t: t.__setitem__(key, t[key].to(torch.int8)))
+    assert "unsupported dtype" in refused("bad_input", [(adapter, 1.0)])
+
+
+@pytest.mark.parametrize(
+    "part,shape,fragment",
+    [("lora_A", (3, 64), "rank 3 in lora_A"), ("lora_B", (64, 4, 2), "not a LoRA pair"), ("lora_A", (4,), "not a LoRA pair")],
+)
+def test_it_refuses_factors_that_do_not_fit_together(
+    make_adapter: MakeAdapter, part: str, shape: tuple[int, ...], fragment: str
+) -> None:
+    key = f"base_model.model.model.layers.0.self_attn.q_proj.{part}.weight"
+    adapter = edit_tensors(make_adapter("a", 1), lambda t: t.__setitem__(key, torch.zeros(shape)))
+    assert fragment in refused("bad_input", [(adapter, 1.0)])
+
+
+def test_it_refuses_a_bias_of_the_wrong_shape(make_adapter: MakeAdapter) -> None:
+    key = "base_model.model.model.layers.0.self_attn.q_proj.lora_B.bias"
+    adapter = edit_tensors(make_adapter("a", 1, lora_bias=True), lambda t: t.__setitem__(key, torch.zeros(3)))
+    assert "bias of the wrong shape" in refused("bad_input", [(adapter, 1.0)])
+
+
+def test_it_refuses_an_invalid_rank_pattern(make_adapter: MakeAdapter) -> None:
+    adapter = edit_config(make_adapter("a", 1), rank_pattern={"q_proj[": 2})
+    assert "q_proj[" in refused("bad_input", [(adapter, 1.0)])
+
+
+def test_it_refuses_a_lora_adapter_without_factors(make_adapter: MakeAdapter) -> None:
+    def keep_only_lm_head(tensors: dict[str, torch.Tensor]) -> None:
+        for key in [k for k in tensors if "lora_" in k]:
+            del tensors[key]
+
+    adapter = edit_tensors(make_adapter("a", 1, modules_to_save=["lm_head"]), keep_only_lm_head)
+    assert "no LoRA factors" in refused("bad_input", [(adapter, 1.0)])

@@ -165,6 +165,10 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = envint("DATA_UPLOAD_MAX_MEMORY_SIZE", str(10 * 102
 FILE_UPLOAD_MAX_MEMORY_SIZE = envint("FILE_UPLOAD_MAX_MEMORY_SIZE", str(2 * 1024**2))
 FILE_UPLOAD_TEMP_DIR = env("FILE_UPLOAD_TEMP_DIR", "") or None
 DATA_UPLOAD_MAX_NUMBER_FILES = MAX_FILES_PER_VERSION + 1
+# Resumable uploads (the client's push): part size, session lifetime, presigned part URL lifetime.
+UPLOAD_PART_SIZE = envint("UPLOAD_PART_SIZE", str(64 * 1024**2))
+UPLOAD_SESSION_SECONDS = envint("UPLOAD_SESSION_SECONDS", str(24 * 3600))
+UPLOAD_URL_EXPIRES = envint("UPLOAD_URL_EXPIRES", "3600")
 
 # --- API ----------------------------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from registry.blobs import get_blob_store
 from registry.models import EvalSuite, VersionFile
+from registry.uploads import expire_sessions
 
 
 @dataclass
@@ -17,6 +18,7 @@ class GcReport:
     referenced: int = 0
     young: int = 0
     deleted: list[str] = field(default_factory=list)
+    expired_uploads: int = 0
 
 
 def collect_garbage(*, grace_seconds: int, dry_run: bool = False) -> GcReport:
@@ -27,7 +29,8 @@ def collect_garbage(*, grace_seconds: int, dry_run: bool = False) -> GcReport:
        a version committed during the listing protects its blobs.
     3. Sweep listed blobs that are unmarked and older than the grace period: a push stores its blobs
        before committing its version row, and that window is far shorter than the grace period.
-    4. Clear abandoned temporary uploads older than the grace period.
+    4. Clear abandoned temporary uploads older than the grace period, and expire upload sessions
+       past their lifetime (aborting their multipart uploads).
     """
     store = get_blob_store()
     cutoff = timezone.now() - timedelta(seconds=grace_seconds)
@@ -46,4 +49,5 @@ def collect_garbage(*, grace_seconds: int, dry_run: bool = False) -> GcReport:
             report.deleted.append(sha)
     if not dry_run:
         store.cleanup_temp(older_than=timedelta(seconds=grace_seconds))
+        report.expired_uploads = expire_sessions()
     return report

@@ -314,13 +314,63 @@ def push_version(
        the adapter row, so concurrent pushes get consecutive numbers.
     5. On any failure after storing, delete the blobs this push added and nothing references.
     """
-    owner = access_namespace(actor, namespace)
-    require_write(actor, owner)
-    _check_slug(name, what="adapter name")
+    checked = check_push(actor=actor, namespace=namespace, name=name, files=files, meta=meta, label=label)
+    by_path = checked.files
+    hashed = {path: _sha256_of(f.stream) for path, f in by_path.items()}
+    same = identical_version(checked, hashed)
+    if same is not None:
+        return PushResult(version=same, created=False)
+
+    added = _store_blobs(by_path, hashed)
+    try:
+        return publish_checked_push(actor=actor, checked=checked, hashed=hashed)
+    except BaseException:
+        _discard_unreferenced(added)
+        raise
+
+
+@dataclass(frozen=True)
+class CheckedPush:
+    """A push that passed every check and validation of steps 1-2 of push_version; nothing is stored."""
+
+    owner: Namespace
+    name: str
+    existing: Adapter | None
+    base_model_name: str
+    validated: ValidatedAdapter
+    meta: AdapterMetadata
+    label: str | None
+    files: dict[str, IncomingFile]  # by normalized path
+    card: str | None
+
+
+def check_label(label: str | None) -> str | None:
+    """The label as stored (blank means none); a bare number is refused."""
     if label is not None:
         label = label.strip() or None
         if label is not None and label.isdigit():
             raise BadRequest("a label must not be a bare number: numbers are version numbers", code="bad_label")
+    return label
+
+
+def check_push(
+    *,
+    actor: Actor,
+    namespace: str,
+    name: str,
+    files: Sequence[IncomingFile],
+    meta: AdapterMetadata = AdapterMetadata(),
+    label: str | None = None,
+) -> CheckedPush:
+    """Steps 1-2 of push_version: permissions, names, and validation of every file's content.
+
+    The streams must be seekable; they are read (the weights in full, for the NaN check) and
+    rewound. Resumable uploads call this on readers over their staged bytes.
+    """
+    owner = access_namespace(actor, namespace)
+    require_write(actor, owner)
+    _check_slug(name, what="adapter name")
+    label = check_label(label)
     by_path = _normalized_files(files)
     existing = Adapter.objects.select_related("base_model").filter(namespace=owner, name=name).first()
 
@@ -337,31 +387,93 @@ def push_version(
         )
     except AdapterValidationError as exc:
         raise _as_registry_error(exc) from None
+    return CheckedPush(
+        owner=owner,
+        name=name,
+        existing=existing,
+        base_model_name=base_model_name,
+        validated=validated,
+        meta=meta,
+        label=label,
+        files=by_path,
+        card=_read_card(by_path.get("README.md")),
+    )
 
-    hashed = {path: _sha256_of(f.stream) for path, f in by_path.items()}
+
+def identical_version(checked: CheckedPush, hashed: dict[str, str]) -> AdapterVersion | None:
+    """The first version of the adapter whose file set is exactly this one, if any (idempotent push)."""
+    if checked.existing is None:
+        return None
+    digest = AdapterVersion.compute_digest([(p, sha, checked.files[p].size) for p, sha in hashed.items()])
+    same: AdapterVersion | None = checked.existing.versions.filter(digest=digest).order_by("number").first()
+    return same
+
+
+def publish_checked_push(*, actor: Actor, checked: CheckedPush, hashed: dict[str, str]) -> PushResult:
+    """Step 4's transaction: create the version of a checked push whose blobs (`hashed`: path ->
+    verified sha256) are all in the store already."""
+    by_path = checked.files
     digest = AdapterVersion.compute_digest([(p, sha, by_path[p].size) for p, sha in hashed.items()])
-    if existing is not None:
-        same = existing.versions.filter(digest=digest).order_by("number").first()
-        if same is not None:
-            return PushResult(version=same, created=False)
+    return _commit_version(
+        actor=actor,
+        owner=checked.owner,
+        name=checked.name,
+        base_model_name=checked.base_model_name,
+        validated=checked.validated,
+        meta=checked.meta,
+        label=checked.label,
+        files=[(p, hashed[p], by_path[p].size) for p in sorted(by_path)],
+        digest=digest,
+        card=checked.card,
+    )
 
-    added = _store_blobs(by_path, hashed)
-    try:
-        return _commit_version(
-            actor=actor,
-            owner=owner,
-            name=name,
-            base_model_name=base_model_name,
-            validated=validated,
-            meta=meta,
-            label=label,
-            files=[(p, hashed[p], by_path[p].size) for p in sorted(by_path)],
-            digest=digest,
-            card=_read_card(by_path.get("README.md")),
+
+def precheck_push(
+    *, actor: Actor, namespace: str, name: str, files: Sequence[tuple[str, int]], label: str | None = None
+) -> tuple[Namespace, str | None, dict[str, int]]:
+    """The checks of a push that need no file content: write access, names, label, file names and
+    sizes. Resumable uploads run them before a byte is sent; check_push runs them all again.
+
+    Returns the namespace, the label as stored and the sizes by normalized path.
+    """
+    owner = access_namespace(actor, namespace)
+    require_write(actor, owner)
+    _check_slug(name, what="adapter name")
+    label = check_label(label)
+    sizes: dict[str, int] = {}
+    for raw, size in files:
+        try:
+            path = normalize_filename(raw)
+        except AdapterValidationError as exc:
+            raise _as_registry_error(exc) from None
+        if path in sizes:
+            raise BadRequest(f"file {path} was sent twice", code="duplicate_file")
+        sizes[path] = size
+    if not sizes:
+        raise BadRequest("an upload needs at least one file", code="no_files")
+    if "adapter_config.json" not in sizes:
+        raise BadRequest(
+            "adapter_config.json is missing: push the whole folder that save_pretrained wrote", code="missing_config"
         )
-    except BaseException:
-        _discard_unreferenced(added)
-        raise
+    limits = upload_limits()
+    if len(sizes) > limits.max_files:
+        raise PayloadTooLarge(
+            f"The upload has {len(sizes)} files; at most {limits.max_files} are allowed per version.",
+            code="too_many_files",
+        )
+    for path, size in sizes.items():
+        if size > limits.max_file_size:
+            raise PayloadTooLarge(
+                f"{path} is {size} bytes; at most {limits.max_file_size} bytes are allowed per file.",
+                code="file_too_large",
+                path=path,
+            )
+    if sum(sizes.values()) > limits.max_version_size:
+        raise PayloadTooLarge(
+            f"The upload is over {limits.max_version_size} bytes in total; that is the per-version limit.",
+            code="version_too_large",
+        )
+    return owner, label, sizes
 
 
 def _normalized_files(files: Sequence[IncomingFile]) -> dict[str, IncomingFile]:

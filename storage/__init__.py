@@ -11,11 +11,16 @@ from pathlib import Path
 from typing import Any
 
 from storage.interfaces import (
+    MIN_PART_SIZE,
     BlobInfo,
     BlobNotFound,
     BlobStore,
     BlobTooLarge,
+    MultipartBlobStore,
+    MultipartUpload,
     StorageError,
+    UploadedPart,
+    UploadNotFound,
     blob_key,
     validate_sha256,
 )
@@ -23,13 +28,18 @@ from storage.local import LocalBlobStore
 from storage.s3 import S3BlobStore
 
 __all__ = [
+    "MIN_PART_SIZE",
     "BlobInfo",
     "BlobNotFound",
     "BlobStore",
     "BlobTooLarge",
     "LocalBlobStore",
+    "MultipartBlobStore",
+    "MultipartUpload",
     "S3BlobStore",
     "StorageError",
+    "UploadNotFound",
+    "UploadedPart",
     "blob_key",
     "make_blob_store",
     "validate_sha256",

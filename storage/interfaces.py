@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import BinaryIO, Protocol, runtime_checkable
 
 # Blobs live under one prefix so a bucket or directory can also hold temp data (and later other
 # things) without the garbage collector mistaking them for blobs.
 BLOB_PREFIX = "blobs/sha256/"
+# Multipart uploads (resumable pushes) are staged here, apart from tmp/: a session may stay open
+# far longer than the garbage collector's grace period for temp data.
+UPLOAD_PREFIX = "uploads/"
+# S3 refuses parts smaller than this at completion, except the last one.
+MIN_PART_SIZE = 5 * 1024 * 1024
+# S3's limit on parts per multipart upload.
+MAX_PARTS = 10_000
 
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
 
@@ -39,6 +46,25 @@ class BlobTooLarge(StorageError):
 
 class BlobNotFound(StorageError, FileNotFoundError):
     """No blob is stored under this sha256."""
+
+
+class UploadNotFound(StorageError, FileNotFoundError):
+    """The multipart upload does not exist: never started, aborted, or already promoted."""
+
+
+@dataclass(frozen=True)
+class MultipartUpload:
+    """A multipart upload staged at `key` (under UPLOAD_PREFIX); `upload_id` is the store's id."""
+
+    key: str
+    upload_id: str
+
+
+@dataclass(frozen=True)
+class UploadedPart:
+    number: int  # 1-based, as in S3
+    size: int
+    etag: str
 
 
 def validate_sha256(sha256: str) -> str:
@@ -101,4 +127,59 @@ class BlobStore(Protocol):
 
     def iter_blobs(self) -> Iterator[tuple[str, datetime]]:
         """Yield (sha256, last_modified as an aware UTC datetime) for every stored blob."""
+        ...
+
+
+@runtime_checkable
+class MultipartBlobStore(BlobStore, Protocol):
+    """A blob store that also takes resumable multipart uploads, whose bytes need not pass
+    through the hub: parts go to presigned URLs when the store has them, else through put_part.
+
+    The store never trusts an upload's claimed sha256: the caller reads the assembled bytes back
+    (open_multipart), hashes them, and only then promotes them to their content-addressed key.
+    """
+
+    def start_multipart(self) -> MultipartUpload:
+        """Begin a staged multipart upload."""
+        ...
+
+    def part_upload_url(self, upload: MultipartUpload, number: int, *, expires: int = 3600) -> str | None:
+        """A presigned URL that takes part `number` in a PUT body, or None when parts go to put_part."""
+        ...
+
+    def put_part(self, upload: MultipartUpload, number: int, stream: BinaryIO, *, size: int) -> UploadedPart:
+        """Store part `number` from exactly `size` bytes of stream, replacing an earlier copy of it."""
+        ...
+
+    def list_parts(self, upload: MultipartUpload) -> list[UploadedPart]:
+        """The parts stored so far, by number; raises UploadNotFound, also once it is assembled."""
+        ...
+
+    def staged_size(self, upload: MultipartUpload) -> int | None:
+        """The size of the assembled bytes, or None while the upload is not assembled (or gone)."""
+        ...
+
+    def complete_multipart(self, upload: MultipartUpload, parts: Sequence[UploadedPart]) -> int:
+        """Assemble `parts` (in order) into the staged object and return its size.
+
+        Idempotent: once assembled, a second call returns the size. Raises UploadNotFound.
+        """
+        ...
+
+    def open_multipart(self, upload: MultipartUpload) -> BinaryIO:
+        """A seekable reader over the assembled bytes; raises UploadNotFound."""
+        ...
+
+    def promote_multipart(self, upload: MultipartUpload, sha256: str) -> bool:
+        """Move the assembled bytes, which the caller has verified hash to sha256, to the blob's
+        key; False when that blob was already stored (the staged copy is dropped)."""
+        ...
+
+    def abort_multipart(self, upload: MultipartUpload) -> None:
+        """Drop the upload's parts and staged bytes; a missing upload is not an error."""
+        ...
+
+    def abort_stale_multiparts(self, older_than: timedelta) -> int:
+        """Drop every multipart upload begun more than older_than ago (orphans whose session
+        record is gone); return how many."""
         ...

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
+import re
+import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
@@ -14,14 +18,23 @@ from typing import TYPE_CHECKING, BinaryIO
 from storage.hashing import CHUNK_SIZE, HashingReader
 from storage.interfaces import (
     BLOB_PREFIX,
+    UPLOAD_PREFIX,
     BlobInfo,
     BlobNotFound,
+    MultipartUpload,
+    StorageError,
+    UploadedPart,
+    UploadNotFound,
     blob_key,
     validate_sha256,
 )
 
 if TYPE_CHECKING:
-    from storage.interfaces import BlobStore
+    from storage.interfaces import BlobStore, MultipartBlobStore
+
+_UPLOAD_ID_RE = re.compile(r"[0-9a-f]{32}")
+_PART_RE = re.compile(r"part-(\d{5})")
+_ASSEMBLED = "assembled"
 
 
 class LocalBlobStore:
@@ -136,6 +149,144 @@ class LocalBlobStore:
                     removed += 1
         return removed
 
+    # --- multipart uploads ---------------------------------------------------------------------
+    # An upload is a directory root/uploads/<id>/ holding one file per part (part-00001, ...),
+    # written through the hub since a directory cannot presign; completing concatenates them
+    # into root/uploads/<id>/assembled, and promoting renames that onto the blob's path.
+
+    def _upload_dir(self, upload: MultipartUpload) -> Path:
+        if _UPLOAD_ID_RE.fullmatch(upload.upload_id) is None or upload.key != f"{UPLOAD_PREFIX}{upload.upload_id}":
+            raise ValueError(f"not an upload of this store: {upload!r}")
+        return self.root / upload.key
+
+    def _existing_upload_dir(self, upload: MultipartUpload) -> Path:
+        path = self._upload_dir(upload)
+        if not path.is_dir():
+            raise UploadNotFound(f"no such upload: {upload.upload_id}")
+        return path
+
+    def start_multipart(self) -> MultipartUpload:
+        upload_id = uuid.uuid4().hex
+        upload = MultipartUpload(key=f"{UPLOAD_PREFIX}{upload_id}", upload_id=upload_id)
+        self._upload_dir(upload).mkdir(parents=True)
+        return upload
+
+    def part_upload_url(self, upload: MultipartUpload, number: int, *, expires: int = 3600) -> str | None:
+        return None
+
+    def put_part(self, upload: MultipartUpload, number: int, stream: BinaryIO, *, size: int) -> UploadedPart:
+        """Write the part to a temp file, then rename it into place: a part is whole or absent."""
+        if not 1 <= number <= 99_999:
+            raise ValueError(f"part number out of range: {number}")
+        folder = self._existing_upload_dir(upload)
+        fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=".incoming-")
+        digest = hashlib.md5(usedforsecurity=False)  # an ETag, as S3 gives one; integrity comes from sha256
+        try:
+            with os.fdopen(fd, "wb") as tmp:
+                remaining = size
+                while remaining > 0:
+                    chunk = stream.read(min(remaining, CHUNK_SIZE))
+                    if not chunk:
+                        raise StorageError(f"part {number} ended after {size - remaining} of {size} bytes")
+                    digest.update(chunk)
+                    tmp.write(chunk)
+                    remaining -= len(chunk)
+            os.replace(tmp_name, folder / f"part-{number:05d}")
+        except BaseException:
+            Path(tmp_name).unlink(missing_ok=True)
+            raise
+        return UploadedPart(number=number, size=size, etag=digest.hexdigest())
+
+    def list_parts(self, upload: MultipartUpload) -> list[UploadedPart]:
+        folder = self._existing_upload_dir(upload)
+        if (folder / _ASSEMBLED).is_file():
+            # As on S3, a completed upload has no parts any more, only its assembled bytes.
+            raise UploadNotFound(f"upload {upload.upload_id} is assembled")
+        parts: list[UploadedPart] = []
+        for path in folder.iterdir():
+            match = _PART_RE.fullmatch(path.name)
+            if match is None:
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                # The size is what resuming needs; the md5 ETag is only worth its cost at put time.
+                parts.append(UploadedPart(number=int(match.group(1)), size=path.stat().st_size, etag=""))
+        return sorted(parts, key=lambda part: part.number)
+
+    def complete_multipart(self, upload: MultipartUpload, parts: Sequence[UploadedPart]) -> int:
+        """Concatenate the parts into `assembled` (via a temp file, so it is whole or absent), then
+        drop the parts."""
+        folder = self._existing_upload_dir(upload)
+        assembled = folder / _ASSEMBLED
+        if assembled.is_file():
+            return assembled.stat().st_size
+        fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=".assembling-")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                for part in parts:
+                    try:
+                        with open(folder / f"part-{part.number:05d}", "rb") as source:
+                            shutil.copyfileobj(source, out, CHUNK_SIZE)
+                    except FileNotFoundError:
+                        raise StorageError(f"part {part.number} of upload {upload.upload_id} is missing") from None
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp_name, assembled)
+        except BaseException:
+            Path(tmp_name).unlink(missing_ok=True)
+            raise
+        for part in parts:
+            (folder / f"part-{part.number:05d}").unlink(missing_ok=True)
+        return assembled.stat().st_size
+
+    def staged_size(self, upload: MultipartUpload) -> int | None:
+        try:
+            return (self._upload_dir(upload) / _ASSEMBLED).stat().st_size
+        except FileNotFoundError:
+            return None
+
+    def open_multipart(self, upload: MultipartUpload) -> BinaryIO:
+        try:
+            return open(self._existing_upload_dir(upload) / _ASSEMBLED, "rb")
+        except FileNotFoundError:
+            raise UploadNotFound(f"upload {upload.upload_id} is not assembled") from None
+
+    def promote_multipart(self, upload: MultipartUpload, sha256: str) -> bool:
+        target = self.path(sha256)
+        assembled = self._existing_upload_dir(upload) / _ASSEMBLED
+        if not assembled.is_file():
+            raise UploadNotFound(f"upload {upload.upload_id} is not assembled")
+        added = False
+        if not target.exists():
+            with open(assembled, "rb") as f:
+                os.fsync(f.fileno())
+            target.parent.mkdir(parents=True, exist_ok=True)
+            # Same filesystem, so an atomic rename: readers see no blob or the whole blob.
+            os.replace(assembled, target)
+            _fsync_dir(target.parent)
+            added = True
+        self.abort_multipart(upload)
+        return added
+
+    def abort_multipart(self, upload: MultipartUpload) -> None:
+        shutil.rmtree(self._upload_dir(upload), ignore_errors=True)
+
+    def abort_stale_multiparts(self, older_than: timedelta) -> int:
+        """Remove upload directories none of whose files changed for older_than."""
+        base = self.root / UPLOAD_PREFIX
+        if not base.is_dir():
+            return 0
+        cutoff = time.time() - older_than.total_seconds()
+        removed = 0
+        for folder in base.iterdir():
+            if not folder.is_dir() or _UPLOAD_ID_RE.fullmatch(folder.name) is None:
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                newest = max([folder.stat().st_mtime, *(f.stat().st_mtime for f in folder.iterdir())])
+                if newest < cutoff:
+                    shutil.rmtree(folder, ignore_errors=True)
+                    removed += 1
+        return removed
+
 
 def _check_range(start: int, end: int) -> None:
     if start < 0 or end < start:
@@ -165,3 +316,4 @@ def _fsync_dir(path: Path) -> None:
 
 if TYPE_CHECKING:
     _: type[BlobStore] = LocalBlobStore
+    _multipart: type[MultipartBlobStore] = LocalBlobStore

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import io
 import logging
+import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import quote
@@ -18,9 +19,13 @@ from botocore.exceptions import ClientError
 from storage.hashing import CHUNK_SIZE, HashingReader
 from storage.interfaces import (
     BLOB_PREFIX,
+    UPLOAD_PREFIX,
     BlobInfo,
     BlobNotFound,
+    MultipartUpload,
     StorageError,
+    UploadedPart,
+    UploadNotFound,
     blob_key,
 )
 
@@ -28,7 +33,7 @@ if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
     from mypy_boto3_s3.type_defs import CompletedPartTypeDef
 
-    from storage.interfaces import BlobStore
+    from storage.interfaces import BlobStore, MultipartBlobStore
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +44,7 @@ MAX_PARTS = 10_000  # S3's limit on parts per multipart upload
 MAX_SINGLE_COPY = 5 * 1024**3
 
 _NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
+_NO_UPLOAD_CODES = frozenset({"NoSuchUpload", "404", "NotFound"})
 
 
 class S3BlobStore:
@@ -334,6 +340,150 @@ class S3BlobStore:
                 raise RuntimeError(f"could not delete temp keys: {errors[:5]}")
         return removed + len(stale)
 
+    # --- multipart uploads -----------------------------------------------------------------
+    # Clients PUT parts straight to presigned UploadPart URLs of an upload staged at
+    # uploads/<uuid>; the hub completes it there, reads it back to verify its sha256, and only
+    # then copies it to the content-addressed key, so a blob key never holds unverified bytes.
+
+    def start_multipart(self) -> MultipartUpload:
+        key = f"{UPLOAD_PREFIX}{uuid.uuid4().hex}"
+        upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=key)["UploadId"]
+        return MultipartUpload(key=key, upload_id=upload_id)
+
+    def part_upload_url(self, upload: MultipartUpload, number: int, *, expires: int = 3600) -> str | None:
+        url: str = self.client.generate_presigned_url(
+            "upload_part",
+            Params={"Bucket": self.bucket, "Key": upload.key, "UploadId": upload.upload_id, "PartNumber": number},
+            ExpiresIn=expires,
+        )
+        return url
+
+    def put_part(self, upload: MultipartUpload, number: int, stream: BinaryIO, *, size: int) -> UploadedPart:
+        """Relay a part through the hub (clients that cannot reach the S3 endpoint); it is spooled
+        to disk first because signing needs a seekable body."""
+        with tempfile.SpooledTemporaryFile(max_size=CHUNK_SIZE) as spool:
+            remaining = size
+            while remaining > 0:
+                chunk = stream.read(min(remaining, CHUNK_SIZE))
+                if not chunk:
+                    raise StorageError(f"part {number} ended after {size - remaining} of {size} bytes")
+                spool.write(chunk)
+                remaining -= len(chunk)
+            spool.seek(0)
+            try:
+                resp = self.client.upload_part(
+                    Bucket=self.bucket, Key=upload.key, UploadId=upload.upload_id, PartNumber=number, Body=spool
+                )
+            except ClientError as exc:
+                _raise_no_upload(exc, upload)
+                raise
+        return UploadedPart(number=number, size=size, etag=resp["ETag"])
+
+    def list_parts(self, upload: MultipartUpload) -> list[UploadedPart]:
+        # SeaweedFS lists every copy of a part sent twice; the newest one (the last listed, unless
+        # an earlier one is strictly newer) is the one completion takes.
+        latest: dict[int, tuple[datetime, UploadedPart]] = {}
+        marker = 0
+        try:
+            while True:
+                resp = self.client.list_parts(
+                    Bucket=self.bucket, Key=upload.key, UploadId=upload.upload_id, PartNumberMarker=marker
+                )
+                for p in resp.get("Parts", []):
+                    part = UploadedPart(number=p["PartNumber"], size=p["Size"], etag=p["ETag"])
+                    seen = latest.get(part.number)
+                    if seen is None or p["LastModified"] >= seen[0]:
+                        latest[part.number] = (p["LastModified"], part)
+                if not resp.get("IsTruncated"):
+                    break
+                marker = resp["NextPartNumberMarker"]
+        except ClientError as exc:
+            _raise_no_upload(exc, upload)
+            raise
+        return [latest[number][1] for number in sorted(latest)]
+
+    def complete_multipart(self, upload: MultipartUpload, parts: Sequence[UploadedPart]) -> int:
+        try:
+            self.client.complete_multipart_upload(
+                Bucket=self.bucket,
+                Key=upload.key,
+                UploadId=upload.upload_id,
+                MultipartUpload={"Parts": [{"PartNumber": p.number, "ETag": p.etag} for p in parts]},
+            )
+        except ClientError as exc:
+            if _error_code(exc) not in _NO_UPLOAD_CODES:
+                raise
+            # Completed by an earlier call whose answer was lost: the staged object is there.
+        size = self.staged_size(upload)
+        if size is None:
+            raise UploadNotFound(f"no such upload: {upload.upload_id}")
+        return size
+
+    def staged_size(self, upload: MultipartUpload) -> int | None:
+        try:
+            size: int = self.client.head_object(Bucket=self.bucket, Key=upload.key)["ContentLength"]
+        except ClientError as exc:
+            if _error_code(exc) in _NOT_FOUND_CODES:
+                return None
+            raise
+        return size
+
+    def open_multipart(self, upload: MultipartUpload) -> BinaryIO:
+        try:
+            resp = self.client.get_object(Bucket=self.bucket, Key=upload.key)
+        except ClientError as exc:
+            if _error_code(exc) in _NOT_FOUND_CODES:
+                raise UploadNotFound(f"upload {upload.upload_id} is not assembled") from None
+            raise
+        raw = _S3ObjectReader(self.client, self.bucket, upload.key, resp["ContentLength"], resp["Body"])
+        return io.BufferedReader(raw, buffer_size=CHUNK_SIZE)
+
+    def promote_multipart(self, upload: MultipartUpload, sha256: str) -> bool:
+        key = blob_key(sha256)
+        added = False
+        if not self._key_exists(key):
+            size = self.staged_size(upload)
+            if size is None:
+                raise UploadNotFound(f"upload {upload.upload_id} is not assembled")
+            self._copy(upload.key, key, size)
+            added = True
+        self.abort_multipart(upload)
+        return added
+
+    def abort_multipart(self, upload: MultipartUpload) -> None:
+        try:
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=upload.key, UploadId=upload.upload_id)
+        except ClientError as exc:
+            if _error_code(exc) not in _NO_UPLOAD_CODES:
+                raise
+        self.client.delete_object(Bucket=self.bucket, Key=upload.key)
+
+    def abort_stale_multiparts(self, older_than: timedelta) -> int:
+        """Abort uploads and delete staged objects under uploads/ older than older_than."""
+        cutoff = datetime.now(UTC) - older_than
+        stale: list[MultipartUpload] = []
+        for page in self.client.get_paginator("list_multipart_uploads").paginate(
+            Bucket=self.bucket, Prefix=UPLOAD_PREFIX
+        ):
+            stale.extend(
+                MultipartUpload(key=u["Key"], upload_id=u["UploadId"])
+                for u in page.get("Uploads", [])
+                if u["Initiated"] < cutoff
+            )
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=UPLOAD_PREFIX):
+            stale.extend(
+                MultipartUpload(key=obj["Key"], upload_id="")
+                for obj in page.get("Contents", [])
+                if obj["LastModified"] < cutoff
+            )
+        # Collected first, then removed: removing while paging would shift the listings under us.
+        for upload in stale:
+            if upload.upload_id:
+                self.abort_multipart(upload)
+            else:
+                self.client.delete_object(Bucket=self.bucket, Key=upload.key)
+        return len(stale)
+
 
 class _S3ObjectReader(io.RawIOBase):
     """A seekable raw stream over one object: sequential reads share one GET, a seek starts a
@@ -451,6 +601,11 @@ def _error_code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
 
+def _raise_no_upload(exc: ClientError, upload: MultipartUpload) -> None:
+    if _error_code(exc) in _NO_UPLOAD_CODES:
+        raise UploadNotFound(f"no such upload: {upload.upload_id}") from None
+
+
 def _raise_not_found(exc: ClientError, sha256: str) -> None:
     if _error_code(exc) in _NOT_FOUND_CODES:
         raise BlobNotFound(f"no such blob: {sha256}") from None
@@ -458,3 +613,4 @@ def _raise_not_found(exc: ClientError, sha256: str) -> None:
 
 if TYPE_CHECKING:
     _: type[BlobStore] = S3BlobStore
+    _multipart: type[MultipartBlobStore] = S3BlobStore

@@ -23,5 +23,5 @@ class Command(BaseCommand):
         verb = "would delete" if options["dry_run"] else "deleted"
         self.stdout.write(
             f"{report.scanned} blobs scanned, {report.referenced} referenced, {report.young} in grace period, "
-            f"{verb} {len(report.deleted)}"
+            f"{verb} {len(report.deleted)}, expired {report.expired_uploads} upload sessions"
         )

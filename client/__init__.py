@@ -1,0 +1,65 @@
+"""Python client and CLI (`ahub`) of Adapter Hub: push, pull, search, compose and evaluate.
+
+    from client import HubClient
+
+    hub = HubClient()  # HUB_URL / HUB_TOKEN, or what `ahub login` saved
+    version = hub.push("out/my-lora", "alice/my-lora", label="v1")
+    folder = hub.pull("alice/my-lora:v1").path  # PeftModel.from_pretrained(base, folder)
+
+It talks HTTP only (requests); nothing here imports Django or torch.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from client.api import HubClient
+from client.errors import (
+    AuthenticationError,
+    ChecksumMismatch,
+    Conflict,
+    HubError,
+    JobFailed,
+    NotFound,
+    PermissionDenied,
+    ValidationError,
+)
+from client.types import (
+    AdapterInfo,
+    AdapterSummary,
+    CreatedToken,
+    Evaluation,
+    FileEntry,
+    Job,
+    PulledAdapter,
+    PushResult,
+    Score,
+    Token,
+    User,
+    Version,
+)
+
+__all__ = [
+    "AdapterInfo",
+    "AdapterSummary",
+    "AuthenticationError",
+    "ChecksumMismatch",
+    "Conflict",
+    "CreatedToken",
+    "Evaluation",
+    "FileEntry",
+    "HubClient",
+    "HubError",
+    "Job",
+    "JobFailed",
+    "NotFound",
+    "PermissionDenied",
+    "PulledAdapter",
+    "PushResult",
+    "Score",
+    "Token",
+    "User",
+    "ValidationError",
+    "Version",
+    "__version__",
+]

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ConnectionError as BotoConnectionError
 from celery import Task, shared_task
@@ -25,6 +27,32 @@ TRANSIENT_ERRORS = (OperationalError, InterfaceError, BotoConnectionError, BotoC
 MAX_RETRIES = 5
 
 
+def _run_job(task: Task, model: type[Any], job_id: str, run: Callable[..., Any], time_limit: int) -> str | None:
+    """Run one job under the rules every worker task shares.
+
+    - A live worker still holds the job (a redelivered duplicate): look again once its lease lapses.
+    - The soft time limit fails the job with a clear message.
+    - Transient database or storage errors hand the job back and retry with backoff; after
+      MAX_RETRIES the job fails.
+    Domain errors are not raised here: `run` records them on the job.
+    """
+    try:
+        job = run(job_id, worker=task.request.hostname or "worker")
+    except LeaseHeld as held:
+        raise task.retry(countdown=held.seconds, max_retries=None) from None
+    except SoftTimeLimitExceeded:
+        jobs.fail(model, job_id, code="timeout", message=f"the job ran past its {time_limit}-second limit")
+        return None
+    except TRANSIENT_ERRORS as exc:
+        if task.request.retries >= MAX_RETRIES:
+            jobs.fail(model, job_id, code="transient_error", message=f"gave up after {MAX_RETRIES} retries: {exc}")
+            raise
+        log.warning("%s %s: transient error, retrying: %s", model.__name__, job_id, exc)
+        jobs.release(model, job_id)
+        raise task.retry(exc=exc, countdown=min(2 ** task.request.retries, 60)) from None
+    return job.status if job is not None else None
+
+
 @shared_task(
     bind=True,
     name="registry.tasks.compose_adapter",
@@ -35,26 +63,8 @@ MAX_RETRIES = 5
     time_limit=settings.COMPOSE_TIME_LIMIT + 60,
 )
 def compose_adapter(self: Task, job_id: str) -> str | None:
-    try:
-        job = run_composition(job_id, worker=self.request.hostname or "worker")
-    except LeaseHeld as held:
-        # A live worker still runs it (this is a redelivered duplicate): look again later.
-        raise self.retry(countdown=held.seconds, max_retries=None) from None
-    except SoftTimeLimitExceeded:
-        _fail(job_id, "timeout", f"the composition ran past its {settings.COMPOSE_TIME_LIMIT}-second limit")
-        return None
-    except TRANSIENT_ERRORS as exc:
-        if self.request.retries >= MAX_RETRIES:
-            _fail(job_id, "transient_error", f"gave up after {MAX_RETRIES} retries: {exc}")
-            raise
-        log.warning("job %s: transient error, retrying: %s", job_id, exc)
-        jobs.release(CompositionJob, job_id)
-        raise self.retry(exc=exc, countdown=min(2 ** self.request.retries, 60)) from None
-    return job.status if job is not None else None
-
-
-def _fail(job_id: str, code: str, message: str, model: type = CompositionJob) -> None:
-    jobs.fail(model, job_id, code=code, message=message)
+    """Run one composition job, on the `compose` queue."""
+    return _run_job(self, CompositionJob, job_id, run_composition, settings.COMPOSE_TIME_LIMIT)
 
 
 @shared_task(
@@ -67,18 +77,5 @@ def _fail(job_id: str, code: str, message: str, model: type = CompositionJob) ->
     time_limit=settings.EVAL_TIME_LIMIT + 60,
 )
 def evaluate_version(self: Task, request_id: str) -> str | None:
-    """Score one version on one suite, on the `gpu` queue (workers run one job at a time)."""
-    try:
-        request = run_evaluation(request_id, worker=self.request.hostname or "worker")
-    except LeaseHeld as held:
-        raise self.retry(countdown=held.seconds, max_retries=None) from None
-    except SoftTimeLimitExceeded:
-        _fail(request_id, "timeout", f"the evaluation ran past its {settings.EVAL_TIME_LIMIT}-second limit", EvaluationRequest)
-        return None
-    except TRANSIENT_ERRORS as exc:
-        if self.request.retries >= MAX_RETRIES:
-            _fail(request_id, "transient_error", f"gave up after {MAX_RETRIES} retries: {exc}", EvaluationRequest)
-            raise
-        jobs.release(EvaluationRequest, request_id)
-        raise self.retry(exc=exc, countdown=min(2 ** self.request.retries, 60)) from None
-    return request.status if request is not None else None
+    """Score one version on one suite, on the `gpu` queue (GPU workers run one job at a time)."""
+    return _run_job(self, EvaluationRequest, request_id, run_evaluation, settings.EVAL_TIME_LIMIT)

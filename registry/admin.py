@@ -7,6 +7,10 @@ from django.http import HttpRequest
 
 from registry.models import (
     Adapter,
+    CompositionJob,
+    EvalSuite,
+    EvaluationRequest,
+    VersionParent,
     AdapterVersion,
     ApiToken,
     BaseModel,
@@ -16,6 +20,7 @@ from registry.models import (
     Tag,
     VersionFile,
 )
+from registry.models.uploads import UploadBlob, UploadSession
 
 
 class MembershipInline(admin.TabularInline):
@@ -109,3 +114,67 @@ class ApiTokenAdmin(admin.ModelAdmin):
     search_fields = ("name", "user__username", "key_prefix")
     readonly_fields = ("key_prefix", "key_hash", "created_at", "last_used_at")
     raw_id_fields = ("user", "namespace")
+
+
+@admin.register(CompositionJob)
+class CompositionJobAdmin(admin.ModelAdmin):
+    list_display = ("id", "target", "status", "progress", "created_by", "attempts", "worker", "created_at")
+    list_filter = ("status",)
+    search_fields = ("target_namespace", "target_name", "recipe_hash")
+    raw_id_fields = ("created_by", "result_version")
+    readonly_fields = ("recipe", "recipe_hash", "report", "timings")
+
+
+@admin.register(VersionParent)
+class VersionParentAdmin(admin.ModelAdmin):
+    list_display = ("child", "parent", "weight", "role", "position")
+    list_filter = ("role",)
+    raw_id_fields = ("child", "parent")
+
+
+@admin.register(EvalSuite)
+class EvalSuiteAdmin(admin.ModelAdmin):
+    list_display = ("name", "base_model", "kind", "metric", "examples", "is_default", "created_at")
+    list_filter = ("kind", "is_default")
+    search_fields = ("name", "base_model__name")
+    raw_id_fields = ("base_model", "created_by")
+
+
+@admin.register(EvaluationRequest)
+class EvaluationRequestAdmin(admin.ModelAdmin):
+    list_display = ("id", "version", "suite", "status", "attempts", "worker", "created_at")
+    list_filter = ("status",)
+    raw_id_fields = ("version", "suite", "created_by")
+
+
+@admin.register(UploadSession)
+class UploadSessionAdmin(admin.ModelAdmin):
+    list_display = ("id", "namespace", "name", "status", "created_by", "created_at", "expires_at")
+    list_filter = ("status",)
+    search_fields = ("name", "namespace__name")
+    raw_id_fields = ("created_by", "namespace", "result_version")
+
+
+@admin.register(UploadBlob)
+class UploadBlobAdmin(admin.ModelAdmin):
+    list_display = ("id", "session", "sha256", "size")
+    search_fields = ("sha256",)
+    raw_id_fields = ("session",)
+
+
+@admin.register(VersionFile)
+class VersionFileAdmin(admin.ModelAdmin):
+    """Read-only: files belong to immutable versions; finding which versions hold a sha256 is the use."""
+
+    list_display = ("version", "path", "sha256", "size")
+    search_fields = ("sha256", "path", "version__adapter__name")
+    readonly_fields = ("version", "path", "sha256", "size")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

@@ -191,7 +191,7 @@ def base_models_with_counts(actor: Actor) -> QuerySet[BaseModel]:
     """Base models with the number of adapters the actor can see, most used first (one query)."""
     visible = visible_adapters(actor).values("pk")
     return (
-        BaseModel.objects.annotate(
+        BaseModel.listed.annotate(
             adapter_count=Count("adapters", filter=Q(adapters__in=visible), distinct=True),
             suite_count=Count("eval_suites", distinct=True),
         )

@@ -224,7 +224,7 @@ class BaseModelListView(APIView):
         visible = Q(adapters__visibility=Visibility.PUBLIC)
         if actor.is_authenticated:
             visible |= Q(adapters__namespace_id__in=actor.readable_private_namespace_ids())
-        bases = BaseModel.objects.annotate(adapter_count=Count("adapters", filter=visible, distinct=True)).order_by("name")
+        bases = BaseModel.listed.annotate(adapter_count=Count("adapters", filter=visible, distinct=True)).order_by("name")
         return paginated(self, request, bases, s.BaseModelSerializer)
 
     @extend_schema(summary="Register a base model (admin)", request=s.BaseModelCreateInput, responses=s.BaseModelSerializer)

@@ -38,7 +38,7 @@ from registry.blobs import get_blob_store
 from registry.exceptions import BadRequest, Conflict, PayloadTooLarge, Unauthorized, Unprocessable
 from registry.hf.errors import EntryNotFound, HfError, RevisionNotFound
 from registry.hf.revisions import head_version, is_branch
-from registry.hf.serializers import PENDING_BASE_MODEL
+from registry.models import PENDING_BASE_MODEL
 from registry.models import Adapter, Method, VersionFile, Visibility
 
 # Files up to this size stay in memory while a commit is assembled; larger ones go to disk.

@@ -12,12 +12,11 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any, NotRequired, TypedDict
 
-from registry.models import Adapter, AdapterVersion, ApiToken, Membership, VersionFile
+from registry.models import PENDING_BASE_MODEL, Adapter, AdapterVersion, ApiToken, Membership, VersionFile
 
 LIBRARY = "peft"
 # Base model of an adapter created by `create_repo` before its first commit says what it adapts
 # (the model requires one). The colon cannot occur in a Hub model id, so it never names a real one.
-PENDING_BASE_MODEL = "pending:first-commit"
 
 
 class LfsInfo(TypedDict):

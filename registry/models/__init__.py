@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from registry.models.core import (
     LORA_FAMILY,
+    PENDING_BASE_MODEL,
     SCOPE_RANK,
     SHA256_PATTERN,
     SLUG_PATTERN,
@@ -46,6 +47,7 @@ __all__ = [
     "LineageRole",
     "VersionParent",
     "LORA_FAMILY",
+    "PENDING_BASE_MODEL",
     "SCOPE_RANK",
     "SHA256_PATTERN",
     "SLUG_PATTERN",

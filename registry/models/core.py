@@ -68,6 +68,17 @@ class Membership(models.Model):
         return f"{self.user} {self.role} of {self.namespace}"
 
 
+# The base model of an adapter created empty (HF `create_repo`) until its first version names one.
+PENDING_BASE_MODEL = "pending:first-commit"
+
+
+class ListedBaseModels(models.Manager["BaseModel"]):
+    """Real base models only: the pending placeholder is an implementation detail, never listed."""
+
+    def get_queryset(self) -> models.QuerySet[BaseModel]:
+        return super().get_queryset().exclude(name=PENDING_BASE_MODEL)
+
+
 class BaseModel(models.Model):
     """A foundation model adapters are trained on; its manifest lets pushes be shape-checked."""
 
@@ -78,12 +89,16 @@ class BaseModel(models.Model):
     description = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
+    objects = models.Manager()
+    listed = ListedBaseModels()
+
     def __str__(self) -> str:
         return self.name
 
     @property
     def has_manifest(self) -> bool:
         return bool(self.manifest)
+
 
 
 class Method(models.TextChoices):

@@ -36,6 +36,8 @@ def test_create_repo_then_upload_folder_publishes_a_version_the_rest_api_lists(
         api.create_repo("alice/new-lora")
     assert exists.value.response.status_code == 409
     assert api.model_info("alice/new-lora").sha is None  # a repo with no version yet
+    listed = client_for(alice).get("/api/v1/base-models/").json()["results"]
+    assert "pending:" not in str(listed), "the placeholder base model of an empty repo is never listed"
 
     commit = api.upload_folder(repo_id="alice/new-lora", folder_path=lora_dir, commit_message="First")
     again = api.upload_folder(repo_id="alice/new-lora", folder_path=lora_dir)

@@ -292,6 +292,7 @@ class GateCheck:
             "best_parent": self.best_parent,
             "best_parent_value": self.best_parent_value,
             "required": self.required,
+            "higher_is_better": self.higher_is_better,
             "passed": self.passed,
         }
 

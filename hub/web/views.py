@@ -190,7 +190,23 @@ def _reasons(version: AdapterVersion) -> list[str]:
     reasons = version.validation_reasons or []
     if not isinstance(reasons, list):
         reasons = [reasons]
-    return [r.get("message", str(r)) if isinstance(r, dict) else str(r) for r in reasons]
+    return [_reason_sentence(r) if isinstance(r, dict) else str(r) for r in reasons]
+
+
+def _reason_sentence(reason: dict[str, Any]) -> str:
+    """One line per gate check, e.g. "✓ capital-qa: exact_match 1.000 ≥ 0.950 (95 % of demo/a:1's 1.000)"."""
+    if "suite" not in reason or "required" not in reason:
+        prefix = f"{reason['suite']}: " if "suite" in reason else ""
+        return prefix + str(reason.get("reason") or reason.get("message") or reason)
+    value = reason.get("value")
+    higher = reason.get("higher_is_better", reason.get("metric") != "perplexity")
+    comparison = "≥" if higher else "≤"
+    shown = "no score" if value is None else f"{value:.3f}"
+    mark = "✓" if reason.get("passed") else "✗"
+    return (
+        f"{mark} {reason['suite']}: {reason.get('metric', '')} {shown}, needs {comparison} {reason['required']:.3f} "
+        f"(from {reason.get('best_parent', 'the best parent')}'s {reason.get('best_parent_value', 0):.3f})"
+    )
 
 
 def _version_node(version: AdapterVersion, weight: float | None = None, negated: bool = False) -> svg.Node:

@@ -118,7 +118,14 @@ def test_a_composed_version_shows_its_lineage_graph_with_weights_and_its_validat
     hidden = make_adapter(bob, "private-base", visibility="private")
     hybrid = make_adapter(alice, "hybrid", versions=0)
     child = add_version(hybrid, validation="rejected")
-    child.validation_reasons = ["capitals: exact_match 0.41 is below the best parent's 0.80"]
+    child.validation_reasons = [
+        "capitals: exact_match 0.41 is below the best parent's 0.80",
+        # The shape the validation gate records (registry.evaluations.GateCheck.as_dict).
+        {"suite": "capitals-qa", "metric": "exact_match", "value": 0.5, "best_parent": "alice/sql:1",
+         "best_parent_value": 1.0, "required": 0.95, "higher_is_better": True, "passed": False},
+        {"suite": "capitals-ppl", "metric": "perplexity", "value": 3.0, "best_parent": "alice/sql:1",
+         "best_parent_value": 3.1, "required": 3.263, "higher_is_better": False, "passed": True},
+    ]
     child.save(update_fields=["validation_reasons"])
     for position, (parent, weight) in enumerate([(sql, 0.7), (chat, -0.3), (hidden, 0.5)]):
         VersionParent.objects.create(
@@ -127,6 +134,9 @@ def test_a_composed_version_shows_its_lineage_graph_with_weights_and_its_validat
         )
 
     html = page(Client(), "alice/hybrid")
+    assert "✗ capitals-qa: exact_match 0.500, needs ≥ 0.950 (from alice/sql:1&#x27;s 1.000)" in html
+    assert "✓ capitals-ppl: perplexity 3.000, needs ≤ 3.263" in html
+    assert "{&#x27;suite&#x27;" not in html, "gate checks are shown as sentences, not raw data"
 
     lineage = html.split('id="lineage"', 1)[1].split("</section>", 1)[0]
     svg = lineage.split("</svg>", 1)[0]

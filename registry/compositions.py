@@ -25,7 +25,6 @@ import composer
 from composer import CompositionError, CompositionParams, parse_expression
 from registry import jobs
 from registry.access import Actor, access_adapter, access_namespace, require_write
-from registry.blobs import get_blob_store
 from registry.exceptions import BadRequest, Conflict, NotFound, RegistryError, Unprocessable
 from registry.models import (
     LORA_FAMILY,
@@ -37,7 +36,7 @@ from registry.models import (
     Method,
     VersionParent,
 )
-from registry.services import AdapterMetadata, IncomingFile, push_version, resolve_version
+from registry.services import AdapterMetadata, copy_version_files, folder_files, push_version, resolve_version
 
 log = logging.getLogger(__name__)
 
@@ -320,7 +319,6 @@ def run_composition(job_id: str, *, worker: str) -> CompositionJob | None:
 
 
 def _load_inputs(job: CompositionJob, folder: Path) -> list[tuple[ResolvedInput, composer.LoraAdapter]]:
-    store = get_blob_store()
     loaded = []
     for index, item in enumerate(job.recipe["inputs"]):
         namespace, _, name = item["adapter"].partition("/")
@@ -332,19 +330,11 @@ def _load_inputs(job: CompositionJob, folder: Path) -> list[tuple[ResolvedInput,
         if version is None:
             raise CompositionError("bad_input", f"input {item['adapter']}:{item['version']} no longer exists")
         target = folder / str(index)
-        weights_sha = None
-        for f in version.files.all():
-            if f.path not in ("adapter_config.json", "adapter_model.safetensors"):
-                continue
-            path = target / f.path
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with path.open("wb") as out:
-                for chunk in store.read_range(f.sha256, 0, f.size):
-                    out.write(chunk)
-            if f.path == "adapter_model.safetensors":
-                weights_sha = f.sha256
+        copied = copy_version_files(version, target)
         resolved = ResolvedInput(version=version, weight=float(item["weight"]))
-        adapter = composer.load_lora(target, reference=resolved.published_reference, sha256=weights_sha)
+        adapter = composer.load_lora(
+            target, reference=resolved.published_reference, sha256=copied.get("adapter_model.safetensors")
+        )
         loaded.append((resolved, adapter))
     return loaded
 
@@ -365,13 +355,7 @@ def _compose(
 def _publish(
     job: CompositionJob, inputs: list[tuple[ResolvedInput, composer.LoraAdapter]], folder: Path
 ) -> tuple[AdapterVersion, bool]:
-    paths = sorted(p for p in folder.rglob("*") if p.is_file())
-    handles = [p.open("rb") for p in paths]
-    try:
-        files = [
-            IncomingFile(path=p.relative_to(folder).as_posix(), stream=h, size=p.stat().st_size)
-            for p, h in zip(paths, handles, strict=True)
-        ]
+    with folder_files(folder) as files:
         with transaction.atomic():
             result = push_version(
                 actor=Actor(user=job.created_by),
@@ -400,9 +384,6 @@ def _publish(
                         if resolved.version.pk != version.pk
                     ]
                 )
-    finally:
-        for handle in handles:
-            handle.close()
     return version, result.created
 
 

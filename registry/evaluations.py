@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import tempfile
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from registry import jobs
 from registry.access import Actor
 from registry.blobs import get_blob_store
 from registry.compositions import PRIVATE_REFERENCE
+from registry.services import copy_version_files
 from registry.exceptions import Conflict, Forbidden, NotFound, PayloadTooLarge, RegistryError, Unauthorized, Unprocessable
 from registry.models import (
     SUITE_METRICS,
@@ -86,8 +88,6 @@ def create_suite(
         raise Unprocessable(str(exc), code=exc.code) from None
     if EvalSuite.objects.filter(base_model=base, name=name).exists():
         raise Conflict(f"{base.name} already has a suite named {name}", code="suite_exists")
-    import io
-
     blob = get_blob_store().put(io.BytesIO(raw), max_size=settings.EVAL_SUITE_MAX_BYTES)
     metric, higher_is_better = SUITE_METRICS[SuiteKind(kind)]
     try:
@@ -234,18 +234,13 @@ def run_evaluation(request_id: str, *, worker: str, cache: BaseModelCache = MODE
 
 def _evaluate(request: EvaluationRequest, cache: BaseModelCache) -> Any:
     suite, version = request.suite, request.version
-    store = get_blob_store()
-    raw = b"".join(store.read_range(suite.data_sha256, 0, suite.data_size))
+    raw = b"".join(get_blob_store().read_range(suite.data_sha256, 0, suite.data_size))
     examples = parse_suite(raw, suite.kind)
     loaded = cache.get(find_base_model_folder(version.adapter.base_model.name), pick_device(settings.EVAL_DEVICE))
     jobs.renew(EvaluationRequest, request.pk)
     with tempfile.TemporaryDirectory(prefix="eval-") as tmp:
         folder = Path(tmp)
-        for f in version.files.all():
-            if f.path in ("adapter_config.json", "adapter_model.safetensors"):
-                with (folder / f.path).open("wb") as out:
-                    for chunk in store.read_range(f.sha256, 0, f.size):
-                        out.write(chunk)
+        copy_version_files(version, folder)
         return evaluate(
             loaded, folder, suite.kind, examples, batch_size=settings.EVAL_BATCH_SIZE, max_new_tokens=suite.max_new_tokens
         )

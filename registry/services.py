@@ -5,12 +5,14 @@ Views call these and nothing else; tests call them directly.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import IO, Any
 
 from django.conf import settings
@@ -688,3 +690,32 @@ def record_download(adapter: Adapter) -> None:
 def counts_as_download(path: str, range_start: int) -> bool:
     """One download per fetch of the weights, not per file or per resumed chunk."""
     return path.endswith(".safetensors") and range_start == 0
+
+
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+
+
+def copy_version_files(version: AdapterVersion, folder: Path, paths: Sequence[str] = ADAPTER_FILES) -> dict[str, str]:
+    """Stream the version's files named in `paths` from the blob store into `folder`;
+    returns their sha256 by path (workers load adapters from the copy)."""
+    store = get_blob_store()
+    copied: dict[str, str] = {}
+    for f in version.files.filter(path__in=paths):
+        target = folder / f.path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with target.open("wb") as out:
+            for chunk in store.read_range(f.sha256, 0, f.size):
+                out.write(chunk)
+        copied[f.path] = f.sha256
+    return copied
+
+
+@contextlib.contextmanager
+def folder_files(folder: Path) -> Iterator[list[IncomingFile]]:
+    """Every file under `folder` as an IncomingFile (path relative to it), open for the block."""
+    paths = sorted(p for p in folder.rglob("*") if p.is_file())
+    with contextlib.ExitStack() as stack:
+        yield [
+            IncomingFile(path=p.relative_to(folder).as_posix(), stream=stack.enter_context(p.open("rb")), size=p.stat().st_size)
+            for p in paths
+        ]

@@ -17,7 +17,7 @@ from registry.compositions import CompositionRequest, InputSpec, run_composition
 from registry.evaluations import create_suite, request_evaluations, run_evaluation
 from registry.manifests import manifest_from_folder
 from registry.models import Adapter, EvalSuite, EvaluationRequest, JobStatus
-from registry.services import AdapterMetadata, IncomingFile, push_version, register_base_model
+from registry.services import AdapterMetadata, folder_files, push_version, register_base_model
 
 
 class Command(BaseCommand):
@@ -102,21 +102,16 @@ class Command(BaseCommand):
         return suites
 
     def _push(self, actor: Actor, namespace: str, name: str, folder: Path, skill: demo.Skill) -> None:
-        paths = sorted(p for p in folder.iterdir() if p.is_file())
-        handles = [p.open("rb") for p in paths]
-        try:
+        with folder_files(folder) as files:
             push_version(
                 actor=actor,
                 namespace=namespace,
                 name=name,
-                files=[IncomingFile(path=p.name, stream=h, size=p.stat().st_size) for p, h in zip(paths, handles, strict=True)],
+                files=files,
                 meta=AdapterMetadata(
                     task=skill.task, tags=["demo", skill.name], license="apache-2.0", description=skill.description
                 ),
             )
-        finally:
-            for handle in handles:
-                handle.close()
 
     def _evaluate(self, requests: list[EvaluationRequest]) -> None:
         for request in requests:

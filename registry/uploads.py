@@ -293,7 +293,7 @@ def _sync_blobs(
                 pass  # aborted behind our back (an operator's cleanup): start it again below
         elif held_for(actor, sha, store):
             continue
-        upload = store.start_multipart()
+        upload = store.start_multipart(sha)
         blob, _ = UploadBlob.objects.update_or_create(
             session=session,
             sha256=sha,

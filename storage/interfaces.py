@@ -139,8 +139,9 @@ class MultipartBlobStore(BlobStore, Protocol):
     (open_multipart), hashes them, and only then promotes them to their content-addressed key.
     """
 
-    def start_multipart(self) -> MultipartUpload:
-        """Begin a staged multipart upload."""
+    def start_multipart(self, sha256: str) -> MultipartUpload:
+        """Begin a staged multipart upload of bytes announced to hash to sha256 (a layout hint for
+        the store, trusted for nothing)."""
         ...
 
     def part_upload_url(self, upload: MultipartUpload, number: int, *, expires: int = 3600) -> str | None:
@@ -171,8 +172,9 @@ class MultipartBlobStore(BlobStore, Protocol):
         ...
 
     def promote_multipart(self, upload: MultipartUpload, sha256: str) -> bool:
-        """Move the assembled bytes, which the caller has verified hash to sha256, to the blob's
-        key; False when that blob was already stored (the staged copy is dropped)."""
+        """Make the assembled bytes, which the caller has verified hash to sha256, that blob
+        without copying them (a rename, or a link at the blob's key); False when that blob was
+        already stored (the staged bytes are dropped)."""
         ...
 
     def abort_multipart(self, upload: MultipartUpload) -> None:

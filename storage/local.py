@@ -165,7 +165,8 @@ class LocalBlobStore:
             raise UploadNotFound(f"no such upload: {upload.upload_id}")
         return path
 
-    def start_multipart(self) -> MultipartUpload:
+    def start_multipart(self, sha256: str) -> MultipartUpload:
+        validate_sha256(sha256)  # a rename needs no layout hint, but the contract takes one
         upload_id = uuid.uuid4().hex
         upload = MultipartUpload(key=f"{UPLOAD_PREFIX}{upload_id}", upload_id=upload_id)
         self._upload_dir(upload).mkdir(parents=True)

@@ -27,6 +27,7 @@ from storage.interfaces import (
     UploadedPart,
     UploadNotFound,
     blob_key,
+    validate_sha256,
 )
 
 if TYPE_CHECKING:
@@ -38,6 +39,12 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 TMP_PREFIX = "tmp/"
+# Multipart uploads (resumable pushes) live at objects/<announced sha256>/<uuid>, and stay there
+# once verified: the blob key then holds a link to them rather than a copy of their bytes.
+OBJECT_PREFIX = "objects/"
+# User metadata of a link object at a blob key: where the bytes are, and how many there are.
+LINK_META = "ahub-link"
+LINK_SIZE_META = "ahub-size"
 MIN_PART_SIZE = 5 * 1024 * 1024  # S3 rejects smaller parts (except the last) at completion
 MAX_PARTS = 10_000  # S3's limit on parts per multipart upload
 # CopyObject is a single request only up to 5 GiB; beyond that the copy itself must be multipart.
@@ -45,10 +52,17 @@ MAX_SINGLE_COPY = 5 * 1024**3
 
 _NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
 _NO_UPLOAD_CODES = frozenset({"NoSuchUpload", "404", "NotFound"})
+_PRECONDITION_CODES = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict"})
 
 
 class S3BlobStore:
-    """Blobs at s3://<bucket>/blobs/sha256/ab/cd/<sha256>; uploads staged at tmp/<uuid>."""
+    """Blobs at s3://<bucket>/blobs/sha256/ab/cd/<sha256>; uploads staged at tmp/<uuid>.
+
+    A blob key holds either the bytes themselves (what put() stores) or an empty link object
+    whose metadata names the key of a verified multipart upload (what promote_multipart()
+    writes), so promoting a pushed gigabyte costs one small PUT instead of a server-side copy.
+    Every read resolves a link first; links are written only after the bytes were verified.
+    """
 
     def __init__(
         self,
@@ -214,40 +228,46 @@ class S3BlobStore:
         key = blob_key(sha256)
         try:
             resp = self.client.get_object(Bucket=self.bucket, Key=key)
+            linked = _link_of(resp)
+            if linked is not None:
+                resp["Body"].close()
+                key = linked[0]
+                resp = self.client.get_object(Bucket=self.bucket, Key=key)
         except ClientError as exc:
             _raise_not_found(exc, sha256)
             raise
         raw = _S3ObjectReader(self.client, self.bucket, key, resp["ContentLength"], resp["Body"])
         return io.BufferedReader(raw, buffer_size=CHUNK_SIZE)
 
+    def _locate(self, sha256: str) -> tuple[str, int]:
+        """The key that holds the blob's bytes (its own, or the one its link names) and its size;
+        raises BlobNotFound."""
+        key = blob_key(sha256)
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            _raise_not_found(exc, sha256)
+            raise
+        return _link_of(head) or (key, head["ContentLength"])
+
     def read_range(self, sha256: str, start: int, end: int) -> Iterator[bytes]:
         if start < 0 or end < start:
             raise ValueError(f"invalid byte range [{start}, {end})")
-        key = blob_key(sha256)
-        if start == end:
-            # An empty HTTP range cannot be expressed; still report a missing blob.
-            self.size(sha256)
+        key, size = self._locate(sha256)
+        if start >= min(end, size):
+            # An empty slice; an empty HTTP range cannot be expressed.
             return iter(())
         try:
             resp = self.client.get_object(
                 Bucket=self.bucket, Key=key, Range=f"bytes={start}-{end - 1}"
             )
         except ClientError as exc:
-            # 416: start is at or past the end of an existing blob, an empty slice.
-            if _error_code(exc) == "InvalidRange":
-                return iter(())
             _raise_not_found(exc, sha256)
             raise
         return _iter_body(resp["Body"])
 
     def size(self, sha256: str) -> int:
-        try:
-            return self.client.head_object(Bucket=self.bucket, Key=blob_key(sha256))[
-                "ContentLength"
-            ]
-        except ClientError as exc:
-            _raise_not_found(exc, sha256)
-            raise
+        return self._locate(sha256)[1]
 
     def exists(self, sha256: str) -> bool:
         return self._key_exists(blob_key(sha256))
@@ -262,14 +282,27 @@ class S3BlobStore:
         return True
 
     def delete(self, sha256: str) -> None:
-        # S3 answers 204 for a missing key too, which makes this idempotent for free.
-        self.client.delete_object(Bucket=self.bucket, Key=blob_key(sha256))
+        """Remove the blob key, then the bytes it links to (in that order, so no link is ever
+        left pointing at nothing)."""
+        try:
+            holder, _ = self._locate(sha256)
+        except BlobNotFound:
+            return  # deleting a missing blob is not an error
+        key = blob_key(sha256)
+        self.client.delete_object(Bucket=self.bucket, Key=key)
+        if holder != key:
+            self.client.delete_object(Bucket=self.bucket, Key=holder)
 
     def presigned_url(
         self, sha256: str, *, filename: str | None = None, expires: int = 300
     ) -> str | None:
-        """A GET URL valid for expires seconds; it does not check that the blob exists."""
-        params: dict[str, Any] = {"Bucket": self.bucket, "Key": blob_key(sha256)}
+        """A GET URL valid for expires seconds of the key that holds the blob's bytes (resolving
+        a link costs one HEAD); a missing blob gets a URL that answers 404."""
+        try:
+            key, _ = self._locate(sha256)
+        except BlobNotFound:
+            key = blob_key(sha256)
+        params: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
         if filename is not None:
             params["ResponseContentDisposition"] = content_disposition(filename)
         url: str = self.client.generate_presigned_url(
@@ -341,12 +374,13 @@ class S3BlobStore:
         return removed + len(stale)
 
     # --- multipart uploads -----------------------------------------------------------------
-    # Clients PUT parts straight to presigned UploadPart URLs of an upload staged at
-    # uploads/<uuid>; the hub completes it there, reads it back to verify its sha256, and only
-    # then copies it to the content-addressed key, so a blob key never holds unverified bytes.
+    # Clients PUT parts straight to presigned UploadPart URLs of an upload at
+    # objects/<announced sha256>/<uuid>; the hub completes it there and reads it back to verify
+    # its sha256. Only then does it write the link at the content-addressed key, so a blob key
+    # never leads to unverified bytes, and the verified bytes are never copied.
 
-    def start_multipart(self) -> MultipartUpload:
-        key = f"{UPLOAD_PREFIX}{uuid.uuid4().hex}"
+    def start_multipart(self, sha256: str) -> MultipartUpload:
+        key = f"{OBJECT_PREFIX}{validate_sha256(sha256)}/{uuid.uuid4().hex}"
         upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=key)["UploadId"]
         return MultipartUpload(key=key, upload_id=upload_id)
 
@@ -439,43 +473,75 @@ class S3BlobStore:
         return io.BufferedReader(raw, buffer_size=CHUNK_SIZE)
 
     def promote_multipart(self, upload: MultipartUpload, sha256: str) -> bool:
+        """Link the blob key to the verified upload; when the blob exists already (or another
+        promotion links it first), drop the upload instead."""
         key = blob_key(sha256)
-        added = False
-        if not self._key_exists(key):
-            size = self.staged_size(upload)
-            if size is None:
-                raise UploadNotFound(f"upload {upload.upload_id} is not assembled")
+        size = self.staged_size(upload)
+        if size is None:
+            raise UploadNotFound(f"upload {upload.upload_id} is not assembled")
+        if self._key_exists(key):
+            self.abort_multipart(upload)
+            return False
+        if _announced_sha256(upload.key) != sha256:
+            # Staged where no link may lead (begun before links existed, under uploads/): copy.
             self._copy(upload.key, key, size)
-            added = True
-        self.abort_multipart(upload)
-        return added
+            self.abort_multipart(upload)
+            return True
+        try:
+            self.client.put_object(
+                Bucket=self.bucket,
+                Key=key,
+                Body=b"",
+                Metadata={LINK_META: upload.key, LINK_SIZE_META: str(size)},
+                IfNoneMatch="*",
+            )
+        except ClientError as exc:
+            if _error_code(exc) not in _PRECONDITION_CODES:
+                raise
+            self.abort_multipart(upload)
+            return False
+        return True
 
     def abort_multipart(self, upload: MultipartUpload) -> None:
+        """Abort the upload and delete its assembled object, unless a blob links to it."""
         try:
             self.client.abort_multipart_upload(Bucket=self.bucket, Key=upload.key, UploadId=upload.upload_id)
         except ClientError as exc:
             if _error_code(exc) not in _NO_UPLOAD_CODES:
                 raise
-        self.client.delete_object(Bucket=self.bucket, Key=upload.key)
+        if not self._is_linked(upload.key):
+            self.client.delete_object(Bucket=self.bucket, Key=upload.key)
+
+    def _is_linked(self, key: str) -> bool:
+        """Whether the blob the key announces is a link to this very key."""
+        sha256 = _announced_sha256(key)
+        if sha256 is None:
+            return False
+        try:
+            return self._locate(sha256)[0] == key
+        except BlobNotFound:
+            return False
 
     def abort_stale_multiparts(self, older_than: timedelta) -> int:
-        """Abort uploads and delete staged objects under uploads/ older than older_than."""
+        """Abort uploads, and delete assembled objects no blob links to, begun more than
+        older_than ago (under objects/, and uploads/ where uploads began before links)."""
         cutoff = datetime.now(UTC) - older_than
         stale: list[MultipartUpload] = []
-        for page in self.client.get_paginator("list_multipart_uploads").paginate(
-            Bucket=self.bucket, Prefix=UPLOAD_PREFIX
-        ):
-            stale.extend(
-                MultipartUpload(key=u["Key"], upload_id=u["UploadId"])
-                for u in page.get("Uploads", [])
-                if u["Initiated"] < cutoff
-            )
-        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=UPLOAD_PREFIX):
-            stale.extend(
-                MultipartUpload(key=obj["Key"], upload_id="")
-                for obj in page.get("Contents", [])
-                if obj["LastModified"] < cutoff
-            )
+        for prefix in (OBJECT_PREFIX, UPLOAD_PREFIX):
+            for page in self.client.get_paginator("list_multipart_uploads").paginate(
+                Bucket=self.bucket, Prefix=prefix
+            ):
+                stale.extend(
+                    MultipartUpload(key=u["Key"], upload_id=u["UploadId"])
+                    for u in page.get("Uploads", [])
+                    if u["Initiated"] < cutoff
+                )
+            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+                stale.extend(
+                    MultipartUpload(key=obj["Key"], upload_id="")
+                    for obj in page.get("Contents", [])
+                    if obj["LastModified"] < cutoff and not self._is_linked(obj["Key"])
+                )
         # Collected first, then removed: removing while paging would shift the listings under us.
         for upload in stale:
             if upload.upload_id:
@@ -595,6 +661,26 @@ def make_s3_client(
         config=config,
     )
     return client
+
+
+def _link_of(response: Any) -> tuple[str, int] | None:
+    """The (key, size) a link object names, from a HEAD or GET answer; None for plain bytes."""
+    metadata = response.get("Metadata") or {}
+    target = metadata.get(LINK_META)
+    if target is None or not target.startswith(OBJECT_PREFIX):
+        return None
+    return target, int(metadata[LINK_SIZE_META])
+
+
+def _announced_sha256(key: str) -> str | None:
+    """The sha256 an upload at objects/<sha256>/<uuid> was announced with, else None."""
+    if not key.startswith(OBJECT_PREFIX):
+        return None
+    sha256, _, rest = key[len(OBJECT_PREFIX) :].partition("/")
+    try:
+        return validate_sha256(sha256) if rest else None
+    except ValueError:
+        return None
 
 
 def _error_code(exc: ClientError) -> str:

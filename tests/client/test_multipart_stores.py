@@ -12,7 +12,17 @@ from typing import Any
 import pytest
 import requests
 
-from storage import MIN_PART_SIZE, LocalBlobStore, MultipartBlobStore, UploadNotFound
+from storage import (
+    MIN_PART_SIZE,
+    LocalBlobStore,
+    MultipartBlobStore,
+    MultipartUpload,
+    S3BlobStore,
+    UploadNotFound,
+    blob_key,
+)
+
+ANY_SHA = "0" * 64
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -21,6 +31,18 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MultipartB
         yield LocalBlobStore(tmp_path / "blobs")
     else:
         yield request.getfixturevalue("s3_blob_store")
+
+
+def stored_bytes(store: S3BlobStore) -> int:
+    pages = store.client.get_paginator("list_objects_v2").paginate(Bucket=store.bucket)
+    return sum(obj["Size"] for page in pages for obj in page.get("Contents", []))
+
+
+def assemble(store: MultipartBlobStore, data: bytes) -> Any:
+    upload = store.start_multipart(hashlib.sha256(data).hexdigest())
+    send(store, upload, 1, data)
+    store.complete_multipart(upload, store.list_parts(upload))
+    return upload
 
 
 def send(store: MultipartBlobStore, upload: Any, number: int, data: bytes) -> None:
@@ -34,7 +56,7 @@ def send(store: MultipartBlobStore, upload: Any, number: int, data: bytes) -> No
 def test_parts_assemble_into_bytes_that_promote_to_their_blob_key(store: MultipartBlobStore) -> None:
     first, last = b"a" * MIN_PART_SIZE, b"the end"
     sha = hashlib.sha256(first + last).hexdigest()
-    upload = store.start_multipart()
+    upload = store.start_multipart(sha)
     send(store, upload, 2, last)
     send(store, upload, 1, first)
     send(store, upload, 1, first)  # a part sent again (a retry) is stored once
@@ -52,14 +74,20 @@ def test_parts_assemble_into_bytes_that_promote_to_their_blob_key(store: Multipa
 
     assert store.promote_multipart(upload, sha) is True
     assert store.exists(sha) and b"".join(store.read_range(sha, 0, 10**9)) == first + last
-    assert store.staged_size(upload) is None
+    assert store.size(sha) == len(first + last)
+    with store.open(sha) as blob:
+        assert blob.read() == first + last
     assert sha in [s for s, _ in store.iter_blobs()]
+    if isinstance(store, LocalBlobStore):
+        assert store.staged_size(upload) is None, "renamed onto the blob's path"
+    else:
+        assert stored_bytes(store) == len(first + last), "promoting copied nothing"
 
 
 def test_promoting_bytes_already_stored_drops_the_staged_copy(store: MultipartBlobStore) -> None:
     data = b"same bytes"
     info = store.put(io.BytesIO(data))
-    upload = store.start_multipart()
+    upload = store.start_multipart(info.sha256)
     send(store, upload, 1, data)
     store.complete_multipart(upload, store.list_parts(upload))
 
@@ -68,15 +96,77 @@ def test_promoting_bytes_already_stored_drops_the_staged_copy(store: MultipartBl
 
 
 def test_aborting_is_idempotent_and_stale_uploads_are_swept(store: MultipartBlobStore) -> None:
-    upload = store.start_multipart()
+    upload = store.start_multipart(ANY_SHA)
     send(store, upload, 1, b"partial")
     store.abort_multipart(upload)
     store.abort_multipart(upload)
     with pytest.raises(UploadNotFound):
         store.list_parts(upload)
 
-    kept = store.start_multipart()
+    kept = store.start_multipart(ANY_SHA)
     assert store.abort_stale_multiparts(timedelta(hours=1)) == 0
     assert store.abort_stale_multiparts(timedelta(seconds=-1)) >= 1
     with pytest.raises(UploadNotFound):
         store.list_parts(kept)
+
+
+# --- S3: a promoted upload stays where it was uploaded, and its blob key links to it -----------
+
+
+def test_a_promoted_upload_is_linked_not_copied(s3_blob_store: S3BlobStore) -> None:
+    store, data = s3_blob_store, b"linked bytes " * 1000
+    sha = hashlib.sha256(data).hexdigest()
+    upload = assemble(store, data)
+    assert store.promote_multipart(upload, sha) is True
+
+    link = store.client.head_object(Bucket=store.bucket, Key=blob_key(sha))
+    assert link["ContentLength"] == 0 and link["Metadata"]["ahub-link"] == upload.key
+    assert stored_bytes(store) == len(data)
+    assert b"".join(store.read_range(sha, 5, 17)) == data[5:17]
+    assert list(store.read_range(sha, len(data), len(data) + 10)) == [], "a slice past the end is empty"
+    url = store.presigned_url(sha, filename="adapter_model.safetensors")
+    assert url is not None and requests.get(url, timeout=30).content == data
+
+    store.abort_multipart(upload)  # a session cleaning up after its verified upload
+    assert b"".join(store.read_range(sha, 0, len(data))) == data, "an upload a blob links to is kept"
+
+    store.delete(sha)
+    assert not store.exists(sha) and stored_bytes(store) == 0, "deleting a blob deletes the bytes it links to"
+    store.delete(sha)
+
+
+def test_a_second_promotion_of_the_same_bytes_drops_its_upload(s3_blob_store: S3BlobStore) -> None:
+    store, data = s3_blob_store, b"pushed twice at once"
+    sha = hashlib.sha256(data).hexdigest()
+    first, second = assemble(store, data), assemble(store, data)
+    assert store.promote_multipart(first, sha) is True
+    assert store.promote_multipart(second, sha) is False
+    assert store.staged_size(second) is None and stored_bytes(store) == len(data)
+    assert b"".join(store.read_range(sha, 0, 100)) == data
+
+
+def test_the_stale_sweep_keeps_linked_uploads(s3_blob_store: S3BlobStore) -> None:
+    store = s3_blob_store
+    kept_data, dropped_data = b"verified and promoted", b"assembled, never promoted"
+    kept, dropped = assemble(store, kept_data), assemble(store, dropped_data)
+    store.promote_multipart(kept, hashlib.sha256(kept_data).hexdigest())
+
+    assert store.abort_stale_multiparts(timedelta(seconds=-1)) == 1
+    assert store.staged_size(dropped) is None
+    assert b"".join(store.read_range(hashlib.sha256(kept_data).hexdigest(), 0, 100)) == kept_data
+
+
+def test_an_upload_staged_under_the_old_prefix_is_copied(s3_blob_store: S3BlobStore) -> None:
+    """Sessions opened before links existed staged at uploads/<uuid>, which the sweep clears."""
+    store, data = s3_blob_store, b"staged the old way"
+    sha = hashlib.sha256(data).hexdigest()
+    key = "uploads/" + "f" * 32
+    upload_id = store.client.create_multipart_upload(Bucket=store.bucket, Key=key)["UploadId"]
+    upload = MultipartUpload(key=key, upload_id=upload_id)
+    send(store, upload, 1, data)
+    store.complete_multipart(upload, store.list_parts(upload))
+
+    assert store.promote_multipart(upload, sha) is True
+    assert store.staged_size(upload) is None and stored_bytes(store) == len(data)
+    assert store.abort_stale_multiparts(timedelta(seconds=-1)) == 0
+    assert b"".join(store.read_range(sha, 0, 100)) == data

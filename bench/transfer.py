@@ -10,7 +10,7 @@ What runs (all on this machine, nothing reused from elsewhere):
               SQLite database in the work directory. The schema is built from the models (as
               `pytest --nomigrations` does), so the bench runs before migrations are generated.
     client    `ahub`'s library, one fresh process per transfer (tests/client/client_process.py),
-              4 part workers, 16 MiB parts (the hub's default), progress bars off.
+              4 part workers, 64 MiB parts (the hub's default), progress bars off.
 
 Measured, per round (each round pushes a new adapter, so no push is deduplicated):
     direct put   boto3 put_object of the weights file (one streamed PUT), and boto3's managed
@@ -18,8 +18,8 @@ Measured, per round (each round pushes a new adapter, so no push is deduplicated
     direct get   boto3 get_object streamed to a file, and managed download_file; faster = reference.
     hub push     the client's whole push: local validation and sha256 (one overlapped pass),
                  parts PUT straight to presigned S3 URLs, then the hub's completion (it reads
-                 every byte back to verify the sha256 and validate, and copies it to its
-                 content-addressed key).
+                 every byte back to verify the sha256 and validate, then links the blob's
+                 content-addressed key to the uploaded object: no copy).
     hub pull     the client's whole pull: resolve, 302 to a presigned URL, stream to the cache
                  while hashing, verify, link into the version folder.
 The table shows the best round of each (MB = 10^6 bytes) and the ratio hub / direct.

@@ -11,8 +11,8 @@ may read references it, or when they uploaded it themselves: otherwise knowing t
 private file would be enough to publish it and download it.
 
 Completing a session never trusts the client: the hub assembles each upload, reads it back while
-it validates the adapter (one pass hashes and validates), compares the sha256, moves verified
-bytes to their content-addressed key, and publishes through the same checks and transaction as
+it validates the adapter (one pass hashes and validates), compares the sha256, promotes verified
+bytes to their content-addressed key (the store links or renames them: no copy), and publishes through the same checks and transaction as
 `services.push_version`.
 
 Abandoned sessions expire after settings.UPLOAD_SESSION_SECONDS; `expire_sessions()` aborts
@@ -439,7 +439,7 @@ def complete_upload(*, actor: Actor, session_id: str) -> services.PushResult:
     2. Check every part of every upload is stored, then assemble each upload in the store.
     3. Validate the adapter exactly as push_version does (services.check_push), reading the
        staged bytes through readers that hash them on the way.
-    4. Compare each sha256 with the announced one; move verified bytes to their content-addressed
+    4. Compare each sha256 with the announced one; promote verified bytes to their content-addressed
        keys, even when validation failed, so a corrected re-run sends nothing again.
     5. Publish the version (or find the identical one) in push_version's transaction.
     A refusal (4xx) fails the session; any other error leaves it open for another try.

@@ -85,7 +85,10 @@ def test_each_request_yields_exactly_one_result(hub: Any) -> None:
     assert EvalResult.objects.count() == 1
 
 
-@pytest.mark.parametrize(("fraction", "expected"), [(0.5, "validated"), (0.99, "rejected")])
+# How much of each tiny demo skill survives stacking depends on the CPU the skills were trained on
+# (exact_match 1.0 / 0.58 on one machine, 1.0 / 1.0 on another), so the refusal asks for more than
+# the best parent's 1.0: no score can reach that, wherever the suite runs.
+@pytest.mark.parametrize(("fraction", "expected"), [(0.5, "validated"), (1.01, "rejected")])
 def test_the_gate_validates_or_rejects_a_composed_version(hub: Any, settings: Any, fraction: float, expected: str) -> None:
     from registry.demo import SKILLS
 

@@ -148,6 +148,15 @@ def drop_page_cache_of(path: Path) -> None:
         pass
 
 
+def settle(*uncached: Path) -> None:
+    """Start each transfer from the same state: no dirty pages of the one before still being
+    written back (each writes a gigabyte, and writeback throttles whoever writes next), and the
+    files it is to read not in the page cache."""
+    os.sync()
+    for path in uncached:
+        drop_page_cache_of(path)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=2)
@@ -183,9 +192,9 @@ def main() -> int:
                 with open(weights, "rb") as f:
                     s3.put_object(Bucket="bench-direct", Key=key + "-single", Body=f)
 
-            drop_page_cache_of(weights)
+            settle(weights)
             rows["put_object"].append(timed(put_object))
-            drop_page_cache_of(weights)
+            settle(weights)
             rows["upload_file"].append(timed(lambda: s3.upload_file(str(weights), "bench-direct", key)))
 
             def get_object() -> None:
@@ -194,16 +203,19 @@ def main() -> int:
                     for chunk in body.iter_chunks(1024 * 1024):
                         out.write(chunk)
 
+            settle()
             rows["get_object"].append(timed(get_object))
+            settle()
             rows["download_file"].append(timed(lambda: s3.download_file("bench-direct", key, str(work / "direct-dl.bin"))))
             for name in ("direct-get.bin", "direct-dl.bin"):
                 (work / name).unlink()
 
-            drop_page_cache_of(weights)
+            settle(weights)
             pushed = run_client("push", url, token, str(work / "push-cache"), str(folder), f"bench/adapter-{round_}")
             assert pushed["created"], pushed
             rows["push"].append(pushed["seconds"])
             phases.append(pushed["timings"])
+            settle()
             pulled = run_client("pull", url, token, str(work / f"pull-cache-{round_}"), f"bench/adapter-{round_}")
             rows["pull"].append(pulled["seconds"])
             pulled_weights = Path(pulled["path"]) / weights.name

@@ -26,7 +26,7 @@ from client.errors import (
     ValidationError,
     error_from_response,
 )
-from client.transfer import CHUNK, FileSlice, hash_prefix, locked, place, sha256_file
+from client.transfer import CHUNK, BackgroundHash, FileSlice, hash_prefix, locked, place, sha256_file
 from client.types import (
     AdapterInfo,
     AdapterSummary,
@@ -515,11 +515,11 @@ class HubClient:
                 bar.reset(total=entry.size)
             digest = hash_prefix(partial, start) if start else hashlib.sha256()
             written = 0
-            with open(partial, "ab" if start else "wb") as out:
+            with open(partial, "ab" if start else "wb") as out, BackgroundHash(digest) as hashing:
                 try:
                     for chunk in response.iter_content(CHUNK):
                         out.write(chunk)
-                        digest.update(chunk)
+                        hashing.update(chunk)
                         written += len(chunk)
                         bar.update(len(chunk))
                 except requests.RequestException as exc:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import queue
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
@@ -55,6 +57,38 @@ class FileSlice:
                 if self.on_bytes is not None:
                     self.on_bytes(len(chunk))
                 yield chunk
+
+
+class BackgroundHash:
+    """Feeds chunks to a hash in a thread of its own, so that hashing a download overlaps
+    receiving and writing it (hashlib releases the GIL while it hashes). At most `depth` chunks
+    wait their turn, which bounds the memory it holds.
+
+        with BackgroundHash(hashlib.sha256()) as hashing:
+            for chunk in chunks:
+                hashing.update(chunk)
+        hashing.digest.hexdigest()   # every chunk hashed, in order
+    """
+
+    def __init__(self, digest: hashlib._Hash, *, depth: int = 8) -> None:
+        self.digest = digest
+        self._chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=depth)
+        self._thread = threading.Thread(target=self._run, name="ahub-verify", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (chunk := self._chunks.get()) is not None:
+            self.digest.update(chunk)
+
+    def update(self, chunk: bytes) -> None:
+        self._chunks.put(chunk)
+
+    def __enter__(self) -> BackgroundHash:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._chunks.put(None)
+        self._thread.join()
 
 
 @contextlib.contextmanager

@@ -22,7 +22,9 @@ Measured, per round (each round pushes a new adapter, so no push is deduplicated
                  content-addressed key to the uploaded object: no copy).
     hub pull     the client's whole pull: resolve, 302 to a presigned URL, stream to the cache
                  while hashing, verify, link into the version folder.
-The table shows the best round of each (MB = 10^6 bytes) and the ratio hub / direct.
+The table shows the best round of each (MB = 10^6 bytes), the ratio hub / direct, and the CPU
+seconds that round cost SeaweedFS, the hub (gunicorn) and the client: on a machine whose cores
+are all busy, total CPU / cores is a floor under a transfer's time, whatever overlaps.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -120,10 +123,60 @@ def start_hub(work: Path, weed: SeaweedServer) -> tuple[subprocess.Popen[bytes],
     raise SystemExit(f"the hub did not start; see {work / 'gunicorn.log'}")
 
 
-def timed(fn: Callable[[], Any]) -> float:
-    started = time.perf_counter()
-    fn()
-    return time.perf_counter() - started
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process and, recursively, of its live children."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            children = [int(child) for child in f.read().split()]
+    except OSError:  # gone meanwhile
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS + sum(cpu_seconds(child) for child in children)
+
+
+@dataclass
+class Sample:
+    """One timed transfer: wall seconds and the CPU seconds each party spent on it."""
+
+    seconds: float
+    storage: float
+    hub: float
+    client: float
+
+    @property
+    def cpu(self) -> float:
+        return self.storage + self.hub + self.client
+
+
+class Meter:
+    """Times a transfer and the CPU that SeaweedFS, the hub and the client spend on it."""
+
+    def __init__(self, storage_pid: int, hub_pid: int) -> None:
+        self.storage_pid, self.hub_pid = storage_pid, hub_pid
+
+    def run(self, fn: Callable[[], Any]) -> tuple[Any, Sample]:
+        """Run fn in this process (a direct boto3 transfer, its own CPU counted as the client's)."""
+        storage, hub, own = cpu_seconds(self.storage_pid), cpu_seconds(self.hub_pid), time.process_time()
+        started = time.perf_counter()
+        result = fn()
+        seconds = time.perf_counter() - started
+        return result, Sample(
+            seconds=seconds,
+            storage=cpu_seconds(self.storage_pid) - storage,
+            hub=cpu_seconds(self.hub_pid) - hub,
+            client=time.process_time() - own,
+        )
+
+    def run_client(self, *args: str) -> tuple[dict[str, Any], Sample]:
+        """Run the hub's client in a process of its own, which reports its time and CPU."""
+        report, sample = self.run(lambda: run_client(*args))
+        return report, Sample(
+            seconds=report["seconds"], storage=sample.storage, hub=sample.hub, client=report["cpu_seconds"]
+        )
 
 
 def run_client(*args: str) -> dict[str, Any]:
@@ -179,7 +232,9 @@ def main() -> int:
         hub, url, token = start_hub(work, weed)
         print(f"SeaweedFS {weed.endpoint_url}, hub {url}, work dir {work}", flush=True)
         names = ("put_object", "upload_file", "get_object", "download_file", "push", "pull")
-        rows: dict[str, list[float]] = {k: [] for k in names}
+        rows: dict[str, list[Sample]] = {k: [] for k in names}
+        assert weed.process is not None, "the bench starts SeaweedFS itself"
+        meter = Meter(weed.process.pid, hub.pid)
         phases: list[dict[str, float]] = []
         size = 0
         for round_ in range(args.rounds):
@@ -193,9 +248,9 @@ def main() -> int:
                     s3.put_object(Bucket="bench-direct", Key=key + "-single", Body=f)
 
             settle(weights)
-            rows["put_object"].append(timed(put_object))
+            rows["put_object"].append(meter.run(put_object)[1])
             settle(weights)
-            rows["upload_file"].append(timed(lambda: s3.upload_file(str(weights), "bench-direct", key)))
+            rows["upload_file"].append(meter.run(lambda: s3.upload_file(str(weights), "bench-direct", key))[1])
 
             def get_object() -> None:
                 body = s3.get_object(Bucket="bench-direct", Key=key + "-single")["Body"]
@@ -204,35 +259,40 @@ def main() -> int:
                         out.write(chunk)
 
             settle()
-            rows["get_object"].append(timed(get_object))
+            rows["get_object"].append(meter.run(get_object)[1])
             settle()
-            rows["download_file"].append(timed(lambda: s3.download_file("bench-direct", key, str(work / "direct-dl.bin"))))
+            download = lambda: s3.download_file("bench-direct", key, str(work / "direct-dl.bin"))  # noqa: E731
+            rows["download_file"].append(meter.run(download)[1])
             for name in ("direct-get.bin", "direct-dl.bin"):
                 (work / name).unlink()
 
             settle(weights)
-            pushed = run_client("push", url, token, str(work / "push-cache"), str(folder), f"bench/adapter-{round_}")
+            pushed, sample = meter.run_client(
+                "push", url, token, str(work / "push-cache"), str(folder), f"bench/adapter-{round_}"
+            )
             assert pushed["created"], pushed
-            rows["push"].append(pushed["seconds"])
+            rows["push"].append(sample)
             phases.append(pushed["timings"])
             settle()
-            pulled = run_client("pull", url, token, str(work / f"pull-cache-{round_}"), f"bench/adapter-{round_}")
-            rows["pull"].append(pulled["seconds"])
+            pulled, sample = meter.run_client("pull", url, token, str(work / f"pull-cache-{round_}"), f"bench/adapter-{round_}")
+            rows["pull"].append(sample)
             pulled_weights = Path(pulled["path"]) / weights.name
             assert _sha256(pulled_weights) == _sha256(weights), "the pulled bytes differ"
             shutil.rmtree(work / f"pull-cache-{round_}")
             shutil.rmtree(folder)
+            last = {k: v[-1].seconds for k, v in rows.items()}
             print(
-                f"round {round_ + 1}: put {rows['put_object'][-1]:.1f}s / {rows['upload_file'][-1]:.1f}s, "
-                f"get {rows['get_object'][-1]:.1f}s / {rows['download_file'][-1]:.1f}s, "
-                f"push {rows['push'][-1]:.1f}s ({', '.join(f'{k} {v:.1f}s' for k, v in phases[-1].items())}), "
-                f"pull {rows['pull'][-1]:.1f}s; client peak RSS push {pushed['peak_rss'] / 2**20:.0f} MiB, "
+                f"round {round_ + 1}: put {last['put_object']:.1f}s / {last['upload_file']:.1f}s, "
+                f"get {last['get_object']:.1f}s / {last['download_file']:.1f}s, "
+                f"push {last['push']:.1f}s ({', '.join(f'{k} {v:.1f}s' for k, v in phases[-1].items())}), "
+                f"pull {last['pull']:.1f}s; client peak RSS push {pushed['peak_rss'] / 2**20:.0f} MiB, "
                 f"pull {pulled['peak_rss'] / 2**20:.0f} MiB",
                 flush=True,
             )
         report(size, rows, phases)
         if args.json:
-            print(json.dumps({"bytes": size, "seconds": rows, "push_phases": phases}, indent=2))
+            samples = {k: [vars(sample) for sample in v] for k, v in rows.items()}
+            print(json.dumps({"bytes": size, "samples": samples, "push_phases": phases}, indent=2))
     finally:
         if hub is not None:
             hub.terminate()
@@ -251,26 +311,37 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def report(size: int, rows: dict[str, list[float]], phases: list[dict[str, float]]) -> None:
-    best = {k: min(v) for k, v in rows.items()}
-    best_upload = min(p["upload"] for p in phases)
-    put_ref = min(best["put_object"], best["upload_file"])
-    get_ref = min(best["get_object"], best["download_file"])
+def report(size: int, rows: dict[str, list[Sample]], phases: list[dict[str, float]]) -> None:
+    best = {k: min(v, key=lambda sample: sample.seconds) for k, v in rows.items()}
+    put_ref = min(best["put_object"], best["upload_file"], key=lambda sample: sample.seconds)
+    get_ref = min(best["get_object"], best["download_file"], key=lambda sample: sample.seconds)
+    push, pull = best["push"], best["pull"]
     lines = [
         ("direct put (boto3 put_object)", best["put_object"], ""),
         ("direct put (boto3 upload_file)", best["upload_file"], ""),
-        ("hub push (client -> presigned S3, hub verifies)", best["push"], f"{put_ref / best['push']:.0%} of direct put"),
-        ("  of which the parts' transfer alone", best_upload, f"{put_ref / best_upload:.0%} of direct put"),
+        ("hub push (client -> presigned S3, hub verifies)", push, f"{put_ref.seconds / push.seconds:.0%} of direct"),
         ("direct get (boto3 get_object)", best["get_object"], ""),
         ("direct get (boto3 download_file)", best["download_file"], ""),
-        ("hub pull (302 -> presigned S3, client verifies)", best["pull"], f"{get_ref / best['pull']:.0%} of direct get"),
+        ("hub pull (302 -> presigned S3, client verifies)", pull, f"{get_ref.seconds / pull.seconds:.0%} of direct"),
     ]
-    print(f"\n{size / MB:.0f} MB file, best of {len(rows['push'])} rounds")
-    print(f"{'':50} {'seconds':>8} {'MB/s':>8}  ratio")
-    for label, seconds, ratio in lines:
-        print(f"{label:50} {seconds:8.2f} {size / MB / seconds:8.1f}  {ratio}")
-    fastest = min(range(len(phases)), key=lambda i: rows["push"][i])
+    print(f"\n{size / MB:.0f} MB file, best of {len(rows['push'])} rounds, with the CPU seconds of that round")
+    print(f"{'':50} {'seconds':>7} {'MB/s':>6} {'ratio':>14} {'storage':>8} {'hub':>5} {'client':>6} {'total':>6}")
+    for label, sample, ratio in lines:
+        print(
+            f"{label:50} {sample.seconds:7.2f} {size / MB / sample.seconds:6.0f} {ratio:>14} "
+            f"{sample.storage:8.2f} {sample.hub:5.2f} {sample.client:6.2f} {sample.cpu:6.2f}"
+        )
+    fastest = min(range(len(phases)), key=lambda i: rows["push"][i].seconds)
+    upload = min(p["upload"] for p in phases)
     print("push phases of the best round: " + ", ".join(f"{k} {v:.2f}s" for k, v in phases[fastest].items()))
+    print(f"the parts' transfer alone, best round: {upload:.2f}s, {put_ref.seconds / upload:.0%} of direct put")
+    cores = os.cpu_count() or 1
+    for what, sample, ref in (("push", push, put_ref), ("pull", pull, get_ref)):
+        print(
+            f"{what}: {sample.cpu:.1f} CPU s against the direct {ref.cpu:.1f}; on {cores} cores it takes at least "
+            f"{sample.cpu / cores:.2f}s, so where the direct one keeps every core busy too, "
+            f"{ref.cpu / sample.cpu:.0%} of its speed is the most to expect"
+        )
 
 
 if __name__ == "__main__":

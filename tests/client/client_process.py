@@ -37,7 +37,7 @@ def main(argv: list[str]) -> int:
 
     validation_module()
     baseline = _peak_rss()
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     if action == "push":
         folder, repo = argv[4:6]
         pushed = hub.push(folder, repo)
@@ -52,7 +52,12 @@ def main(argv: list[str]) -> int:
         report = {"version": pulled.version, "path": str(pulled.path), "bytes": pulled.bytes_downloaded}
     else:
         raise SystemExit(f"unknown action {action!r}")
-    report |= {"seconds": time.perf_counter() - started, "baseline_rss": baseline, "peak_rss": _peak_rss()}
+    report |= {
+        "seconds": time.perf_counter() - started,
+        "cpu_seconds": time.process_time() - cpu,
+        "baseline_rss": baseline,
+        "peak_rss": _peak_rss(),
+    }
     print(json.dumps(report))
     return 0
 

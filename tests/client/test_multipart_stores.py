@@ -170,3 +170,21 @@ def test_an_upload_staged_under_the_old_prefix_is_copied(s3_blob_store: S3BlobSt
     assert store.staged_size(upload) is None and stored_bytes(store) == len(data)
     assert store.abort_stale_multiparts(timedelta(seconds=-1)) == 0
     assert b"".join(store.read_range(sha, 0, 100)) == data
+
+
+def test_part_urls_cannot_change_bytes_once_assembled(s3_blob_store: S3BlobStore) -> None:
+    """What makes linking safe: the client's presigned part URLs die when the hub completes the
+    upload, so the bytes it verifies and links to are the bytes every later reader gets."""
+    store, data = s3_blob_store, b"verified bytes"
+    sha = hashlib.sha256(data).hexdigest()
+    upload = store.start_multipart(sha)
+    url = store.part_upload_url(upload, 1)
+    assert url is not None and requests.put(url, data=data, timeout=30).status_code == 200
+    store.complete_multipart(upload, store.list_parts(upload))
+    assert store.promote_multipart(upload, sha) is True
+
+    another = store.part_upload_url(upload, 2)
+    assert another is not None
+    assert requests.put(url, data=b"other bytes", timeout=30).status_code == 404
+    assert requests.put(another, data=b"more bytes", timeout=30).status_code == 404
+    assert b"".join(store.read_range(sha, 0, 100)) == data

@@ -12,8 +12,8 @@ private file would be enough to publish it and download it.
 
 Completing a session never trusts the client: the hub assembles each upload, reads it back while
 it validates the adapter (one pass hashes and validates), compares the sha256, promotes verified
-bytes to their content-addressed key (the store links or renames them: no copy), and publishes through the same checks and transaction as
-`services.push_version`.
+bytes to their content-addressed key (the store links or renames them: no copy), and publishes
+through the same checks and transaction as `services.push_version`.
 
 Abandoned sessions expire after settings.UPLOAD_SESSION_SECONDS; `expire_sessions()` aborts
 their uploads (call it from a periodic job or `manage.py gc_blobs`; new sessions also expire a

@@ -479,13 +479,18 @@ class S3BlobStore:
         size = self.staged_size(upload)
         if size is None:
             raise UploadNotFound(f"upload {upload.upload_id} is not assembled")
-        if self._key_exists(key):
-            self.abort_multipart(upload)
+        try:
+            holder, _ = self._locate(sha256)
+        except BlobNotFound:
+            holder = None
+        if holder is not None:
+            if holder != upload.key:  # other bytes are the blob already; a retried promotion keeps its own
+                self._drop_upload(upload)
             return False
         if _announced_sha256(upload.key) != sha256:
             # Staged where no link may lead (begun before links existed, under uploads/): copy.
             self._copy(upload.key, key, size)
-            self.abort_multipart(upload)
+            self._drop_upload(upload)
             return True
         try:
             self.client.put_object(
@@ -498,19 +503,23 @@ class S3BlobStore:
         except ClientError as exc:
             if _error_code(exc) not in _PRECONDITION_CODES:
                 raise
-            self.abort_multipart(upload)
+            self._drop_upload(upload)  # another promotion linked the blob first
             return False
         return True
 
     def abort_multipart(self, upload: MultipartUpload) -> None:
         """Abort the upload and delete its assembled object, unless a blob links to it."""
+        if self._is_linked(upload.key):
+            return
+        self._drop_upload(upload)
+
+    def _drop_upload(self, upload: MultipartUpload) -> None:
         try:
             self.client.abort_multipart_upload(Bucket=self.bucket, Key=upload.key, UploadId=upload.upload_id)
         except ClientError as exc:
             if _error_code(exc) not in _NO_UPLOAD_CODES:
                 raise
-        if not self._is_linked(upload.key):
-            self.client.delete_object(Bucket=self.bucket, Key=upload.key)
+        self.client.delete_object(Bucket=self.bucket, Key=upload.key)
 
     def _is_linked(self, key: str) -> bool:
         """Whether the blob the key announces is a link to this very key."""

@@ -127,6 +127,7 @@ def test_a_promoted_upload_is_linked_not_copied(s3_blob_store: S3BlobStore) -> N
     url = store.presigned_url(sha, filename="adapter_model.safetensors")
     assert url is not None and requests.get(url, timeout=30).content == data
 
+    assert store.promote_multipart(upload, sha) is False, "a retried promotion finds the blob linked"
     store.abort_multipart(upload)  # a session cleaning up after its verified upload
     assert b"".join(store.read_range(sha, 0, len(data))) == data, "an upload a blob links to is kept"
 

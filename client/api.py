@@ -317,14 +317,26 @@ class HubClient:
         except NotFound:
             pass  # a first push creates it
 
-        def manifest_of(base: str) -> Mapping[str, Any] | None:
+        def manifest_of(base: str) -> local_checks.BaseModelLookup:
             try:
-                return dict(self._json("GET", f"/api/v1/base-models/{base}/").get("manifest") or {})
-            except NotFound:
-                return None
+                found = self._json("GET", f"/api/v1/base-models/{base}/")
+            except NotFound as exc:
+                return local_checks.BaseModelLookup(
+                    found=False, unregistered_allowed=bool(exc.details.get("unregistered_allowed"))
+                )
+            return local_checks.BaseModelLookup(found=True, manifest=dict(found.get("manifest") or {}))
+
+        def manifests() -> Mapping[str, Mapping[str, Any]]:
+            listed = self._pages("/api/v1/base-models/", {}, None)
+            return {b["name"]: b.get("manifest") or {} for b in listed if b.get("registered", True)}
 
         local_checks.check_adapter(
-            files, existing=existing, base_model=base_model, method=method, manifest_of=manifest_of
+            files,
+            existing=existing,
+            base_model=base_model,
+            method=method,
+            manifest_of=manifest_of,
+            manifests=manifests,
         )
 
     def _hash_files(self, files: dict[str, Path], show: bool) -> dict[str, str]:

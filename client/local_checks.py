@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import re
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ from client.errors import Conflict, ValidationError
 
 _PRIVATE_NAME = "_ahub_composer_validation"
 CONFIG_NAME = "adapter_config.json"
+# The hub's base model of an empty repo (HF create_repo) until its first push names one.
+PENDING_BASE_MODEL = "pending:first-commit"
 
 
 def validation_module() -> ModuleType:
@@ -66,63 +69,129 @@ def check_adapter(
     existing: ExistingAdapter | None,
     base_model: str | None,
     method: str | None,
-    manifest_of: Callable[[str], Mapping[str, Any] | None],
+    manifest_of: Callable[[str], BaseModelLookup],
+    manifests: Callable[[], Mapping[str, Mapping[str, Any]]],
 ) -> Any:
     """Validate the files (path in the version -> local file) exactly as the hub will.
 
-    1. File names, as check_push normalizes them.
-    2. The base model: the existing adapter's, else the one given, else the config's.
-    3. composer.validation.validate_adapter with that base model's manifest (fetched through
-       manifest_of) and the method, streaming every file (the NaN check reads all weights).
+    1. File names, sizes and the config's presence (composer.validation.check_file_list), as the
+       hub's push pipeline checks them (the hub's size limits are checked there).
+    2. composer.validation.validate_adapter, streaming every file (the NaN check reads all weights).
+    3. The base model, resolved as the hub resolves it: the existing adapter's; else the one
+       given, the model card's `base_model`, or the config's base_model_name_or_path. A local
+       path is matched by shapes against the hub's base models (fetched through `manifests`), a
+       name must be registered (fetched through `manifest_of`) unless the hub admits others.
+    4. The adapter's shapes against that base model's manifest.
     Returns the ValidatedAdapter; raises ValidationError or Conflict with the hub's message.
     """
     validation = validation_module()
-    normalized: dict[str, Path] = {}
-    for raw, local in files.items():
-        try:
-            path = validation.normalize_filename(raw)
-        except validation.AdapterValidationError as exc:
-            raise _refusal(exc) from None
-        if path in normalized:
-            raise ValidationError(f"file {path} was sent twice", code="duplicate_file")
-        normalized[path] = local
-    config_file = normalized.get(CONFIG_NAME)
-    if config_file is None:
-        raise ValidationError(
-            "adapter_config.json is missing: push the whole folder that save_pretrained wrote", code="missing_config"
-        )
     try:
-        config = validation.validate_adapter_config(config_file.read_bytes())
+        validation.check_file_list([(path, local.stat().st_size) for path, local in files.items()])
     except validation.AdapterValidationError as exc:
         raise _refusal(exc) from None
-    config_name = config.get("base_model_name_or_path") or None
-    if existing is not None:
-        if base_model and base_model != existing.base_model:
-            raise Conflict(
-                f"{existing.full_name} is an adapter of {existing.base_model}, not {base_model}",
-                code="base_model_change",
-            )
-        base_model = existing.base_model
-    else:
-        base_model = base_model or config_name
-    if not base_model:
-        raise ValidationError(
-            "the base model is unknown: send a 'base_model' field or set base_model_name_or_path in "
-            "adapter_config.json",
-            code="missing_base_model",
-        )
-    manifest = manifest_of(base_model)
+    normalized = {validation.normalize_filename(raw): local for raw, local in files.items()}
     with contextlib.ExitStack() as stack:
         opened: dict[str, tuple[BinaryIO, int]] = {}
         for path, local in normalized.items():
             stream = stack.enter_context(open(local, "rb"))
             opened[path] = (stream, local.stat().st_size)
         try:
-            return validation.validate_adapter(
-                opened,
-                method=method or (existing.method if existing else None),
-                manifest=manifest or None,
-                base_model=base_model,
-            )
+            validated = validation.validate_adapter(opened, method=method or (existing.method if existing else None))
         except validation.AdapterValidationError as exc:
             raise _refusal(exc) from None
+    config_base = validated.base_model or None
+    card_base = card_base_model(normalized["README.md"]) if "README.md" in normalized else None
+    try:
+        name = _resolve_base(validation, validated, existing, base_model, card_base, config_base, manifests)
+        if name is not None:
+            lookup = manifest_of(name)
+            if lookup.manifest:
+                validation.check_base_shapes(validated, lookup.manifest)
+            elif not lookup.found and not lookup.unregistered_allowed:
+                fitting = sorted(n for n, m in manifests().items() if m and validation.fits_base(validated, m))
+                raise validation.AdapterValidationError(
+                    "unknown_base_model",
+                    f"base model {name!r} is not registered on this hub. {validation.how_to_choose_base(fitting)}",
+                    candidates=fitting[:10],
+                )
+    except validation.AdapterValidationError as exc:
+        raise _refusal(exc) from None
+    return validated
+
+
+@dataclass(frozen=True)
+class BaseModelLookup:
+    """What the hub says of a base model name: found (with its manifest, maybe empty), or not,
+    and whether the hub admits unregistered base models."""
+
+    found: bool
+    manifest: Mapping[str, Any] | None = None
+    unregistered_allowed: bool = False
+
+
+def _resolve_base(
+    validation: ModuleType,
+    validated: Any,
+    existing: ExistingAdapter | None,
+    explicit: str | None,
+    card: str | None,
+    config: str | None,
+    manifests: Callable[[], Mapping[str, Mapping[str, Any]]],
+) -> str | None:
+    """The base model name the hub will file the push under (push.resolve_base_model's rules)."""
+    if existing is not None and existing.base_model != PENDING_BASE_MODEL:
+        base = existing.base_model
+        if explicit and not validation.looks_like_path(explicit) and explicit.casefold() != base.casefold():
+            raise Conflict(f"{existing.full_name} is an adapter of {base}, not {explicit}", code="base_model_change")
+        declared = card or config
+        if declared and not validation.looks_like_path(declared) and declared.casefold() != base.casefold():
+            source = "the model card's base_model" if card else f"{CONFIG_NAME}'s base_model_name_or_path"
+            raise ValidationError(
+                f"{source} says the adapter was trained on {declared!r}, but {existing.full_name} is an adapter "
+                f"of {base!r}",
+                code="base_model_mismatch",
+            )
+        return base
+    chosen = explicit or card or config
+    if not chosen:
+        raise ValidationError(
+            "the base model is unknown: send a 'base_model' field, put base_model in the model card's YAML, "
+            f"or set base_model_name_or_path in {CONFIG_NAME}",
+            code="missing_base_model",
+        )
+    if validation.looks_like_path(chosen):
+        return str(validation.match_base_model(chosen, validated, manifests()))
+    return chosen
+
+
+_FRONT_BASE = re.compile(r"^base_model:[ \t]*(?P<value>[^\s#][^#]*?)[ \t]*(?:#.*)?$", re.MULTILINE)
+
+
+def card_base_model(readme: Path) -> str | None:
+    """The `base_model:` of a README's YAML front matter when it is a plain scalar (the client
+    does without a YAML parser; a list of several is no single base model, as on the hub)."""
+    text = readme.read_bytes()[: 1024 * 1024].decode("utf-8", errors="replace").lstrip("\ufeff")
+    lines = text.splitlines()
+    if not lines or lines[0].strip() != "---":
+        return None
+    end = next((i for i, line in enumerate(lines[1:], start=1) if line.strip() == "---"), None)
+    if end is None:
+        return None
+    front = "\n".join(lines[1:end])
+    match = _FRONT_BASE.search(front)
+    if match is None:
+        items = re.search(r"^base_model:\s*\n((?:[ \t]*-[ \t]*\S.*\n?)+)", front + "\n", re.MULTILINE)
+        values = re.findall(r"-[ \t]*(\S[^#\n]*?)[ \t]*(?:#.*)?$", items.group(1), re.MULTILINE) if items else []
+        return _unquoted(values[0]) if len(values) == 1 else None
+    value = match.group("value")
+    if value.startswith("["):
+        inner = [v.strip() for v in value.strip("[]").split(",") if v.strip()]
+        return _unquoted(inner[0]) if len(inner) == 1 else None
+    return _unquoted(value) or None
+
+
+def _unquoted(value: str) -> str:
+    value = value.strip()
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        return value[1:-1]
+    return value

@@ -35,12 +35,20 @@ __all__ = [
     "TensorInfo",
     "ValidatedAdapter",
     "build_manifest_from_safetensors_headers",
+    "check_base_shapes",
+    "check_file_list",
     "check_finite",
+    "fits_base",
     "infer_method",
+    "how_to_choose_base",
+    "looks_like_path",
+    "match_base_model",
     "normalize_filename",
+    "path_leaf",
     "parse_safetensors_header",
     "validate_adapter",
     "validate_adapter_config",
+    "with_base_model",
 ]
 
 METHODS = (
@@ -139,12 +147,16 @@ _PEFT_PREFIX = "base_model.model."
 class AdapterValidationError(ValueError):
     """An upload is refused; ``code`` is stable for clients, ``message`` is for humans."""
 
-    def __init__(self, code: str, message: str, *, path: str | None = None, status: int = 422) -> None:
+    def __init__(
+        self, code: str, message: str, *, path: str | None = None, status: int = 422, candidates: Sequence[str] = ()
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.path = path
         self.status = status
+        # Base models that would fit, for unknown_base_model and ambiguous_base_model.
+        self.candidates = tuple(candidates)
 
     def __repr__(self) -> str:
         return (
@@ -153,7 +165,10 @@ class AdapterValidationError(ValueError):
         )
 
     def as_dict(self) -> dict[str, Any]:
-        return {"code": self.code, "message": self.message, "path": self.path}
+        found: dict[str, Any] = {"code": self.code, "message": self.message, "path": self.path}
+        if self.candidates:
+            found["candidates"] = list(self.candidates)
+        return found
 
 
 @dataclass(frozen=True)
@@ -194,6 +209,8 @@ class ValidatedAdapter:
     modules: dict[str, tuple[int, int]]
     total_size: int
     files: tuple[str, ...] = field(default=())
+    # IA3 only: module -> ("out"|"in", size) of the base features its vector scales.
+    scaled: dict[str, tuple[str, int]] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1378,35 +1395,178 @@ def _same_base_model(declared: str, expected: str) -> bool:
     return False
 
 
-def _check_manifest_shapes(
-    ctx: _Ctx, manifest: Mapping[str, Sequence[int]], shapes: Mapping[str, tuple[int, int]], transposed: bool
+def check_base_shapes(
+    validated: ValidatedAdapter, manifest: Mapping[str, Sequence[int]], *, path: str = WEIGHTS_NAME
 ) -> None:
-    for module, (out, inp) in shapes.items():
-        base = _manifest_lookup(ctx, manifest, module)
-        # fan_in_fan_out (GPT-2 Conv1D) stores the base weight as (in, out); adapter tensors are unchanged.
+    """Check the modules a validated adapter changes against a base model's manifest (module ->
+    [out, in]); raises unknown_module or base_shape_mismatch naming the first module at fault."""
+    # fan_in_fan_out (GPT-2 Conv1D) stores the base weight as (in, out); adapter tensors are unchanged.
+    transposed = bool(validated.config.get("fan_in_fan_out"))
+    for module, (out, inp) in validated.modules.items():
+        base = _manifest_lookup(path, manifest, module)
         expected = (inp, out) if transposed else (out, inp)
         if tuple(base) != expected:
             layout = "(in, out) because fan_in_fan_out is true" if transposed else "(out, in)"
             raise _fail(
                 "base_shape_mismatch",
-                f"{ctx.path}: module {module!r} is {_shape_str(tuple(base))} in the base model but the adapter "
+                f"{path}: module {module!r} is {_shape_str(tuple(base))} in the base model but the adapter "
                 "implies "
                 f"{_shape_str(expected)} {layout}; was it trained on a different base model?",
-                ctx.path,
+                path,
+            )
+    for module, (side, size) in validated.scaled.items():
+        base = _manifest_lookup(path, manifest, module)
+        index = 1 if side == "in" else 0
+        if len(base) != 2 or base[index] != size:
+            raise _fail(
+                "base_shape_mismatch",
+                f"{path}: module {module!r} is {_shape_str(tuple(base))} in the base model but its ia3_l "
+                f"vector scales {size} {side}put features.",
+                path,
             )
 
 
-def _manifest_lookup(ctx: _Ctx, manifest: Mapping[str, Sequence[int]], module: str) -> Sequence[int]:
+def fits_base(validated: ValidatedAdapter, manifest: Mapping[str, Sequence[int]]) -> bool:
+    """Whether every module the adapter changes exists in the manifest with the adapter's shapes.
+
+    An adapter that changes no linear module (prompt tuning) fits any base: only a name tells.
+    """
+    try:
+        check_base_shapes(validated, manifest)
+    except AdapterValidationError:
+        return False
+    return True
+
+
+def _manifest_lookup(path: str, manifest: Mapping[str, Sequence[int]], module: str) -> Sequence[int]:
     base = manifest.get(module)
     if base is None:
         close = difflib.get_close_matches(module, list(manifest), n=3, cutoff=0.6)
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         raise _fail(
             "unknown_module",
-            f"{ctx.path}: module {module!r} does not exist in the base model.{hint}",
-            ctx.path,
+            f"{path}: module {module!r} does not exist in the base model.{hint}",
+            path,
         )
     return base
+
+
+_WINDOWS_DRIVE = re.compile(r"[A-Za-z]:[\\/]")
+
+
+def looks_like_path(value: str) -> bool:
+    """Whether a base model value is a filesystem path (PEFT records the folder a user trained
+    from) rather than a model id: absolute, relative (./, ../), ~, a Windows drive or UNC path,
+    backslashes, or more than the two segments of an `org/name` id."""
+    text = value.strip()
+    if text.startswith(("/", "./", "../", "~", "\\")) or text in (".", "..") or _WINDOWS_DRIVE.match(text):
+        return True
+    return "\\" in text or len([part for part in text.split("/") if part]) > 2
+
+
+def path_leaf(value: str) -> str:
+    """The last segment of a path or id, case-folded: `/home/me/Llama-3.1-8B/` -> `llama-3.1-8b`."""
+    text = value.strip().replace("\\", "/").rstrip("/")
+    return text.rsplit("/", 1)[-1].casefold()
+
+
+def check_file_list(files: Sequence[tuple[str, int]], limits: Limits = Limits()) -> dict[str, int]:
+    """Sizes by normalized path, in the order given: names, duplicates, the config's presence and
+    the size caps, all checked without reading a byte (the hub's push pipeline and the client's
+    pre-check both start here)."""
+    if not files:
+        raise _fail("no_files", "no files were sent: push the folder that save_pretrained wrote", None, 400)
+    sizes: dict[str, int] = {}
+    for raw, size in files:
+        path = normalize_filename(raw)
+        if path in sizes:
+            raise _fail("duplicate_file", f"file {path} was sent twice", path, 400)
+        sizes[path] = size
+    if CONFIG_NAME not in sizes:
+        raise _fail(
+            "missing_config", f"{CONFIG_NAME} is missing: push the whole folder that save_pretrained wrote", CONFIG_NAME, 400
+        )
+    if len(sizes) > limits.max_files:
+        raise _fail(
+            "too_many_files",
+            f"The upload has {len(sizes)} files; at most {limits.max_files} are allowed per version.",
+            None,
+            413,
+        )
+    for path, size in sizes.items():
+        if size > limits.max_file_size:
+            raise _fail(
+                "file_too_large", f"{path} is {size} bytes; at most {limits.max_file_size} bytes are allowed per file.", path, 413
+            )
+    if sum(sizes.values()) > limits.max_version_size:
+        raise _fail(
+            "version_too_large",
+            f"The upload is over {limits.max_version_size} bytes in total; that is the per-version limit.",
+            None,
+            413,
+        )
+    return sizes
+
+
+def how_to_choose_base(candidates: Sequence[str]) -> str:
+    """The advice of an unknown or ambiguous base model refusal: the three ways to name one."""
+    example = candidates[0] if candidates else "org/name"
+    listed = f"Registered base models with its shapes: {', '.join(candidates[:10])}. " if candidates else ""
+    return (
+        f"{listed}Name the base model in one of three ways: the push's base_model field "
+        f"(`ahub push --base-model {example}`), `base_model: {example}` in the model card's YAML, or "
+        f"base_model_name_or_path in {CONFIG_NAME}. An admin registers new ones (`manage.py register_base_model`)."
+    )
+
+
+def match_base_model(
+    path: str,
+    validated: ValidatedAdapter | Sequence[ValidatedAdapter],
+    manifests: Mapping[str, Mapping[str, Sequence[int]]],
+) -> str:
+    """The one base model (name -> manifest) whose manifest fits the adapter's shapes (every
+    adapter's, for a sequence), for an adapter trained from the local folder `path`; the path's
+    last segment (case-insensitive, org ignored) breaks ties. Raises unknown_base_model or
+    ambiguous_base_model, naming the candidates."""
+    adapters = [validated] if isinstance(validated, ValidatedAdapter) else list(validated)
+    fitting = sorted(name for name, m in manifests.items() if m and all(fits_base(a, m) for a in adapters))
+    if len(fitting) > 1:
+        named = [name for name in fitting if path_leaf(name) == path_leaf(path)]
+        if len(named) == 1:
+            return named[0]
+    if len(fitting) == 1:
+        return fitting[0]
+    if not fitting:
+        raise _fail(
+            "unknown_base_model",
+            f"The adapter was trained from the local folder {path!r}, and no registered base model has its "
+            f"shapes. {how_to_choose_base([])}",
+            CONFIG_NAME,
+        )
+    raise AdapterValidationError(
+        "ambiguous_base_model",
+        f"The adapter was trained from the local folder {path!r}, and {len(fitting)} registered base models have "
+        f"its shapes: {', '.join(fitting[:10])}. {how_to_choose_base(fitting)}",
+        path=CONFIG_NAME,
+        candidates=fitting[:10],
+    )
+
+
+_BASE_KEY = re.compile(r'("base_model_name_or_path"\s*:\s*)("(?:[^"\\]|\\.)*"|null)')
+
+
+def with_base_model(raw: bytes, name: str) -> bytes:
+    """The adapter_config.json bytes with base_model_name_or_path set to `name`; every other byte
+    is kept where the key is present, so the rest of the file reads exactly as the user wrote it."""
+    config = json.loads(raw)
+    if config.get("base_model_name_or_path") == name:
+        return raw
+    text = raw.decode("utf-8")
+    replaced, count = _BASE_KEY.subn(lambda m: m.group(1) + json.dumps(name), text, count=1)
+    if count == 1 and json.loads(replaced) == {**config, "base_model_name_or_path": name}:
+        return replaced.encode("utf-8")
+    # The key is missing (or spelled with escapes): write the config again, as PEFT does.
+    return (json.dumps({**config, "base_model_name_or_path": name}, indent=2, sort_keys=True) + "\n").encode()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1568,6 +1728,7 @@ def _validate_adapter(
     ctx = _Ctx(config=config, tensors=tensors, path=WEIGHTS_NAME)
     peft_type = config.get("peft_type") or ""
     modules: dict[str, tuple[int, int]] = {}
+    scaled: dict[str, tuple[str, int]] = {}
     rank: int | None = None
     alpha: float | None = None
     if peft_type == "LORA":
@@ -1583,24 +1744,10 @@ def _validate_adapter(
         alpha = float(config["alpha"])
     elif peft_type == "IA3":
         scaled = _check_ia3(ctx)
-        if manifest is not None:
-            for module, (side, size) in scaled.items():
-                base = _manifest_lookup(ctx, manifest, module)
-                index = 1 if side == "in" else 0
-                if len(base) != 2 or base[index] != size:
-                    raise _fail(
-                        "base_shape_mismatch",
-                        f"{WEIGHTS_NAME}: module {module!r} is {_shape_str(tuple(base))} in the base model but its "
-                        "ia3_l "
-                        f"vector scales {size} {side}put features.",
-                        WEIGHTS_NAME,
-                    )
     elif peft_type in _PROMPT_TYPES:
         _check_prompt(ctx)
-    if manifest is not None and modules:
-        _check_manifest_shapes(ctx, manifest, modules, transposed=bool(config.get("fan_in_fan_out")))
 
-    return ValidatedAdapter(
+    validated = ValidatedAdapter(
         config=config,
         peft_type=peft_type,
         method=resolved,
@@ -1612,7 +1759,11 @@ def _validate_adapter(
         modules=modules,
         total_size=total,
         files=tuple(sorted(normalized)),
+        scaled=scaled,
     )
+    if manifest is not None:
+        check_base_shapes(validated, manifest)
+    return validated
 
 
 # --------------------------------------------------------------------------------------------------

@@ -156,6 +156,11 @@ PRESIGNED_URL_EXPIRES = envint("PRESIGNED_URL_EXPIRES", "300")
 # not yet committed its version row.
 GC_GRACE_SECONDS = envint("GC_GRACE_SECONDS", "3600")
 
+# --- Base models --------------------------------------------------------------------------------
+# Pushes naming an unregistered base model are refused (422 unknown_base_model) unless this is
+# true: then the name is admitted as an "unverified" base model, without shape checks.
+ALLOW_UNREGISTERED_BASE_MODELS = envbool("ALLOW_UNREGISTERED_BASE_MODELS", "False")
+
 # --- Upload limits (bytes) ----------------------------------------------------------------------
 MAX_FILE_SIZE = envint("MAX_FILE_SIZE", str(2 * 1024**3))
 MAX_VERSION_SIZE = envint("MAX_VERSION_SIZE", str(4 * 1024**3))
@@ -228,6 +233,10 @@ if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
 # Folders holding base model weights for eval workers (`<root>/<org>/<name>`, `<root>/<org>--<name>`
 # or a Hugging Face cache); nothing is ever downloaded.
 HUB_BASE_MODEL_PATHS = envlist("HUB_BASE_MODEL_PATHS", str(VAR_DIR / "models"))
+# A worker fetches a base model it has no local copy of from the blob store into this folder,
+# evicting the least recently used ones beyond WORKER_BASE_CACHE_BYTES.
+WORKER_BASE_CACHE_DIR = Path(env("WORKER_BASE_CACHE_DIR", str(VAR_DIR / "base-cache")))
+WORKER_BASE_CACHE_BYTES = envint("WORKER_BASE_CACHE_BYTES", str(100 * 1024**3))
 EVAL_DEVICE = env("EVAL_DEVICE", "auto")  # auto: CUDA when present
 EVAL_BATCH_SIZE = envint("EVAL_BATCH_SIZE", "16")
 EVAL_MODEL_CACHE_SIZE = envint("EVAL_MODEL_CACHE_SIZE", "2")

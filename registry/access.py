@@ -9,10 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from django.conf import settings
 from django.db.models import Q, QuerySet
 
 from registry.exceptions import Forbidden, NotFound, Unauthorized
-from registry.models import WRITE_ROLES, Adapter, ApiToken, Membership, Namespace, Role, TokenScope, Visibility
+from registry.models import WRITE_ROLES, Adapter, ApiToken, BaseModel, Membership, Namespace, Role, TokenScope, Visibility
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -96,6 +97,30 @@ def visible_adapters(actor: Actor) -> QuerySet[Adapter]:
     if not actor.is_authenticated:
         return Adapter.objects.filter(public)
     return Adapter.objects.filter(public | Q(namespace_id__in=actor.readable_private_namespace_ids()))
+
+
+def visible_base_models(actor: Actor) -> QuerySet[BaseModel]:
+    """Base models the actor may see: public ones, and private ones of their namespaces (never the
+    pending placeholder of empty repos)."""
+    public = Q(visibility=Visibility.PUBLIC)
+    if not actor.is_authenticated:
+        return BaseModel.listed.filter(public)
+    private = Q(visibility=Visibility.PRIVATE, namespace_id__in=actor.readable_private_namespace_ids())
+    return BaseModel.listed.filter(public | private)
+
+
+def access_base_model(actor: Actor, name: str) -> BaseModel:
+    """The base model `name`, or NotFound when it is absent or private to namespaces the actor is
+    not in."""
+    base = visible_base_models(actor).select_related("namespace").filter(name=name).first()
+    if base is None:
+        # Whether pushes may still name it (as an unverified base model): the client's pre-check asks.
+        raise NotFound(
+            f"base model {name} is not registered",
+            code="base_model_not_found",
+            unregistered_allowed=settings.ALLOW_UNREGISTERED_BASE_MODELS,
+        )
+    return base
 
 
 def access_adapter(actor: Actor, namespace: str, name: str, *, write: bool = False) -> Adapter:

@@ -14,6 +14,7 @@ from registry.models import (
     AdapterVersion,
     ApiToken,
     BaseModel,
+    BaseModelFile,
     EvalResult,
     Membership,
     Namespace,
@@ -44,10 +45,37 @@ class MembershipAdmin(admin.ModelAdmin):
     raw_id_fields = ("user", "namespace")
 
 
+class BaseModelFileInline(admin.TabularInline):
+    model = BaseModelFile
+    extra = 0
+    readonly_fields = ("path", "sha256", "size")
+    can_delete = False
+
+    def has_add_permission(self, request: Any, obj: Any = None) -> bool:
+        return False  # files are stored by `manage.py register_base_model --from-folder`
+
+
+@admin.register(BaseModelFile)
+class BaseModelFileAdmin(admin.ModelAdmin):
+    list_display = ("base_model", "path", "size", "sha256")
+    search_fields = ("base_model__name", "path", "sha256")
+    readonly_fields = ("base_model", "path", "sha256", "size")
+
+    def has_add_permission(self, request: Any) -> bool:
+        return False  # stored by `manage.py register_base_model --from-folder`
+
+    def has_change_permission(self, request: Any, obj: Any = None) -> bool:
+        return False
+
+
 @admin.register(BaseModel)
 class BaseModelAdmin(admin.ModelAdmin):
-    list_display = ("name", "architecture", "created_at")
+    list_display = ("name", "architecture", "registered", "visibility", "namespace", "created_at")
+    list_filter = ("registered", "visibility")
     search_fields = ("name",)
+    raw_id_fields = ("namespace",)
+    readonly_fields = ("files_digest",)
+    inlines = [BaseModelFileInline]
 
 
 @admin.register(Tag)

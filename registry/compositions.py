@@ -36,7 +36,8 @@ from registry.models import (
     Method,
     VersionParent,
 )
-from registry.services import AdapterMetadata, copy_version_files, folder_files, push_version, resolve_version
+from registry.push import folder_files, push_version
+from registry.services import AdapterMetadata, copy_version_files, resolve_version
 
 log = logging.getLogger(__name__)
 

@@ -207,7 +207,6 @@ def train_lora(
         loss.backward()
         optimizer.step()
     model.eval()
-    model.peft_config["default"].base_model_name_or_path = DEMO_BASE_MODEL
     model.save_pretrained(out)
     (out / "README.md").write_text(
         f"---\nbase_model: {DEMO_BASE_MODEL}\nlibrary_name: peft\ntags:\n- demo\n- {skill.name}\n---\n\n"

@@ -17,6 +17,7 @@ from composer.errors import CompositionError
 from composer.evaluation import BaseModelCache, EvaluationError, evaluate, parse_suite, pick_device
 from registry import jobs
 from registry.access import Actor
+from registry.base_models import BaseModelUnavailable, fetch_base_model
 from registry.blobs import get_blob_store
 from registry.compositions import PRIVATE_REFERENCE
 from registry.services import copy_version_files
@@ -188,6 +189,27 @@ def find_base_model_folder(name: str) -> Path:
     raise EvaluationError("base_model_unavailable", f"no local copy of {name} in HUB_BASE_MODEL_PATHS: {searched}")
 
 
+def base_model_folder(base: BaseModel) -> Path:
+    """A local folder with the base model: a copy under HUB_BASE_MODEL_PATHS if there is one, else
+    its files fetched from the blob store into the worker's cache (see base_models.fetch_base_model),
+    so a worker on another machine needs only the broker, the database and S3."""
+    try:
+        return find_base_model_folder(base.name)
+    except EvaluationError as missing:
+        if not base.files_digest:
+            raise EvaluationError(
+                "base_model_unavailable",
+                f"{missing} and the hub stores no files of it (register it with --from-folder)",
+            ) from None
+    try:
+        cached = fetch_base_model(base)
+    except (BaseModelUnavailable, OSError) as exc:
+        raise EvaluationError("base_model_unavailable", f"could not fetch {base.name} from the blob store: {exc}") from exc
+    if cached.fetched_bytes:
+        log.info("fetched %s from the blob store: %d bytes", base.name, cached.fetched_bytes)
+    return cached.folder
+
+
 def run_evaluation(request_id: str, *, worker: str, cache: BaseModelCache = MODEL_CACHE) -> EvaluationRequest | None:
     """The worker's side of one evaluation request.
 
@@ -236,7 +258,7 @@ def _evaluate(request: EvaluationRequest, cache: BaseModelCache) -> Any:
     suite, version = request.suite, request.version
     raw = b"".join(get_blob_store().read_range(suite.data_sha256, 0, suite.data_size))
     examples = parse_suite(raw, suite.kind)
-    loaded = cache.get(find_base_model_folder(version.adapter.base_model.name), pick_device(settings.EVAL_DEVICE))
+    loaded = cache.get(base_model_folder(version.adapter.base_model), pick_device(settings.EVAL_DEVICE))
     jobs.renew(EvaluationRequest, request.pk)
     with tempfile.TemporaryDirectory(prefix="eval-") as tmp:
         folder = Path(tmp)

@@ -8,7 +8,7 @@ from datetime import timedelta
 from django.utils import timezone
 
 from registry.blobs import get_blob_store
-from registry.models import EvalSuite, VersionFile
+from registry.models import BaseModelFile, EvalSuite, VersionFile
 from registry.uploads import expire_sessions
 
 
@@ -25,7 +25,8 @@ def collect_garbage(*, grace_seconds: int, dry_run: bool = False) -> GcReport:
     """Mark and sweep.
 
     1. List the stored blobs with their ages (before marking: a blob stored later is not seen).
-    2. Mark every sha256 a version file or an eval suite references, read after the listing, so
+    2. Mark every sha256 a version file, a base model's file or an eval suite references, read
+       after the listing, so
        a version committed during the listing protects its blobs.
     3. Sweep listed blobs that are unmarked and older than the grace period: a push stores its blobs
        before committing its version row, and that window is far shorter than the grace period.
@@ -37,6 +38,7 @@ def collect_garbage(*, grace_seconds: int, dry_run: bool = False) -> GcReport:
     listed = list(store.iter_blobs())
     marked = set(VersionFile.objects.values_list("sha256", flat=True).distinct())
     marked |= set(EvalSuite.objects.values_list("data_sha256", flat=True))
+    marked |= set(BaseModelFile.objects.values_list("sha256", flat=True).distinct())
     report = GcReport(scanned=len(listed))
     for sha, modified in listed:
         if sha in marked:

@@ -5,33 +5,30 @@ Views call these and nothing else; tests call them directly.
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import logging
 import secrets
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import IntegrityError, transaction
-from django.db.models import F, Max
+from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
-from composer.validation import AdapterValidationError, Limits, ValidatedAdapter, normalize_filename, validate_adapter
-from composer.validation import validate_adapter_config
-from registry.access import Actor, access_namespace, require_write
+from registry.access import Actor, access_namespace, require_write, visible_base_models
 from registry.blobs import get_blob_store
-from registry.exceptions import BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, Unprocessable
+from registry.exceptions import BadRequest, Conflict, Forbidden, NotFound, Unprocessable
 from registry.models import (
     Adapter,
     AdapterVersion,
     ApiToken,
+    PENDING_BASE_MODEL,
     BaseModel,
     Membership,
     Method,
@@ -46,8 +43,6 @@ from registry.models import (
 
 log = logging.getLogger(__name__)
 
-MAX_CARD_BYTES = 1024 * 1024
-HASH_CHUNK = 1024 * 1024
 
 
 # --- Namespaces -----------------------------------------------------------------------------------
@@ -64,7 +59,7 @@ def ensure_user_namespace(user: AbstractBaseUser) -> Namespace:
 def create_organization(*, actor: Actor, name: str, display_name: str = "") -> Namespace:
     if not actor.is_authenticated:
         raise Forbidden("sign in to create an organization", code="auth_required")
-    _check_slug(name, what="organization name")
+    check_slug(name, what="organization name")
     with transaction.atomic():
         if Namespace.objects.filter(name__iexact=name).exists():
             raise Conflict(f"namespace {name} is taken", code="namespace_taken")
@@ -165,13 +160,38 @@ def revoke_token(*, user: AbstractBaseUser, token_id: int) -> None:
 
 
 def register_base_model(
-    *, name: str, architecture: str = "", manifest: dict[str, list[int]] | None = None, description: str = ""
+    *,
+    name: str,
+    architecture: str = "",
+    manifest: dict[str, list[int]] | None = None,
+    description: str = "",
+    visibility: str = Visibility.PUBLIC,
+    namespace: str | None = None,
 ) -> BaseModel:
-    """Create or update a base model; the manifest maps linear module names to [out, in]."""
+    """Create or update a registered base model; the manifest maps linear module names to [out, in].
+
+    A name an unregistered row holds (a hub that admitted it unverified) becomes registered.
+    """
     _check_manifest(manifest or {})
+    if visibility not in Visibility.values:
+        raise BadRequest("visibility must be 'public' or 'private'", code="bad_visibility")
+    owner = Namespace.objects.filter(name=namespace).first() if namespace else None
+    if namespace and owner is None:
+        raise NotFound(f"namespace {namespace} does not exist", code="namespace_not_found")
+    if visibility == Visibility.PRIVATE and owner is None:
+        raise BadRequest("a private base model needs the namespace whose members see it", code="missing_namespace")
+    if name == PENDING_BASE_MODEL or not name.strip():
+        raise BadRequest(f"{name!r} cannot name a base model", code="bad_name")
     base, _ = BaseModel.objects.update_or_create(
         name=name,
-        defaults={"architecture": architecture, "manifest": manifest or {}, "description": description},
+        defaults={
+            "architecture": architecture,
+            "manifest": manifest or {},
+            "description": description,
+            "registered": True,
+            "visibility": visibility,
+            "namespace": owner,
+        },
     )
     return base
 
@@ -211,7 +231,7 @@ class AdapterMetadata:
 def create_adapter(*, actor: Actor, namespace: str, name: str, meta: AdapterMetadata) -> Adapter:
     owner = access_namespace(actor, namespace)
     require_write(actor, owner)
-    _check_slug(name, what="adapter name")
+    check_slug(name, what="adapter name")
     if not meta.base_model or not meta.method:
         raise BadRequest("base_model and method are required", code="missing_field")
     with transaction.atomic():
@@ -220,11 +240,11 @@ def create_adapter(*, actor: Actor, namespace: str, name: str, meta: AdapterMeta
         adapter = Adapter.objects.create(
             namespace=owner,
             name=name,
-            base_model=_base_model_named(meta.base_model),
+            base_model=base_model_named(actor, meta.base_model),
             method=meta.method,
             created_by=actor.user,
         )
-        _apply_metadata(adapter, meta)
+        apply_metadata(adapter, meta)
     return adapter
 
 
@@ -234,14 +254,14 @@ def update_adapter(*, actor: Actor, adapter: Adapter, meta: AdapterMetadata) -> 
         raise Conflict("the base model of an adapter with versions cannot change", code="base_model_change")
     with transaction.atomic():
         if meta.base_model is not None:
-            adapter.base_model = _base_model_named(meta.base_model)
+            adapter.base_model = base_model_named(actor, meta.base_model)
         if meta.method is not None:
             adapter.method = meta.method
-        _apply_metadata(adapter, meta)
+        apply_metadata(adapter, meta)
     return adapter
 
 
-def _apply_metadata(adapter: Adapter, meta: AdapterMetadata) -> None:
+def apply_metadata(adapter: Adapter, meta: AdapterMetadata) -> None:
     for field_name in ("task", "license", "visibility", "description"):
         value = getattr(meta, field_name)
         if value is not None:
@@ -254,14 +274,28 @@ def _apply_metadata(adapter: Adapter, meta: AdapterMetadata) -> None:
         adapter.tags.set(Tag.objects.filter(name__in=names))
 
 
-def _base_model_named(name: str) -> BaseModel:
-    # Unknown base models are recorded without a manifest: their pushes skip the shape check
-    # until an operator registers the manifest (see `manage.py register_base_model`).
-    base, _ = BaseModel.objects.get_or_create(name=name)
-    return base
+def base_model_named(actor: Actor, name: str) -> BaseModel:
+    """The registered base model an adapter names (case-insensitively), visible to the actor.
+
+    Unregistered names are refused (unknown_base_model) unless the hub admits them
+    (ALLOW_UNREGISTERED_BASE_MODELS): then they are recorded as unverified, without a manifest.
+    """
+    if name == PENDING_BASE_MODEL:
+        return BaseModel.objects.get_or_create(name=name, defaults={"registered": False})[0]
+    base = visible_base_models(actor).filter(registered=True, name__iexact=name).first()
+    if base is not None:
+        return base
+    if settings.ALLOW_UNREGISTERED_BASE_MODELS and not BaseModel.objects.filter(name__iexact=name, registered=True).exists():
+        unverified = BaseModel.objects.filter(name__iexact=name, registered=False).first()
+        return unverified or BaseModel.objects.create(name=name, registered=False)
+    raise Unprocessable(
+        f"base model {name!r} is not registered on this hub; an admin registers base models "
+        "(`manage.py register_base_model`)",
+        code="unknown_base_model",
+    )
 
 
-def _check_slug(value: str, *, what: str) -> None:
+def check_slug(value: str, *, what: str) -> None:
     try:
         slug_validator(value)
     except DjangoValidationError:
@@ -269,381 +303,6 @@ def _check_slug(value: str, *, what: str) -> None:
             f"{what} {value!r} is invalid: use letters, digits, '.', '_' or '-', starting with a letter or digit",
             code="bad_name",
         ) from None
-
-
-# --- Push -----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class IncomingFile:
-    """One uploaded file: its path inside the version, a seekable stream, and its size."""
-
-    path: str
-    stream: IO[bytes]
-    size: int
-
-
-@dataclass(frozen=True)
-class PushResult:
-    version: AdapterVersion
-    created: bool
-
-
-def upload_limits() -> Limits:
-    return Limits(
-        max_file_size=settings.MAX_FILE_SIZE,
-        max_version_size=settings.MAX_VERSION_SIZE,
-        max_files=settings.MAX_FILES_PER_VERSION,
-    )
-
-
-def push_version(
-    *,
-    actor: Actor,
-    namespace: str,
-    name: str,
-    files: Sequence[IncomingFile],
-    meta: AdapterMetadata = AdapterMetadata(),
-    label: str | None = None,
-) -> PushResult:
-    """Publish `files` as the next version of `namespace/name`, creating the adapter on first push.
-
-    1. Check the caller may write the namespace, and normalize the file names.
-    2. Validate everything (config, safetensors headers, shapes against the base model) before
-       any byte is stored.
-    3. Hash the files; an identical file set returns the existing version.
-    4. Store missing blobs, then create the version and its files in one transaction that locks
-       the adapter row, so concurrent pushes get consecutive numbers.
-    5. On any failure after storing, delete the blobs this push added and nothing references.
-    """
-    checked = check_push(actor=actor, namespace=namespace, name=name, files=files, meta=meta, label=label)
-    by_path = checked.files
-    hashed = {path: _sha256_of(f.stream) for path, f in by_path.items()}
-    same = identical_version(checked, hashed)
-    if same is not None:
-        return PushResult(version=same, created=False)
-
-    added = _store_blobs(by_path, hashed)
-    try:
-        return publish_checked_push(actor=actor, checked=checked, hashed=hashed)
-    except BaseException:
-        _discard_unreferenced(added)
-        raise
-
-
-@dataclass(frozen=True)
-class CheckedPush:
-    """A push that passed every check and validation of steps 1-2 of push_version; nothing is stored."""
-
-    owner: Namespace
-    name: str
-    existing: Adapter | None
-    base_model_name: str
-    validated: ValidatedAdapter
-    meta: AdapterMetadata
-    label: str | None
-    files: dict[str, IncomingFile]  # by normalized path
-    card: str | None
-
-
-def check_label(label: str | None) -> str | None:
-    """The label as stored (blank means none); a bare number is refused."""
-    if label is not None:
-        label = label.strip() or None
-        if label is not None and label.isdigit():
-            raise BadRequest("a label must not be a bare number: numbers are version numbers", code="bad_label")
-    return label
-
-
-def check_push(
-    *,
-    actor: Actor,
-    namespace: str,
-    name: str,
-    files: Sequence[IncomingFile],
-    meta: AdapterMetadata = AdapterMetadata(),
-    label: str | None = None,
-) -> CheckedPush:
-    """Steps 1-2 of push_version: permissions, names, and validation of every file's content.
-
-    The streams must be seekable; they are read (the weights in full, for the NaN check) and
-    rewound. Resumable uploads call this on readers over their staged bytes.
-    """
-    owner = access_namespace(actor, namespace)
-    require_write(actor, owner)
-    _check_slug(name, what="adapter name")
-    label = check_label(label)
-    by_path = _normalized_files(files)
-    existing = Adapter.objects.select_related("base_model").filter(namespace=owner, name=name).first()
-
-    base_model_name = _resolve_base_model_name(existing, meta, by_path)
-    base = BaseModel.objects.filter(name=base_model_name).first()
-    method = meta.method or (existing.method if existing else None)
-    try:
-        validated = validate_adapter(
-            {path: (f.stream, f.size) for path, f in by_path.items()},
-            method=method,
-            manifest=base.manifest if base is not None and base.manifest else None,
-            base_model=base_model_name,
-            limits=upload_limits(),
-        )
-    except AdapterValidationError as exc:
-        raise _as_registry_error(exc) from None
-    return CheckedPush(
-        owner=owner,
-        name=name,
-        existing=existing,
-        base_model_name=base_model_name,
-        validated=validated,
-        meta=meta,
-        label=label,
-        files=by_path,
-        card=_read_card(by_path.get("README.md")),
-    )
-
-
-def identical_version(checked: CheckedPush, hashed: dict[str, str]) -> AdapterVersion | None:
-    """The first version of the adapter whose file set is exactly this one, if any (idempotent push)."""
-    if checked.existing is None:
-        return None
-    digest = AdapterVersion.compute_digest([(p, sha, checked.files[p].size) for p, sha in hashed.items()])
-    same: AdapterVersion | None = checked.existing.versions.filter(digest=digest).order_by("number").first()
-    return same
-
-
-def publish_checked_push(*, actor: Actor, checked: CheckedPush, hashed: dict[str, str]) -> PushResult:
-    """Step 4's transaction: create the version of a checked push whose blobs (`hashed`: path ->
-    verified sha256) are all in the store already."""
-    by_path = checked.files
-    digest = AdapterVersion.compute_digest([(p, sha, by_path[p].size) for p, sha in hashed.items()])
-    return _commit_version(
-        actor=actor,
-        owner=checked.owner,
-        name=checked.name,
-        base_model_name=checked.base_model_name,
-        validated=checked.validated,
-        meta=checked.meta,
-        label=checked.label,
-        files=[(p, hashed[p], by_path[p].size) for p in sorted(by_path)],
-        digest=digest,
-        card=checked.card,
-    )
-
-
-def precheck_push(
-    *, actor: Actor, namespace: str, name: str, files: Sequence[tuple[str, int]], label: str | None = None
-) -> tuple[Namespace, str | None, dict[str, int]]:
-    """The checks of a push that need no file content: write access, names, label, file names and
-    sizes. Resumable uploads run them before a byte is sent; check_push runs them all again.
-
-    Returns the namespace, the label as stored and the sizes by normalized path.
-    """
-    owner = access_namespace(actor, namespace)
-    require_write(actor, owner)
-    _check_slug(name, what="adapter name")
-    label = check_label(label)
-    sizes: dict[str, int] = {}
-    for raw, size in files:
-        try:
-            path = normalize_filename(raw)
-        except AdapterValidationError as exc:
-            raise _as_registry_error(exc) from None
-        if path in sizes:
-            raise BadRequest(f"file {path} was sent twice", code="duplicate_file")
-        sizes[path] = size
-    if not sizes:
-        raise BadRequest("an upload needs at least one file", code="no_files")
-    if "adapter_config.json" not in sizes:
-        raise BadRequest(
-            "adapter_config.json is missing: push the whole folder that save_pretrained wrote", code="missing_config"
-        )
-    limits = upload_limits()
-    if len(sizes) > limits.max_files:
-        raise PayloadTooLarge(
-            f"The upload has {len(sizes)} files; at most {limits.max_files} are allowed per version.",
-            code="too_many_files",
-        )
-    for path, size in sizes.items():
-        if size > limits.max_file_size:
-            raise PayloadTooLarge(
-                f"{path} is {size} bytes; at most {limits.max_file_size} bytes are allowed per file.",
-                code="file_too_large",
-                path=path,
-            )
-    if sum(sizes.values()) > limits.max_version_size:
-        raise PayloadTooLarge(
-            f"The upload is over {limits.max_version_size} bytes in total; that is the per-version limit.",
-            code="version_too_large",
-        )
-    return owner, label, sizes
-
-
-def _normalized_files(files: Sequence[IncomingFile]) -> dict[str, IncomingFile]:
-    if not files:
-        raise BadRequest("no files were sent: send one multipart part named 'files' per file", code="no_files")
-    by_path: dict[str, IncomingFile] = {}
-    for f in files:
-        try:
-            path = normalize_filename(f.path)
-        except AdapterValidationError as exc:
-            raise _as_registry_error(exc) from None
-        if path in by_path:
-            raise BadRequest(f"file {path} was sent twice", code="duplicate_file")
-        by_path[path] = IncomingFile(path=path, stream=f.stream, size=f.size)
-    return by_path
-
-
-def _resolve_base_model_name(existing: Adapter | None, meta: AdapterMetadata, by_path: dict[str, IncomingFile]) -> str:
-    config_file = by_path.get("adapter_config.json")
-    if config_file is None:
-        raise BadRequest(
-            "adapter_config.json is missing: push the whole folder that save_pretrained wrote", code="missing_config"
-        )
-    config_file.stream.seek(0)
-    raw = config_file.stream.read(config_file.size + 1)
-    config_file.stream.seek(0)
-    try:
-        config_name = validate_adapter_config(raw).get("base_model_name_or_path") or None
-    except AdapterValidationError as exc:
-        raise _as_registry_error(exc) from None
-    if existing is not None:
-        if meta.base_model and meta.base_model != existing.base_model.name:
-            raise Conflict(
-                f"{existing.full_name} is an adapter of {existing.base_model.name}, not {meta.base_model}",
-                code="base_model_change",
-            )
-        return existing.base_model.name
-    name = meta.base_model or config_name
-    if not name:
-        raise Unprocessable(
-            "the base model is unknown: send a 'base_model' field or set base_model_name_or_path in adapter_config.json",
-            code="missing_base_model",
-        )
-    return name
-
-
-def _sha256_of(stream: IO[bytes]) -> str:
-    stream.seek(0)
-    digest = hashlib.sha256()
-    while chunk := stream.read(HASH_CHUNK):
-        digest.update(chunk)
-    stream.seek(0)
-    return digest.hexdigest()
-
-
-def _store_blobs(by_path: dict[str, IncomingFile], hashed: dict[str, str]) -> list[str]:
-    """Store each distinct blob that is missing; returns the ones this call added."""
-    store = get_blob_store()
-    added: list[str] = []
-    try:
-        for path, sha in hashed.items():
-            if sha in added or store.exists(sha):
-                continue
-            stream = by_path[path].stream
-            stream.seek(0)
-            info = store.put(stream, max_size=settings.MAX_FILE_SIZE)
-            if info.sha256 != sha:
-                raise Conflict(f"{path} changed while it was being stored", code="upload_changed")
-            added.append(sha)
-    except BaseException:
-        _discard_unreferenced(added)
-        raise
-    return added
-
-
-def _discard_unreferenced(shas: Iterable[str]) -> None:
-    shas = list(shas)
-    if not shas:
-        return
-    referenced = set(VersionFile.objects.filter(sha256__in=shas).values_list("sha256", flat=True))
-    store = get_blob_store()
-    for sha in shas:
-        if sha not in referenced:
-            try:
-                store.delete(sha)
-            except Exception:  # gc_blobs sweeps whatever is left
-                log.exception("could not delete orphan blob %s", sha)
-
-
-def _read_card(card_file: IncomingFile | None) -> str | None:
-    if card_file is None:
-        return None
-    card_file.stream.seek(0)
-    raw = card_file.stream.read(MAX_CARD_BYTES)
-    card_file.stream.seek(0)
-    return raw.decode("utf-8", errors="replace")
-
-
-def _commit_version(
-    *,
-    actor: Actor,
-    owner: Namespace,
-    name: str,
-    base_model_name: str,
-    validated: ValidatedAdapter,
-    meta: AdapterMetadata,
-    label: str | None,
-    files: list[tuple[str, str, int]],
-    digest: str,
-    card: str | None,
-) -> PushResult:
-    with transaction.atomic():
-        adapter = _lock_or_create_adapter(actor, owner, name, base_model_name, validated, meta)
-        same = adapter.versions.filter(digest=digest).order_by("number").first()
-        if same is not None:
-            return PushResult(version=same, created=False)
-        if label is not None and adapter.versions.filter(label=label).exists():
-            raise Conflict(
-                f"label {label} already names another version of {adapter.full_name}", code="label_taken"
-            )
-        number = (adapter.versions.aggregate(n=Max("number"))["n"] or 0) + 1
-        version = AdapterVersion.objects.create(
-            adapter=adapter,
-            number=number,
-            label=label,
-            config=validated.config,
-            peft_type=validated.peft_type,
-            rank=validated.rank,
-            lora_alpha=validated.lora_alpha,
-            target_modules=validated.target_modules,
-            total_size=sum(size for _, _, size in files),
-            digest=digest,
-            created_by=actor.user,
-        )
-        VersionFile.objects.bulk_create(
-            [VersionFile(version=version, path=p, sha256=sha, size=size) for p, sha, size in files]
-        )
-        if card is not None:
-            adapter.card = card
-        _apply_metadata(adapter, meta)
-    return PushResult(version=version, created=True)
-
-
-def _lock_or_create_adapter(
-    actor: Actor, owner: Namespace, name: str, base_model_name: str, validated: ValidatedAdapter, meta: AdapterMetadata
-) -> Adapter:
-    base = _base_model_named(base_model_name)
-    try:
-        with transaction.atomic():
-            Adapter.objects.get_or_create(
-                namespace=owner,
-                name=name,
-                defaults={
-                    "base_model": base,
-                    "method": meta.method or validated.method,
-                    "created_by": actor.user,
-                    "visibility": meta.visibility or Visibility.PUBLIC,
-                },
-            )
-    except IntegrityError:
-        pass  # a concurrent first push created it; the locked read below finds it
-    # The row lock serializes concurrent pushes to one adapter so version numbers never collide.
-    return Adapter.objects.select_for_update().select_related("namespace", "base_model").get(namespace=owner, name=name)
-
-
-def _as_registry_error(exc: AdapterValidationError) -> BadRequest | PayloadTooLarge | Unprocessable:
-    kind = {400: BadRequest, 413: PayloadTooLarge}.get(exc.status, Unprocessable)
-    return kind(exc.message, code=exc.code, path=exc.path)
 
 
 # --- Versions -------------------------------------------------------------------------------------
@@ -708,14 +367,3 @@ def copy_version_files(version: AdapterVersion, folder: Path, paths: Sequence[st
                 out.write(chunk)
         copied[f.path] = f.sha256
     return copied
-
-
-@contextlib.contextmanager
-def folder_files(folder: Path) -> Iterator[list[IncomingFile]]:
-    """Every file under `folder` as an IncomingFile (path relative to it), open for the block."""
-    paths = sorted(p for p in folder.rglob("*") if p.is_file())
-    with contextlib.ExitStack() as stack:
-        yield [
-            IncomingFile(path=p.relative_to(folder).as_posix(), stream=stack.enter_context(p.open("rb")), size=p.stat().st_size)
-            for p in paths
-        ]

@@ -13,7 +13,7 @@ private file would be enough to publish it and download it.
 Completing a session never trusts the client: the hub assembles each upload, reads it back while
 it validates the adapter (one pass hashes and validates), compares the sha256, promotes verified
 bytes to their content-addressed key (the store links or renames them: no copy), and publishes
-through the same checks and transaction as `services.push_version`.
+through the same pipeline as every push (`registry.push`).
 
 Abandoned sessions expire after settings.UPLOAD_SESSION_SECONDS; `expire_sessions()` aborts
 their uploads (call it from a periodic job or `manage.py gc_blobs`; new sessions also expire a
@@ -36,7 +36,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from registry import services
+from registry import push, services
 from registry.access import Actor, require_write, visible_adapters
 from registry.blobs import get_blob_store
 from registry.exceptions import BadRequest, Conflict, NotFound, RegistryError, Unauthorized, Unprocessable
@@ -152,15 +152,15 @@ def start_upload(
     """
     if not actor.is_authenticated:
         raise Unauthorized("sign in or send a token with write scope", code="auth_required")
-    owner, label, sizes = services.precheck_push(
-        actor=actor, namespace=namespace, name=name, files=[(f.path, f.size) for f in files], label=label
-    )
+    target = push.check_target(actor=actor, namespace=namespace, name=name, label=label)
+    owner, label = target.owner, target.label
+    sizes = push.check_file_list([(f.path, f.size) for f in files])
     for spec in files:
         try:
             validate_sha256(spec.sha256)
         except ValueError:
             raise BadRequest(f"{spec.path}: sha256 must be 64 lowercase hex digits", code="bad_sha256") from None
-    # precheck_push keeps the order of `files`, keyed by normalized path.
+    # check_file_list keeps the order of `files`, keyed by normalized path.
     normalized = sorted(
         ({"path": path, "sha256": spec.sha256, "size": size} for (path, size), spec in zip(sizes.items(), files)),
         key=lambda f: f["path"],
@@ -432,29 +432,29 @@ class _VerifyingReader(io.RawIOBase):
         super().close()
 
 
-def complete_upload(*, actor: Actor, session_id: str) -> services.PushResult:
+def complete_upload(*, actor: Actor, session_id: str) -> push.PushResult:
     """Verify the uploaded bytes and publish them as a version.
 
     1. Claim the session (one completion at a time); a completed one answers its version again.
     2. Check every part of every upload is stored, then assemble each upload in the store.
-    3. Validate the adapter exactly as push_version does (services.check_push), reading the
-       staged bytes through readers that hash them on the way.
+    3. Check the push exactly as every push is checked (push.check_push), reading the staged
+       bytes through readers that hash them on the way.
     4. Compare each sha256 with the announced one; promote verified bytes to their content-addressed
        keys, even when validation failed, so a corrected re-run sends nothing again.
-    5. Publish the version (or find the identical one) in push_version's transaction.
+    5. Publish the version (or find the identical one) with push.publish.
     A refusal (4xx) fails the session; any other error leaves it open for another try.
     """
     session = _claim(actor, session_id)
     if session.status == UploadStatus.COMPLETED:
         assert session.result_version is not None
-        return services.PushResult(version=session.result_version, created=False)
+        return push.PushResult(version=session.result_version, created=False)
     store = multipart_store()
     readers: list[IO[bytes]] = []
     try:
         require_write(actor, session.namespace)
         staged = _assemble(session, store)
         verifying: dict[str, _VerifyingReader] = {}
-        incoming: list[services.IncomingFile] = []
+        incoming: list[push.IncomingFile] = []
         for f in session.files:
             blob = staged.get(f["sha256"])
             reader: IO[bytes]
@@ -465,12 +465,12 @@ def complete_upload(*, actor: Actor, session_id: str) -> services.PushResult:
             else:
                 reader = _open_held(actor, store, f["sha256"])
             readers.append(reader)
-            incoming.append(services.IncomingFile(path=f["path"], stream=reader, size=f["size"]))
+            incoming.append(push.IncomingFile(path=f["path"], stream=reader, size=f["size"]))
         meta = dict(session.metadata)
         label = meta.pop("label", None)
         started = time.monotonic()
         try:
-            checked = services.check_push(
+            checked = push.check_push(
                 actor=actor,
                 namespace=session.namespace.name,
                 name=session.name,
@@ -495,13 +495,7 @@ def complete_upload(*, actor: Actor, session_id: str) -> services.PushResult:
                 code="digest_mismatch",
                 path=path,
             )
-        hashed = {f["path"]: f["sha256"] for f in session.files}
-        same = services.identical_version(checked, hashed)
-        result = (
-            services.PushResult(version=same, created=False)
-            if same is not None
-            else services.publish_checked_push(actor=actor, checked=checked, hashed=hashed)
-        )
+        result = push.publish(actor=actor, checked=checked, stored={f["path"]: f["sha256"] for f in session.files})
     except RegistryError as exc:
         # Missing parts or blobs, and permissions, can be fixed and the completion retried;
         # content refusals cannot (the verified bytes are kept for a corrected push).

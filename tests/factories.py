@@ -31,6 +31,20 @@ def tiny_llama(seed: int = 0, hidden_size: int = 64) -> Any:
     return LlamaForCausalLM(tiny_llama_config(hidden_size)).eval()
 
 
+def tiny_llama_manifest(hidden_size: int = 64) -> dict[str, list[int]]:
+    """The shape manifest (linear module -> [out, in]) of tiny_llama, as register_base_model keeps it."""
+    import torch
+    from transformers import LlamaForCausalLM
+
+    with torch.device("meta"):
+        model = LlamaForCausalLM(tiny_llama_config(hidden_size))
+    return {
+        name: [module.out_features, module.in_features]
+        for name, module in model.named_modules()
+        if isinstance(module, torch.nn.Linear)
+    }
+
+
 def make_base_model_folder(folder: Path) -> Path:
     """config.json + model.safetensors of the tiny Llama, as `save_pretrained` writes them."""
     tiny_llama().save_pretrained(folder, safe_serialization=True)
@@ -85,6 +99,16 @@ LLAMA_PROJECTIONS = {
     "mlp.up_proj": ("intermediate", "hidden"),
     "mlp.down_proj": ("hidden", "intermediate"),
 }
+
+
+def synthetic_manifest(*, hidden: int = 1024, intermediate: int = 2816, layers: int = 4) -> dict[str, list[int]]:
+    """The manifest of the base model make_synthetic_lora's adapters are of."""
+    sizes = {"hidden": hidden, "intermediate": intermediate}
+    return {
+        f"model.layers.{layer}.{module}": [sizes[out_dim], sizes[in_dim]]
+        for layer in range(layers)
+        for module, (out_dim, in_dim) in LLAMA_PROJECTIONS.items()
+    }
 
 
 def make_synthetic_lora(

@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 
 from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery
 
-from registry.access import Actor, visible_adapters
+from registry.access import Actor, visible_adapters, visible_base_models
 from registry.models import Adapter, AdapterVersion, BaseModel, EvalResult, EvalSuite, Method
 from registry.scores import best_score_subquery
 from registry.selectors import SORTS, AdapterQuery
@@ -191,7 +191,8 @@ def base_models_with_counts(actor: Actor) -> QuerySet[BaseModel]:
     """Base models with the number of adapters the actor can see, most used first (one query)."""
     visible = visible_adapters(actor).values("pk")
     return (
-        BaseModel.listed.annotate(
+        visible_base_models(actor)
+        .annotate(
             adapter_count=Count("adapters", filter=Q(adapters__in=visible), distinct=True),
             suite_count=Count("eval_suites", distinct=True),
         )

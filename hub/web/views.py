@@ -29,15 +29,14 @@ from hub.web import forms, queries, svg
 from hub.web.display import Card, adapter_url, ago, make_cards
 from hub.web.modelcard import render_card
 from hub.web.compose import check_composition
-from registry import services
-from registry.access import Actor, access_adapter, access_namespace
+from registry import push, services
+from registry.access import Actor, access_adapter, access_base_model, access_namespace
 from registry.compositions import submit_composition, version_lineage, visible_job
 from registry.exceptions import NotFound, RegistryError, Unauthorized
 from registry.models import (
     LORA_FAMILY,
     Adapter,
     AdapterVersion,
-    BaseModel,
     CompositionJob,
     EvalSuite,
     JobStatus,
@@ -237,6 +236,8 @@ def _snippets(request: HttpRequest, adapter: Adapter, version: AdapterVersion) -
     hub_url = request.build_absolute_uri("/").rstrip("/")
     ref = f"{adapter.namespace.name}/{adapter.name}"
     token_line = "\nexport HF_TOKEN=ahub_...   # a read token from Settings → Tokens" if adapter.is_private else ""
+    # The hub serves the base model too when it stores its files; otherwise it comes from elsewhere.
+    where_base = "" if adapter.base_model.files_digest else "  # not stored on this hub: a local folder"
     return {
         "shell": f"export HF_ENDPOINT={hub_url}{token_line}",
         "python": (
@@ -244,7 +245,7 @@ def _snippets(request: HttpRequest, adapter: Adapter, version: AdapterVersion) -
             f'os.environ["HF_ENDPOINT"] = "{hub_url}"  # before importing huggingface_hub\n\n'
             "from peft import PeftModel\n"
             "from transformers import AutoModelForCausalLM\n\n"
-            f'base = AutoModelForCausalLM.from_pretrained("{adapter.base_model.name}")\n'
+            f'base = AutoModelForCausalLM.from_pretrained("{adapter.base_model.name}"){where_base}\n'
             f'model = PeftModel.from_pretrained(base, "{ref}", revision="{version.number}")'
         ),
         "cli": f"ahub pull {ref}:{version.number}",
@@ -338,12 +339,11 @@ def base_models(request: HttpRequest) -> HttpResponse:
 def base_model_page(request: HttpRequest, name: str) -> HttpResponse:
     """A base model: its adapters (best first) and a leaderboard per eval suite."""
     actor = actor_of(request)
-    base = BaseModel.objects.filter(name=name).first()
-    if base is None:
-        raise NotFound(f"base model {name} is not registered", code="base_model_not_found")
+    base = access_base_model(actor, name)
     params = {key: request.GET.get(key, "").strip() for key in ("page", "page_size")}
     found = search_adapters(actor, AdapterQuery(base_model=base.name))
     boards = [{"suite": suite, "rows": leaderboard(actor, suite, limit=10)} for suite in suites_of(base)]
+    base_files = list(base.files.all())
     return render(
         request,
         "web/base_model.html",
@@ -352,6 +352,8 @@ def base_model_page(request: HttpRequest, name: str) -> HttpResponse:
             "base": base,
             "boards": boards,
             "module_count": len(base.manifest or {}),
+            "base_files": base_files,
+            "weights_stored": any(f.path.endswith(".safetensors") for f in base_files),
             "catalog_url": reverse("web:catalog") + queries.query_string({"base_model": base.name}),
         },
     )
@@ -379,11 +381,11 @@ def upload(request: HttpRequest) -> HttpResponse:
             form.add_error(None, "Pick the files of your adapter (adapter_config.json, adapter_model.safetensors, README.md).")
         if form.is_valid():
             try:
-                result = services.push_version(
+                result = push.push_version(
                     actor=actor,
                     namespace=form.cleaned_data["namespace"],
                     name=form.cleaned_data["name"],
-                    files=[services.IncomingFile(path=f.name, stream=f.file, size=f.size) for f in sent],
+                    files=[push.IncomingFile(path=f.name, stream=f.file, size=f.size) for f in sent],
                     meta=form.metadata(),
                     label=form.cleaned_data["label"] or None,
                 )

@@ -12,6 +12,7 @@ from registry.models import (
     AdapterVersion,
     ApiToken,
     BaseModel,
+    BaseModelFile,
     EvalResult,
     Membership,
     Method,
@@ -66,6 +67,7 @@ class VersionSerializer(serializers.ModelSerializer[AdapterVersion]):
             "config",
             "total_size",
             "digest",
+            "trained_from",
             "created_by",
             "created_at",
             "yanked",
@@ -116,12 +118,38 @@ class AdapterDetailSerializer(AdapterSerializer):
         return latest
 
 
+class BaseModelFileSerializer(serializers.ModelSerializer[BaseModelFile]):
+    class Meta:
+        model = BaseModelFile
+        fields = ("path", "sha256", "size")
+
+
 class BaseModelSerializer(serializers.ModelSerializer[BaseModel]):
     adapter_count = serializers.IntegerField(read_only=True, required=False)
+    namespace = serializers.CharField(source="namespace.name", default=None)
+    commit_id = serializers.CharField(read_only=True)
+    weights_stored = serializers.SerializerMethodField()
+    files = BaseModelFileSerializer(many=True, read_only=True)
 
     class Meta:
         model = BaseModel
-        fields = ("name", "architecture", "description", "manifest", "created_at", "adapter_count")
+        fields = (
+            "name",
+            "architecture",
+            "description",
+            "registered",
+            "visibility",
+            "namespace",
+            "weights_stored",
+            "commit_id",
+            "files",
+            "manifest",
+            "created_at",
+            "adapter_count",
+        )
+
+    def get_weights_stored(self, obj: BaseModel) -> bool:
+        return any(f.path.endswith(".safetensors") for f in obj.files.all())
 
 
 class TokenSerializer(serializers.ModelSerializer[ApiToken]):
@@ -206,6 +234,8 @@ class TokenCreateInput(serializers.Serializer[Any]):
 
 class BaseModelCreateInput(serializers.Serializer[Any]):
     name = serializers.CharField(max_length=200)
+    visibility = serializers.ChoiceField(choices=["public", "private"], required=False, default="public")
+    namespace = serializers.CharField(max_length=96, required=False, allow_null=True, allow_blank=True, default=None)
     architecture = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
     description = serializers.CharField(required=False, allow_blank=True, default="")
     manifest = serializers.DictField(

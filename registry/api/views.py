@@ -14,15 +14,15 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from registry import selectors, services
-from registry.access import Actor, access_adapter, access_namespace
+from registry import push, selectors, services
+from registry.access import Actor, access_adapter, access_base_model, access_namespace, visible_base_models
 from registry.api import serializers as s
 from registry.api.downloads import blob_response
 from registry.api.pagination import PageNumberPagination
 from registry.api.uploads import PushMultiPartParser, uploaded_paths
 from registry.blobs import get_blob_store
-from registry.exceptions import Forbidden, NotFound, Unauthorized
-from registry.models import BaseModel, Membership, Visibility
+from registry.exceptions import Forbidden, Unauthorized
+from registry.models import Membership, Visibility
 
 
 def actor_of(request: Request) -> Actor:
@@ -143,11 +143,11 @@ class VersionListView(APIView):
         form.is_valid(raise_exception=True)
         sent = request.FILES.getlist("files")
         uploads = [
-            services.IncomingFile(path=path, stream=f.file, size=f.size)
+            push.IncomingFile(path=path, stream=f.file, size=f.size)
             for path, f in zip(uploaded_paths(request, "files"), sent, strict=True)
         ]
         try:
-            result = services.push_version(
+            result = push.push_version(
                 actor=actor,
                 namespace=namespace,
                 name=name,
@@ -224,7 +224,13 @@ class BaseModelListView(APIView):
         visible = Q(adapters__visibility=Visibility.PUBLIC)
         if actor.is_authenticated:
             visible |= Q(adapters__namespace_id__in=actor.readable_private_namespace_ids())
-        bases = BaseModel.listed.annotate(adapter_count=Count("adapters", filter=visible, distinct=True)).order_by("name")
+        bases = (
+            visible_base_models(actor)
+            .select_related("namespace")
+            .prefetch_related("files")
+            .annotate(adapter_count=Count("adapters", filter=visible, distinct=True))
+            .order_by("name")
+        )
         return paginated(self, request, bases, s.BaseModelSerializer)
 
     @extend_schema(summary="Register a base model (admin)", request=s.BaseModelCreateInput, responses=s.BaseModelSerializer)
@@ -238,12 +244,9 @@ class BaseModelListView(APIView):
 
 
 class BaseModelDetailView(APIView):
-    @extend_schema(summary="A base model and its module manifest", responses=s.BaseModelSerializer)
+    @extend_schema(summary="A base model: its module manifest and stored files", responses=s.BaseModelSerializer)
     def get(self, request: Request, name: str) -> Response:
-        base = BaseModel.objects.filter(name=name).first()
-        if base is None:
-            raise NotFound(f"base model {name} is not registered", code="base_model_not_found")
-        return Response(s.BaseModelSerializer(base).data)
+        return Response(s.BaseModelSerializer(access_base_model(actor_of(request), name)).data)
 
 
 class TokenListView(APIView):

@@ -2,7 +2,7 @@
 
 An HF commit adds and deletes files relative to its parent; a version here is a complete file
 set. So a commit is applied to the file set of `main`'s head and the result is published through
-`services.push_version`, with the same validation as any push. Unchanged files are read back
+the push pipeline (`registry.push`), with the same validation as any push. Unchanged files are read back
 from the blob store (adapters are small); an identical result is the existing version.
 """
 
@@ -26,16 +26,13 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 
 from composer.validation import (
-    CONFIG_NAME,
     AdapterValidationError,
-    infer_method,
     normalize_filename,
-    validate_adapter_config,
 )
-from registry import services
+from registry import push, services
 from registry.access import Actor, access_namespace, require_write
 from registry.blobs import get_blob_store
-from registry.exceptions import BadRequest, Conflict, PayloadTooLarge, Unauthorized, Unprocessable
+from registry.exceptions import BadRequest, Conflict, PayloadTooLarge, Unauthorized
 from registry.hf.errors import EntryNotFound, HfError, RevisionNotFound
 from registry.hf.revisions import head_version, is_branch
 from registry.models import PENDING_BASE_MODEL
@@ -43,8 +40,6 @@ from registry.models import Adapter, Method, VersionFile, Visibility
 
 # Files up to this size stay in memory while a commit is assembled; larger ones go to disk.
 _SPOOL_BYTES = 8 * 1024 * 1024
-_README = "README.md"
-_TAG_MAX = 64
 
 
 # --- create_repo ------------------------------------------------------------------------------------
@@ -252,7 +247,7 @@ class _Stored:
 _Entry = _Stored | AddFile
 
 
-def commit_files(*, actor: Actor, adapter: Adapter, revision: str, commit: ParsedCommit) -> services.PushResult:
+def commit_files(*, actor: Actor, adapter: Adapter, revision: str, commit: ParsedCommit) -> push.PushResult:
     """Apply a commit to `main` and publish the resulting file set as the next version.
 
     1. Only `main` takes commits: numbers, labels and commit ids name immutable versions.
@@ -261,9 +256,8 @@ def commit_files(*, actor: Actor, adapter: Adapter, revision: str, commit: Parse
     3. A `parentCommit` must be main's head, as on the Hub (412 otherwise), so a client that
        read an older state cannot silently undo a newer version.
     4. Apply the operations in order to the head's files; nothing changed returns the head.
-    5. On a repo made by create_repo, take the base model and method from adapter_config.json.
-    6. push_version validates and publishes; a refused file raises, and the transaction undoes
-       step 5, so nothing is created or changed.
+    5. push_version validates and publishes (an empty repo from create_repo gets the base model
+       and method the push resolves); a refused file raises, and nothing is created or changed.
     """
     if not is_branch(revision):
         raise RevisionNotFound(
@@ -285,20 +279,14 @@ def commit_files(*, actor: Actor, adapter: Adapter, revision: str, commit: Parse
         for op in commit.operations:
             _apply(adapter, files, op)
         if head is not None and {p: e.sha256 for p, e in files.items()} == {p: e.sha256 for p, e in parent.items()}:
-            return services.PushResult(version=head, created=False)
+            return push.PushResult(version=head, created=False)
 
-        card = next((op for op in commit.operations if isinstance(op, AddFile) and op.path == _README), None)
-        meta = card_metadata(card.stream) if card is not None else services.AdapterMetadata()
         with ExitStack() as stack:
             incoming = [
-                services.IncomingFile(path=path, stream=stack.enter_context(_open_entry(entry)), size=entry.size)
+                push.IncomingFile(path=path, stream=stack.enter_context(_open_entry(entry)), size=entry.size)
                 for path, entry in sorted(files.items())
             ]
-            if adapter.base_model.name == PENDING_BASE_MODEL and not adapter.versions.exists():
-                adopt_config(actor, adapter, incoming)
-            return services.push_version(
-                actor=actor, namespace=adapter.namespace.name, name=adapter.name, files=incoming, meta=meta
-            )
+            return push.push_version(actor=actor, namespace=adapter.namespace.name, name=adapter.name, files=incoming)
 
 
 def _apply(adapter: Adapter, files: dict[str, _Entry], op: Operation) -> None:
@@ -344,62 +332,6 @@ def _open_entry(entry: _Entry) -> Iterator[IO[bytes]]:
             shutil.copyfileobj(blob, copy, length=1024 * 1024)
         copy.seek(0)
         yield copy  # type: ignore[misc]
-
-
-def adopt_config(actor: Actor, adapter: Adapter, files: list[services.IncomingFile]) -> None:
-    """Give a repo from create_repo the base model and method its adapter_config.json declares."""
-    config_file = next((f for f in files if f.path == CONFIG_NAME), None)
-    if config_file is None:
-        raise BadRequest(
-            f"{CONFIG_NAME} is missing: commit the whole folder that save_pretrained wrote", code="missing_config"
-        )
-    config_file.stream.seek(0)
-    raw = config_file.stream.read(config_file.size + 1)
-    config_file.stream.seek(0)
-    config = validate_adapter_config(raw)
-    base = config.get("base_model_name_or_path")
-    if not base:
-        raise Unprocessable(
-            f"{CONFIG_NAME} has no base_model_name_or_path: this hub files adapters under their base model",
-            code="missing_base_model",
-            path=CONFIG_NAME,
-        )
-    services.update_adapter(
-        actor=actor,
-        adapter=adapter,
-        meta=services.AdapterMetadata(base_model=str(base), method=infer_method(config) or adapter.method),
-    )
-
-
-def card_metadata(stream: IO[bytes]) -> services.AdapterMetadata:
-    """License, task and tags from a README's YAML front matter, as the Hub reads a model card.
-
-    Only values the registry accepts are taken: `base_model:*` tags are derived, not stored, and
-    anything malformed is ignored rather than failing the push over a card.
-    """
-    text = stream.read(services.MAX_CARD_BYTES).decode("utf-8", errors="replace")
-    stream.seek(0)
-    try:
-        front = front_matter(text)
-    except ValueError:
-        return services.AdapterMetadata()
-    if not front:
-        return services.AdapterMetadata()
-    license_ = front.get("license")
-    task = front.get("pipeline_tag")
-    raw_tags = front.get("tags")
-    tags = None
-    if isinstance(raw_tags, list):
-        tags = [
-            t.strip()
-            for t in raw_tags
-            if isinstance(t, str) and 0 < len(t.strip()) <= _TAG_MAX and not t.startswith("base_model:")
-        ]
-    return services.AdapterMetadata(
-        license=license_ if isinstance(license_, str) and len(license_) <= _TAG_MAX else None,
-        task=task if isinstance(task, str) and len(task) <= _TAG_MAX else None,
-        tags=tags,
-    )
 
 
 def front_matter(text: str) -> dict[str, Any] | None:

@@ -1,4 +1,5 @@
-"""`HEAD`/`GET /{ns}/{name}/resolve/{rev}/{path}`: file metadata and bytes for hf_hub_download.
+"""`HEAD`/`GET /{ns}/{name}/resolve/{rev}/{path}`: file metadata and bytes for hf_hub_download,
+for adapters and for base models whose files the hub stores.
 
 1. A branch-style revision (`main`, a number, a label) answers 307 to the same file under the
    version's commit id, so the client's HEAD and its GET land on one version even if a push
@@ -16,15 +17,18 @@ does for any cross-origin hop). The 302 still carries the metadata headers.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 
 from registry import services
 from registry.api.downloads import blob_response
 from registry.blobs import get_blob_store
-from registry.hf.errors import EntryNotFound
+from registry.base_models import names_revision
+from registry.hf.errors import EntryNotFound, RevisionNotFound
 from registry.hf.revisions import find_version
-from registry.models import Adapter, AdapterVersion, VersionFile
+from registry.models import Adapter, AdapterVersion, BaseModel, BaseModelFile, VersionFile
 
 
 def locate_file(adapter: Adapter, revision: str, path: str) -> tuple[AdapterVersion, VersionFile]:
@@ -38,19 +42,22 @@ def locate_file(adapter: Adapter, revision: str, path: str) -> tuple[AdapterVers
 
 
 def file_response(
-    request: HttpRequest, adapter: Adapter, version: AdapterVersion, found: VersionFile, *, revision: str
+    request: HttpRequest,
+    repo_id: str,
+    commit_id: str,
+    found: VersionFile | BaseModelFile,
+    *,
+    revision: str,
+    on_download: Callable[[], None] | None = None,
 ) -> HttpResponse:
+    """The answer for one file of a repo (an adapter version or a base model) at `commit_id`;
+    `on_download` is called for a GET that counts as a download."""
     response: HttpResponse
-    if revision != version.commit_id:
+    if revision != commit_id:
+        namespace, name = repo_id.split("/", 1)
         response = HttpResponse(status=307)
         response["Location"] = reverse(
-            "hf:resolve",
-            kwargs={
-                "namespace": adapter.namespace.name,
-                "name": adapter.name,
-                "rev": version.commit_id,
-                "path": found.path,
-            },
+            "hf:resolve", kwargs={"namespace": namespace, "name": name, "rev": commit_id, "path": found.path}
         )
         # `main` moves with every push: never let a cache keep this hop.
         response["Cache-Control"] = "no-store"
@@ -60,16 +67,29 @@ def file_response(
         response["Content-Length"] = str(found.size)
     else:
         response = blob_response(request, get_blob_store(), found.sha256, found.size, found.path)
-        if response.status_code < 400 and services.counts_as_download(found.path, _range_start(request)):
-            services.record_download(adapter)
+        if on_download is not None and response.status_code < 400 and services.counts_as_download(
+            found.path, _range_start(request)
+        ):
+            on_download()
     etag = f'"{found.sha256}"'
-    response["X-Repo-Commit"] = version.commit_id
+    response["X-Repo-Commit"] = commit_id
     response["ETag"] = etag
     # The client reads these first; on a redirect they are the only metadata it trusts.
     response["X-Linked-Etag"] = etag
     response["X-Linked-Size"] = str(found.size)
     response["Accept-Ranges"] = "bytes"
     return response
+
+
+def locate_base_file(base: BaseModel, revision: str, path: str) -> BaseModelFile:
+    """A stored file of a base model at `main` or its commit id."""
+    if not names_revision(base, revision):
+        raise RevisionNotFound(f"{base.name} has no revision {revision!r}: use main or {base.commit_id or 'its commit id'}")
+    found = base.files.filter(path=path).first()
+    if found is None:
+        stored = "" if base.files_digest else " (the hub stores only its manifest)"
+        raise EntryNotFound(f"{base.name} has no file {path}{stored}", commit_id=base.commit_id or None)
+    return found
 
 
 def _range_start(request: HttpRequest) -> int:

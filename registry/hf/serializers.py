@@ -12,7 +12,16 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any, NotRequired, TypedDict
 
-from registry.models import PENDING_BASE_MODEL, Adapter, AdapterVersion, ApiToken, Membership, VersionFile
+from registry.models import (
+    PENDING_BASE_MODEL,
+    Adapter,
+    AdapterVersion,
+    ApiToken,
+    BaseModel,
+    BaseModelFile,
+    Membership,
+    VersionFile,
+)
 
 LIBRARY = "peft"
 # Base model of an adapter created by `create_repo` before its first commit says what it adapts
@@ -89,7 +98,7 @@ def _lfs_pointer_size(sha256: str, size: int) -> int:
     return len(f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n")
 
 
-def sibling(f: VersionFile, *, blobs: bool) -> Sibling:
+def sibling(f: VersionFile | BaseModelFile, *, blobs: bool) -> Sibling:
     entry: Sibling = {"rfilename": f.path}
     if blobs:
         entry["size"] = f.size
@@ -149,7 +158,7 @@ def list_item(
     return item
 
 
-def file_entry(f: VersionFile) -> TreeEntry:
+def file_entry(f: VersionFile | BaseModelFile) -> TreeEntry:
     return {
         "type": "file",
         "path": f.path,
@@ -159,13 +168,15 @@ def file_entry(f: VersionFile) -> TreeEntry:
     }
 
 
-def folder_entry(path: str, contents: Iterable[VersionFile]) -> TreeEntry:
+def folder_entry(path: str, contents: Iterable[VersionFile | BaseModelFile]) -> TreeEntry:
     # Stands in for a git tree id: it changes exactly when something below the folder changes.
     listing = "".join(f"{f.path}\t{f.sha256}\n" for f in sorted(contents, key=lambda f: f.path))
     return {"type": "directory", "path": path, "oid": hashlib.sha1(listing.encode(), usedforsecurity=False).hexdigest()}
 
 
-def tree_entries(files: Sequence[VersionFile], *, folder: str, recursive: bool) -> list[TreeEntry] | None:
+def tree_entries(
+    files: Sequence[VersionFile | BaseModelFile], *, folder: str, recursive: bool
+) -> list[TreeEntry] | None:
     """The entries below `folder` ("" for the root), or None when no such folder exists.
 
     Non-recursive listings hold direct children only; recursive ones also list every sub-folder,
@@ -175,7 +186,7 @@ def tree_entries(files: Sequence[VersionFile], *, folder: str, recursive: bool) 
     below = [f for f in files if f.path.startswith(prefix)]
     if folder and not below:
         return None
-    folders: dict[str, list[VersionFile]] = {}
+    folders: dict[str, list[VersionFile | BaseModelFile]] = {}
     entries: list[TreeEntry] = []
     for f in below:
         parts = f.path[len(prefix) :].split("/")
@@ -188,7 +199,7 @@ def tree_entries(files: Sequence[VersionFile], *, folder: str, recursive: bool) 
     return sorted(entries, key=lambda e: e["path"])
 
 
-def paths_info(files: Sequence[VersionFile], paths: Iterable[str]) -> list[TreeEntry]:
+def paths_info(files: Sequence[VersionFile | BaseModelFile], paths: Iterable[str]) -> list[TreeEntry]:
     """`POST .../paths-info/{rev}`: an entry per requested path that exists (missing ones are left out)."""
     by_path = {f.path: f for f in files}
     entries: list[TreeEntry] = []
@@ -276,4 +287,46 @@ def git_refs(adapter: Adapter, head: AdapterVersion | None, versions: Sequence[A
         "converts": [],
         "tags": tags,
         "pullRequests": [],
+    }
+
+
+# --- Base models (read-only repos) --------------------------------------------------------------------
+
+
+def base_model_info(base: BaseModel, files: Sequence[BaseModelFile], *, blobs: bool) -> dict[str, Any]:
+    """`model_info` of a base model the hub serves: one commit (its stored file set), no versions."""
+    tags = ["transformers", "safetensors"] + ([base.architecture] if base.architecture else [])
+    return {
+        "_id": f"base-{base.pk}",
+        "id": base.name,
+        "modelId": base.name,
+        "author": base.name.split("/", 1)[0],
+        "sha": base.commit_id or None,
+        "lastModified": hf_datetime(base.created_at),
+        "createdAt": hf_datetime(base.created_at),
+        "private": base.is_private,
+        "gated": False,
+        "disabled": False,
+        "downloads": 0,
+        "likes": 0,
+        "library_name": "transformers",
+        "tags": tags,
+        "config": {"architectures": [base.architecture]} if base.architecture else {},
+        "siblings": [sibling(f, blobs=blobs) for f in files],
+        "cardData": {"library_name": "transformers", "tags": tags},
+    }
+
+
+def base_model_refs(base: BaseModel) -> dict[str, Any]:
+    main = [{"name": "main", "ref": "refs/heads/main", "targetCommit": base.commit_id}] if base.commit_id else []
+    return {"branches": main, "converts": [], "tags": [], "pullRequests": []}
+
+
+def base_model_commit(base: BaseModel) -> dict[str, Any]:
+    return {
+        "id": base.commit_id,
+        "title": f"Files of {base.name}",
+        "message": "",
+        "authors": [{"user": "hub"}],
+        "date": hf_datetime(base.created_at),
     }

@@ -13,13 +13,15 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from registry import services
-from registry.access import Actor, access_adapter
+from registry.access import Actor, access_adapter, visible_base_models
+from registry.base_models import names_revision
 from registry.hf import commits, downloads, search
 from registry.hf import serializers as s
-from registry.hf.errors import EntryNotFound, HfError, RepoNotFound
+from registry.exceptions import NotFound
+from registry.hf.errors import EntryNotFound, HfError, RepoNotFound, RevisionNotFound
 from registry.hf.http import absolute_url, flag, hf_endpoint, json_list, paginated, parse_cursor
 from registry.hf.revisions import file_history, find_version, head_version
-from registry.models import Membership, VersionFile
+from registry.models import Adapter, AdapterVersion, BaseModel, Membership, VersionFile
 
 # Tree entries per page, as on the Hub (fewer when each entry carries its last commit).
 TREE_PAGE_SIZE = 1000
@@ -41,16 +43,47 @@ def _json_body(request: HttpRequest) -> dict[str, Any]:
 # --- read -----------------------------------------------------------------------------------------
 
 
+def _repo(actor: Actor, namespace: str, name: str) -> Adapter | BaseModel:
+    """The adapter `namespace/name` or, failing that, the base model of that name (read-only):
+    `from_pretrained` of an adapter loads its base model through the same endpoint."""
+    try:
+        return access_adapter(actor, namespace, name)
+    except NotFound:
+        base = visible_base_models(actor).filter(name=f"{namespace}/{name}").first()
+        if base is None:
+            raise
+        return base
+
+
+def _base_revision(base: BaseModel, rev: str | None) -> None:
+    if not names_revision(base, rev):
+        raise RevisionNotFound(f"{base.name} has no revision {rev!r}: use main or its commit id")
+
+
 @hf_endpoint("GET", "HEAD")
 def resolve(request: HttpRequest, actor: Actor, namespace: str, name: str, rev: str, path: str) -> HttpResponse:
-    adapter = access_adapter(actor, namespace, name)
-    version, found = downloads.locate_file(adapter, rev, path)
-    return downloads.file_response(request, adapter, version, found, revision=rev)
+    repo = _repo(actor, namespace, name)
+    if isinstance(repo, BaseModel):
+        found = downloads.locate_base_file(repo, rev, path)
+        return downloads.file_response(request, repo.name, repo.commit_id, found, revision=rev)
+    adapter = repo
+    version, located = downloads.locate_file(adapter, rev, path)
+    return downloads.file_response(
+        request,
+        adapter.full_name,
+        version.commit_id,
+        located,
+        revision=rev,
+        on_download=lambda: services.record_download(adapter),
+    )
 
 
 @hf_endpoint("GET")
 def model_info(request: HttpRequest, actor: Actor, namespace: str, name: str, rev: str | None = None) -> JsonResponse:
-    adapter = access_adapter(actor, namespace, name)
+    adapter = _repo(actor, namespace, name)
+    if isinstance(adapter, BaseModel):
+        _base_revision(adapter, rev)
+        return JsonResponse(s.base_model_info(adapter, list(adapter.files.all()), blobs=flag(request, "blobs")))
     version = find_version(adapter, rev)
     files = list(version.files.all()) if version is not None else []
     return JsonResponse(s.model_info(adapter, version, files, blobs=flag(request, "blobs")))
@@ -58,42 +91,66 @@ def model_info(request: HttpRequest, actor: Actor, namespace: str, name: str, re
 
 @hf_endpoint("GET")
 def tree(request: HttpRequest, actor: Actor, namespace: str, name: str, rev: str, path: str = "") -> JsonResponse:
-    adapter = access_adapter(actor, namespace, name)
-    version = find_version(adapter, rev)
-    files = list(version.files.all()) if version is not None else []
+    repo = _repo(actor, namespace, name)
+    version: AdapterVersion | None = None
+    files: list[Any]
+    if isinstance(repo, BaseModel):
+        _base_revision(repo, rev)
+        files, commit_id = list(repo.files.all()), repo.commit_id or None
+    else:
+        version = find_version(repo, rev)
+        files = list(version.files.all()) if version is not None else []
+        commit_id = version.commit_id if version is not None else None
     entries = s.tree_entries(files, folder=path.strip("/"), recursive=flag(request, "recursive"))
     if entries is None:
-        raise EntryNotFound(
-            f"{adapter.full_name} has no folder {path}", commit_id=version.commit_id if version else None
-        )
+        raise EntryNotFound(f"{_repo_id(repo)} has no folder {path}", commit_id=commit_id)
     expand = flag(request, "expand")
     page, link = paginated(
         request, entries, offset=parse_cursor(request), page_size=TREE_EXPAND_PAGE_SIZE if expand else TREE_PAGE_SIZE
     )
-    if expand and version is not None:
-        history, files_by_version = file_history(adapter, version)
+    if expand and isinstance(repo, Adapter) and version is not None:
+        history, files_by_version = file_history(repo, version)
         s.add_last_commits(page, history, files_by_version)
+    elif expand and isinstance(repo, BaseModel) and repo.commit_id:
+        commit = s.base_model_commit(repo)
+        for entry in page:
+            if entry["type"] == "file":
+                entry["lastCommit"] = {"id": commit["id"], "title": commit["title"], "date": commit["date"]}
     return json_list(list(page), link=link)
+
+
+def _repo_id(repo: Adapter | BaseModel) -> str:
+    return repo.name if isinstance(repo, BaseModel) else repo.full_name
 
 
 @hf_endpoint("POST")
 def paths_info(request: HttpRequest, actor: Actor, namespace: str, name: str, rev: str) -> JsonResponse:
-    adapter = access_adapter(actor, namespace, name)
-    version = find_version(adapter, rev)
-    files = list(version.files.all()) if version is not None else []
+    adapter = _repo(actor, namespace, name)
+    files: list[Any]
+    if isinstance(adapter, BaseModel):
+        _base_revision(adapter, rev)
+        files = list(adapter.files.all())
+    else:
+        version = find_version(adapter, rev)
+        files = list(version.files.all()) if version is not None else []
     return JsonResponse(s.paths_info(files, request.POST.getlist("paths")), safe=False)
 
 
 @hf_endpoint("GET")
 def refs(request: HttpRequest, actor: Actor, namespace: str, name: str) -> JsonResponse:
-    adapter = access_adapter(actor, namespace, name)
+    adapter = _repo(actor, namespace, name)
+    if isinstance(adapter, BaseModel):
+        return JsonResponse(s.base_model_refs(adapter))
     versions = list(adapter.versions.order_by("-number"))
     return JsonResponse(s.git_refs(adapter, head_version(adapter), versions))
 
 
 @hf_endpoint("GET")
 def commits_list(request: HttpRequest, actor: Actor, namespace: str, name: str, rev: str) -> JsonResponse:
-    adapter = access_adapter(actor, namespace, name)
+    adapter = _repo(actor, namespace, name)
+    if isinstance(adapter, BaseModel):
+        _base_revision(adapter, rev)
+        return json_list([s.base_model_commit(adapter)] if adapter.commit_id else [], link=None)
     version = find_version(adapter, rev)
     # A version's history is every version up to it: each one was published on top of the last.
     newest = version.number if version is not None else 0

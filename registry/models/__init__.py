@@ -12,7 +12,9 @@ from registry.models.core import (
     Adapter,
     AdapterVersion,
     ApiToken,
+    BASE_MODEL_FILE_PATTERNS,
     BaseModel,
+    BaseModelFile,
     ImmutableVersionError,
     Membership,
     Method,
@@ -36,6 +38,8 @@ from registry.models.compositions import (
 from registry.models import uploads as uploads  # noqa: F401  (registers its models)
 
 __all__ = [
+    "BASE_MODEL_FILE_PATTERNS",
+    "BaseModelFile",
     "ACTIVE_STATUSES",
     "SUITE_METRICS",
     "EvalSuite",

@@ -80,7 +80,13 @@ class ListedBaseModels(models.Manager["BaseModel"]):
 
 
 class BaseModel(models.Model):
-    """A foundation model adapters are trained on; its manifest lets pushes be shape-checked."""
+    """A foundation model adapters are trained on.
+
+    Registered base models (an admin's or the owner namespace's act) carry the shape manifest that
+    pushes are checked against, and optionally their files (config, tokenizer, weights), which the
+    hub serves over the Hugging Face protocol and workers fetch. An unregistered row exists only on
+    hubs with ALLOW_UNREGISTERED_BASE_MODELS: a name a push gave, unverified and unchecked.
+    """
 
     name = models.CharField(max_length=200, unique=True)
     architecture = models.CharField(max_length=100, blank=True)
@@ -88,6 +94,14 @@ class BaseModel(models.Model):
     manifest = models.JSONField(default=dict, blank=True)
     description = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    registered = models.BooleanField(default=True)
+    # Public, or private to the members of `namespace` (its owner namespace, if any).
+    visibility = models.CharField(max_length=8, default="public")
+    namespace = models.ForeignKey(
+        "Namespace", null=True, blank=True, on_delete=models.PROTECT, related_name="base_models"
+    )
+    # sha256 over the stored files' (path, sha256, size) lines; empty when no file is stored.
+    files_digest = models.CharField(max_length=64, blank=True)
 
     objects = models.Manager()
     listed = ListedBaseModels()
@@ -98,6 +112,54 @@ class BaseModel(models.Model):
     @property
     def has_manifest(self) -> bool:
         return bool(self.manifest)
+
+    @property
+    def is_private(self) -> bool:
+        return self.visibility == "private"
+
+    @property
+    def commit_id(self) -> str:
+        """The 40-hex revision its stored files are served under (one per file set)."""
+        return self.files_digest[:40]
+
+
+# Files a base model folder holds that the hub stores and serves; weights as safetensors only.
+BASE_MODEL_FILE_PATTERNS = (
+    "config.json",
+    "generation_config.json",
+    "*.safetensors",
+    "model.safetensors.index.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "tokenizer.model",
+    "vocab.json",
+    "vocab.txt",
+    "merges.txt",
+    "chat_template.jinja",
+    "chat_template.json",
+    "preprocessor_config.json",
+)
+
+
+class BaseModelFile(models.Model):
+    """One stored file of a base model, content-addressed in the blob store like adapter files."""
+
+    base_model = models.ForeignKey(BaseModel, on_delete=models.CASCADE, related_name="files")
+    path = models.CharField(max_length=255)
+    sha256 = models.CharField(max_length=64, db_index=True)
+    size = models.PositiveBigIntegerField()
+
+    class Meta:
+        ordering = ["path"]
+        constraints = [
+            models.UniqueConstraint(fields=["base_model", "path"], name="base_file_path_unique"),
+            models.CheckConstraint(condition=Q(sha256__regex=SHA256_PATTERN), name="base_file_sha256_hex"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.base_model}/{self.path}"
 
 
 
@@ -202,6 +264,9 @@ class AdapterVersion(models.Model):
     yanked = models.BooleanField(default=False)
     yanked_reason = models.CharField(max_length=500, blank=True)
     yanked_at = models.DateTimeField(null=True, blank=True)
+    # The base_model_name_or_path the pushed config named, when the hub filed it under another
+    # name (a local folder a user trained from, usually); the stored config names the base.
+    trained_from = models.CharField(max_length=500, blank=True)
     # The eval gate's verdict on a composed version (see registry/evaluations.py).
     validation = models.CharField(max_length=16, choices=Validation.choices, default=Validation.NONE)
     validation_reasons = models.JSONField(default=list, blank=True)

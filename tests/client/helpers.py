@@ -15,7 +15,6 @@ from urllib.parse import urlsplit
 import numpy as np
 import requests
 
-from tests.factories import BASE_MODEL_NAME
 
 
 class CountingSession(requests.Session):
@@ -59,12 +58,25 @@ def write_lora(
     dim: int,
     r: int,
     modules: tuple[str, ...] = ("q_proj", "v_proj"),
-    base_model: str = BASE_MODEL_NAME,
+    base_model: str | None = None,
     seed: int = 0,
     readme: str | None = "# A large test adapter\n",
 ) -> Path:
     """A valid PEFT LoRA folder whose weights (F32) are written tensor by tensor, never whole in
-    memory: layers * len(modules) * 2 * r * dim * 4 bytes of finite random values."""
+    memory: layers * len(modules) * 2 * r * dim * 4 bytes of finite random values.
+
+    Its base model (by default `hub-test/square-<dim>`, square projections of size dim) is
+    registered with the matching manifest, as an operator registers a hub's base models.
+    """
+    from registry.services import register_base_model
+
+    base_model = base_model or f"hub-test/square-{dim}"
+    register_base_model(
+        name=base_model,
+        manifest={
+            f"model.layers.{layer}.self_attn.{module}": [dim, dim] for layer in range(layers) for module in modules
+        },
+    )
     folder.mkdir(parents=True, exist_ok=True)
     config = {
         "peft_type": "LORA",

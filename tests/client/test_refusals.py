@@ -64,9 +64,28 @@ def no_base_model(folder: Path) -> None:
     (folder / "adapter_config.json").write_text(json.dumps(config))
 
 
+def unregistered_base(folder: Path) -> None:
+    config = json.loads((folder / "adapter_config.json").read_text())
+    config["base_model_name_or_path"] = "nobody/unknown-7b"
+    (folder / "adapter_config.json").write_text(json.dumps(config))
+
+
+def trained_from_an_anonymous_folder(folder: Path) -> None:
+    """A local path whose last segment names no base: with two bases of its shapes, ambiguous."""
+    from registry.services import register_base_model
+    from tests.factories import tiny_llama_manifest
+
+    register_base_model(name="org/llama-twin", manifest=tiny_llama_manifest())
+    config = json.loads((folder / "adapter_config.json").read_text())
+    config["base_model_name_or_path"] = "/home/me/checkpoints/run-17"
+    (folder / "adapter_config.json").write_text(json.dumps(config))
+
+
 @pytest.mark.parametrize(
     ("spoil", "code"),
     [
+        (unregistered_base, "unknown_base_model"),
+        (trained_from_an_anonymous_folder, "ambiguous_base_model"),
         (nan_in_weights, "non_finite"),
         (wrong_rank, "shape_mismatch"),
         (pickled_weights, "pickle_refused"),
@@ -89,6 +108,19 @@ def test_local_validation_refuses_with_the_hubs_own_message_and_sends_nothing(
     assert refused.value.code == code
     assert hub.session.count("POST") == 0 and hub.session.count("PUT") == 0, "nothing was sent"
     assert not UploadSession.objects.exists()
+
+
+def test_a_local_path_is_resolved_as_the_hub_resolves_it(hub: HubClient, lora_dir: Path, tmp_path: Path) -> None:
+    folder = copy_folder(lora_dir, tmp_path / "local")
+    config = json.loads((folder / "adapter_config.json").read_text())
+    config["base_model_name_or_path"] = "/home/me/models/tiny-llama"
+    (folder / "adapter_config.json").write_text(json.dumps(config))
+
+    pushed = hub.push(folder, "alice/from-local")
+
+    assert pushed.created and Adapter.objects.get(name="from-local").base_model.name == "hub-test/tiny-llama"
+    pulled = json.loads((hub.pull("alice/from-local").path / "adapter_config.json").read_text())
+    assert pulled == {**config, "base_model_name_or_path": "hub-test/tiny-llama"}
 
 
 def test_without_local_checks_the_hub_refuses_at_completion_with_the_same_message(

@@ -159,3 +159,32 @@ def test_a_missing_base_model_fails_the_request_with_a_clear_error(hub: Any, set
     listed = json_of(hub.get("/api/v1/adapters/alice/capital/versions/1/evaluations/"))["results"]
     assert listed[0]["error"]["code"] == "base_model_unavailable"
 
+
+
+def test_a_worker_without_local_copies_evaluates_with_the_base_fetched_from_s3(
+    s3_settings: None, settings: Any, demo_models: DemoModels, alice: Any, client_for: Any, tmp_path: Path
+) -> None:
+    """A GPU worker on another machine: no HUB_BASE_MODEL_PATHS, only the database and S3."""
+    from registry.base_models import fetch_base_model, register_from_folder
+    from registry.demo import SKILLS
+
+    settings.HUB_BASE_MODEL_PATHS = []
+    settings.WORKER_BASE_CACHE_DIR = tmp_path / "worker-cache"
+    base = register_from_folder(name=BASE, folder=demo_models.base)
+    alice.is_staff = True
+    alice.save()
+    client = client_for(alice, scope="admin")
+    assert push_folder(client, "alice/capital", demo_models.adapters["capital"]).status_code == 201
+    assert create_suite(client, "capital-qa", "exact_match", SKILLS[0].exact_match_lines()).status_code == 201
+    client.post("/api/v1/adapters/alice/capital/versions/1/evaluations/", {"suites": ["capital-qa"]}, format="json")
+
+    cache = BaseModelCache()
+    for request in EvaluationRequest.objects.filter(status="queued"):
+        done = run_evaluation(str(request.pk), worker="remote-gpu", cache=cache)
+        assert done is not None and done.status == "succeeded", done.error_message if done else None
+
+    assert EvalResult.objects.get(suite="capital-qa").value == 1.0
+    assert cache.loads == 1
+    again = fetch_base_model(base)
+    assert again.fetched_bytes == 0 and again.folder.parent == tmp_path / "worker-cache"
+    assert (again.folder / "model.safetensors").read_bytes() == (demo_models.base / "model.safetensors").read_bytes()

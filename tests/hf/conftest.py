@@ -15,7 +15,8 @@ import pytest
 
 from registry.access import Actor
 from registry.models import AdapterVersion
-from registry.services import AdapterMetadata, IncomingFile, issue_token, push_version
+from registry.push import IncomingFile, push_version
+from registry.services import AdapterMetadata, issue_token
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

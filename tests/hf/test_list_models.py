@@ -10,7 +10,7 @@ import pytest
 from registry.access import Actor
 from registry.hf import search
 from registry.models import Adapter
-from registry.services import AdapterMetadata, create_adapter
+from registry.services import AdapterMetadata, create_adapter, register_base_model
 from tests.factories import BASE_MODEL_NAME
 from tests.hf.conftest import Hub
 
@@ -18,6 +18,8 @@ from tests.hf.conftest import Hub
 @pytest.fixture
 def catalog(alice: Any, bob: Any, publish: Any, lora_dir: Path) -> None:
     """Five adapters; downloads set so the order is known (the Hub sorts by downloads, descending)."""
+
+    register_base_model(name="mistral-7b")
 
     def empty(owner: Any, name: str, downloads: int, **meta: Any) -> None:
         adapter = create_adapter(

@@ -148,7 +148,7 @@ def test_file_paths_and_revisions_are_percent_decoded(
 
 def test_a_repo_without_versions_has_no_sha_and_no_files(alice: Any, client_for: Any) -> None:
     create_adapter(
-        actor=Actor(user=alice), namespace="alice", name="empty", meta=AdapterMetadata(base_model="b", method="lora")
+        actor=Actor(user=alice), namespace="alice", name="empty", meta=AdapterMetadata(base_model=BASE_MODEL_NAME, method="lora")
     )
     client = client_for(None)
 
@@ -203,7 +203,7 @@ def test_list_models_links_carry_every_parameter_in_a_bounded_number_of_queries(
             actor=Actor(user=alice),
             namespace="alice",
             name=f"a{i}",
-            meta=AdapterMetadata(base_model="b", method="lora", tags=["t"]),
+            meta=AdapterMetadata(base_model=BASE_MODEL_NAME, method="lora", tags=["t"]),
         )
     publish(alice, "alice/tiny-lora", lora_dir, tags=["t"])
     monkeypatch.setattr(search, "PAGE_SIZE", 2)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.factories import make_base_model_folder, make_lora_adapter
+from tests.factories import BASE_MODEL_NAME, make_base_model_folder, make_lora_adapter, tiny_llama_manifest
 
 # Django and the registry are imported inside the fixtures: this plugin loads for every test
 # package, including the pure ones (storage, composer) that may run without Django.
@@ -19,6 +19,31 @@ def _user_model() -> Any:
     from django.contrib.auth import get_user_model
 
     return get_user_model()
+
+
+_DB_FIXTURES = ("db", "transactional_db", "live_server", "django_db_reset_sequences", "django_db_serialized_rollback")
+
+
+@pytest.fixture(scope="session")
+def test_base_manifest() -> dict[str, list[int]]:
+    return tiny_llama_manifest()
+
+
+@pytest.fixture(autouse=True)
+def registered_test_base(request: pytest.FixtureRequest) -> Any:
+    """The tests' tiny Llama (BASE_MODEL_NAME) is registered, with its manifest, in every test that
+    uses the database, as an operator registers a hub's base models: pushes name it."""
+    uses_db = request.node.get_closest_marker("django_db") is not None or any(
+        name in request.fixturenames for name in _DB_FIXTURES
+    )
+    if not uses_db:
+        return None
+    request.getfixturevalue("_django_db_helper")
+    from registry.services import register_base_model
+
+    return register_base_model(
+        name=BASE_MODEL_NAME, architecture="LlamaForCausalLM", manifest=request.getfixturevalue("test_base_manifest")
+    )
 
 
 @pytest.fixture

@@ -185,16 +185,30 @@ def test_modules_the_base_model_does_not_have_are_refused(
     assert_nothing_left(local_blob_store)
 
 
-def test_a_base_model_that_contradicts_the_config_is_refused(
+def test_an_unregistered_base_model_is_refused_and_creates_no_base_model(
     alice: Any, client_for: Any, lora_dir: Path, local_blob_store: Path
 ) -> None:
     response = push(client_for(alice), "alice/broken", folder_files(lora_dir), base_model="meta-llama/Llama-3.1-8B")
 
     assert response.status_code == 422
-    assert json_of(response)["code"] == "base_model_mismatch"
+    assert json_of(response)["code"] == "unknown_base_model"
     assert "meta-llama/Llama-3.1-8B" in json_of(response)["message"]
     assert_nothing_left(local_blob_store)
-    assert not BaseModel.objects.exists()
+    assert list(BaseModel.objects.values_list("name", flat=True)) == [BASE_MODEL_NAME]
+
+
+def test_a_base_model_whose_shapes_contradict_the_adapter_is_refused(
+    alice: Any, client_for: Any, lora_dir: Path, local_blob_store: Path
+) -> None:
+    register_base_model(
+        name="meta-llama/Llama-3.1-8B",
+        manifest={f"model.layers.{i}.self_attn.{m}": [4096, 4096] for i in range(32) for m in ("q_proj", "v_proj")},
+    )
+    response = push(client_for(alice), "alice/broken", folder_files(lora_dir), base_model="meta-llama/Llama-3.1-8B")
+
+    assert response.status_code == 422
+    assert json_of(response)["code"] == "base_shape_mismatch"
+    assert_nothing_left(local_blob_store)
 
 
 @pytest.mark.parametrize(("setting", "code"), [("MAX_FILE_SIZE", "file_too_large"), ("MAX_VERSION_SIZE", "version_too_large")])

@@ -19,9 +19,10 @@ from hub.celery import app as celery_app
 from registry import compositions
 from registry.access import Actor
 from registry.models import AdapterVersion, CompositionJob, JobStatus, VersionParent
-from registry.services import IncomingFile, push_version
+from registry.push import IncomingFile, push_version
 from registry.tasks import compose_adapter
-from tests.factories import make_synthetic_lora
+from registry.services import register_base_model
+from tests.factories import make_synthetic_lora, synthetic_manifest
 from tests.helpers import json_of
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -98,6 +99,7 @@ def wait_for(condition: Callable[[], Any], *, timeout: float, what: str, logs: P
 
 
 def push_synthetic(user: Any, name: str, folder: Path) -> None:
+    register_base_model(name="hub-test/llama-1024", manifest=synthetic_manifest(layers=2))
     files = [
         IncomingFile(path=p.name, stream=io.BytesIO(p.read_bytes()), size=p.stat().st_size)
         for p in sorted(folder.iterdir())

@@ -10,7 +10,8 @@ import pytest
 
 from registry.compositions import run_composition
 from registry.models import Adapter, AdapterVersion, CompositionJob, VersionParent
-from tests.factories import make_lora_adapter, tiny_llama
+from registry.services import register_base_model
+from tests.factories import BASE_MODEL_NAME, make_lora_adapter, tiny_llama
 from tests.helpers import download, json_of, push_folder, stored_blobs
 
 pytestmark = pytest.mark.django_db
@@ -162,8 +163,9 @@ def test_bad_recipes_are_refused_before_anything_is_queued(
 
 
 def test_inputs_of_different_base_models_or_methods_are_refused(
-    two_adapters: Any, alice: Any, tmp_path: Path
+    two_adapters: Any, alice: Any, tmp_path: Path, test_base_manifest: dict[str, list[int]]
 ) -> None:
+    register_base_model(name="hub-test/other-llama", manifest=test_base_manifest)
     other_base = make_lora_adapter(tmp_path / "other", seed=3, base_model_name="hub-test/other-llama")
     assert push_folder(two_adapters, "alice/other", other_base).status_code == 201
     mixed = submit(two_adapters, method="linear", inputs=[{"adapter": "alice/sql", "weight": 1}, {"adapter": "alice/other", "weight": 1}], into="alice/out")
@@ -205,7 +207,9 @@ def test_private_inputs_stay_invisible_to_others_and_out_of_lineage(
 def test_a_failing_composition_leaves_no_version_and_no_orphan_blobs(
     two_adapters: Any, tmp_path: Path
 ) -> None:
-    # Same base model name, different hidden size: only the worker, reading tensors, can tell.
+    # Same base model, different hidden size: with no manifest to check pushes against, only the
+    # worker, reading tensors, can tell.
+    register_base_model(name=BASE_MODEL_NAME, manifest={})
     wider = make_lora_adapter(tmp_path / "wide", seed=6, hidden_size=32)
     assert push_folder(two_adapters, "alice/wide", wider).status_code == 201
     blobs_before = set(stored_blobs())

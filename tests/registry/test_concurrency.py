@@ -12,7 +12,7 @@ from django.db import connection, connections
 
 from registry.access import Actor
 from registry.models import AdapterVersion
-from registry.services import IncomingFile, push_version
+from registry.push import IncomingFile, push_version
 from tests.helpers import folder_files
 
 N_PUSHES = 8

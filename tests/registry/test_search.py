@@ -8,7 +8,7 @@ from django.db import connection
 
 from registry.access import Actor
 from registry.models import Adapter
-from registry.services import AdapterMetadata, create_adapter
+from registry.services import AdapterMetadata, create_adapter, register_base_model
 from tests.helpers import json_of
 
 pytestmark = pytest.mark.django_db
@@ -16,6 +16,9 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def catalog(alice: Any, bob: Any) -> None:
+    for base in ("llama-8b", "mistral-7b"):
+        register_base_model(name=base)
+
     def make(owner: Any, name: str, downloads: int, **meta: Any) -> None:
         adapter = create_adapter(
             actor=Actor(user=owner), namespace=owner.username, name=name,

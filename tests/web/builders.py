@@ -1,6 +1,6 @@
 """Catalog rows built directly with the ORM (no files, no validation): fast, for page tests.
 
-Adapters that must download or compose for real are pushed with `registry.services.push_version`.
+Adapters that must download or compose for real are pushed with `registry.push.push_version`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from registry.models import (
     Tag,
     VersionFile,
 )
-from registry.services import IncomingFile, PushResult, ensure_user_namespace, push_version
+from registry.push import IncomingFile, PushResult, push_version
+from registry.services import ensure_user_namespace
 
 
 def sha(text: str) -> str:

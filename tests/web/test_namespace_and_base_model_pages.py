@@ -73,8 +73,9 @@ def test_namespace_and_base_model_pages_run_a_fixed_number_of_queries(alice: Any
         score(make_adapter(alice, f"a{i}", tags=["x", "y"]).versions.get(), suite, i / 30)
 
     # namespace page: the namespace, count, page, tags, newest versions;
-    # base model page: the base model, count, page, tags, newest versions, suites, one leaderboard per suite.
-    for url, expected in (("/alice/", 5), ("/models/hub-test/tiny-llama/", 7)):
+    # base model page: the base model, count, page, tags, newest versions, suites, one leaderboard per
+    # suite, its stored files.
+    for url, expected in (("/alice/", 5), ("/models/hub-test/tiny-llama/", 8)):
         for size in ("5", "30"):
             with django_assert_num_queries(expected):
                 assert Client().get(url, {"page_size": size}).status_code == 200

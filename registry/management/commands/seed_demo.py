@@ -15,9 +15,10 @@ from registry import demo
 from registry.access import Actor
 from registry.compositions import CompositionRequest, InputSpec, run_composition, submit_composition
 from registry.evaluations import create_suite, request_evaluations, run_evaluation
-from registry.manifests import manifest_from_folder
+from registry.base_models import register_from_folder
 from registry.models import Adapter, EvalSuite, EvaluationRequest, JobStatus
-from registry.services import AdapterMetadata, folder_files, push_version, register_base_model
+from registry.push import folder_files, push_version
+from registry.services import AdapterMetadata
 
 
 class Command(BaseCommand):
@@ -45,11 +46,10 @@ class Command(BaseCommand):
         if not (folder / "config.json").is_file():
             self.stdout.write(f"building {base_name} in {folder} ...")
             demo.build_base_model(folder)
-        architecture, manifest = manifest_from_folder(folder)
-        register_base_model(
+        # Its files are stored too: the hub serves it over the HF protocol and workers fetch it.
+        register_from_folder(
             name=base_name,
-            architecture=architecture,
-            manifest=manifest,
+            folder=folder,
             description="A tiny Llama built locally for the demo: it copies words and knows no skill.",
         )
         suites = self._suites(actor, base_name)

@@ -381,7 +381,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("folder")
     p.add_argument("repo", metavar="NS/NAME")
     p.add_argument("--label", help="a name for the version, e.g. v1.2")
-    p.add_argument("--base-model", help="the base model (default: the config's base_model_name_or_path)")
+    p.add_argument(
+        "--base-model",
+        help="the registered base model (default: the model card's base_model, then the config's "
+        "base_model_name_or_path; a local path there is matched by shapes)",
+    )
     p.add_argument("--method", help="lora, qlora, rslora, dora, ia3, ... (default: from the config)")
     p.add_argument("--task")
     p.add_argument("--tag", action="append", help="a tag (repeat, or separate with commas)")

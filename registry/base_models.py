@@ -12,7 +12,9 @@ import json
 import logging
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator, Sequence
+from typing import BinaryIO
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +25,7 @@ from django.db import transaction
 from composer.validation import CONFIG_NAME, WEIGHTS_NAME, ValidatedAdapter, looks_like_path, validate_adapter
 from registry import services
 from registry.blobs import get_blob_store
-from registry.exceptions import BadRequest, RegistryError
+from registry.exceptions import BadRequest, RegistryError, Unprocessable
 from registry.manifests import manifest_from_folder
 from registry.models import BASE_MODEL_FILE_PATTERNS, AdapterVersion, BaseModel, BaseModelFile, Visibility
 
@@ -82,6 +84,32 @@ def register_from_folder(
             base.files_digest = AdapterVersion.compute_digest(stored)
             base.save(update_fields=["files_digest"])
     return base
+
+
+def register_from_uploads(
+    *,
+    name: str,
+    files: Sequence[tuple[str, BinaryIO]],
+    description: str = "",
+    visibility: str = Visibility.PUBLIC,
+    namespace: str | None = None,
+) -> BaseModel:
+    """register_from_folder over uploaded files (the admin API): they are written to a temporary
+    folder under their base names, then registered exactly as a folder on the server is."""
+    with tempfile.TemporaryDirectory(prefix="base-upload-", dir=settings.FILE_UPLOAD_TEMP_DIR) as tmp:
+        folder = Path(tmp)
+        for raw, stream in files:
+            file_name = raw.replace("\\", "/").rsplit("/", 1)[-1]
+            if file_name in ("", ".", "..") or (folder / file_name).exists():
+                raise BadRequest(f"file name {raw!r} is empty or sent twice", code="bad_filename")
+            with (folder / file_name).open("wb") as out:
+                shutil.copyfileobj(stream, out, length=HASH_CHUNK)
+        try:
+            return register_from_folder(
+                name=name, folder=folder, description=description, visibility=visibility, namespace=namespace
+            )
+        except (OSError, ValueError) as exc:
+            raise Unprocessable(str(exc).replace(tmp, "the upload"), code="bad_base_model") from None
 
 
 def _store_file(path: Path) -> tuple[str, int]:
@@ -271,8 +299,6 @@ def refile_path_named(*, dry_run: bool = False) -> tuple[list[Refiling], list[st
 
 def _validated_version(version: AdapterVersion) -> ValidatedAdapter:
     """A published version's adapter as validation sees it, read back from the blob store."""
-    import tempfile
-
     store = get_blob_store()
     with ExitStack() as stack:
         files = {}

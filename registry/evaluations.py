@@ -16,7 +16,7 @@ from django.utils import timezone
 from composer.errors import CompositionError
 from composer.evaluation import BaseModelCache, EvaluationError, evaluate, parse_suite, pick_device
 from registry import jobs
-from registry.access import Actor
+from registry.access import Actor, access_base_model
 from registry.base_models import BaseModelUnavailable, fetch_base_model
 from registry.blobs import get_blob_store
 from registry.compositions import PRIVATE_REFERENCE
@@ -69,9 +69,7 @@ def create_suite(
     """
     if not actor.is_authenticated:
         raise Unauthorized("sign in to create eval suites", code="auth_required")
-    base = BaseModel.objects.filter(name=base_model).first()
-    if base is None:
-        raise NotFound(f"base model {base_model} is not registered", code="base_model_not_found")
+    base = access_base_model(actor, base_model)
     if not can_manage_suites(actor, base):
         raise Forbidden(f"only admins and the owners of {base.name} create its suites", code="suite_forbidden")
     if kind not in SuiteKind.values:

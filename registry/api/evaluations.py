@@ -12,10 +12,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from registry import evaluations, scores
-from registry.access import access_adapter
+from registry.access import access_adapter, access_base_model, visible_base_models
 from registry.api.views import actor_of, paginated
 from registry.exceptions import BadRequest, NotFound
-from registry.models import BaseModel, EvalResult, EvalSuite, EvaluationRequest, SuiteKind
+from registry.models import EvalResult, EvalSuite, EvaluationRequest, SuiteKind
 from registry.services import resolve_version
 
 
@@ -77,7 +77,7 @@ class SuiteListView(APIView):
         summary="Eval suites", parameters=[OpenApiParameter("base_model", str)], responses=SuiteSerializer(many=True)
     )
     def get(self, request: Request) -> Response:
-        suites = EvalSuite.objects.select_related("base_model")
+        suites = EvalSuite.objects.select_related("base_model").filter(base_model__in=visible_base_models(actor_of(request)))
         if base := request.query_params.get("base_model"):
             suites = suites.filter(base_model__name=base)
         return paginated(self, request, suites, SuiteSerializer)
@@ -141,9 +141,7 @@ class LeaderboardView(APIView):
         parameters=[OpenApiParameter("suite", str, required=True), OpenApiParameter("limit", int)],
     )
     def get(self, request: Request, name: str) -> Response:
-        base = BaseModel.objects.filter(name=name).first()
-        if base is None:
-            raise NotFound(f"base model {name} is not registered", code="base_model_not_found")
+        base = access_base_model(actor_of(request), name)
         suite_name = request.query_params.get("suite", "")
         suite = base.eval_suites.filter(name=suite_name).first()
         if suite is None:

@@ -245,6 +245,17 @@ class BaseModelCreateInput(serializers.Serializer[Any]):
     )
 
 
+class BaseModelFilesInput(serializers.Serializer[Any]):
+    files = serializers.ListField(child=serializers.FileField(), allow_empty=False)
+    description = serializers.CharField(required=False, allow_blank=True, default="")
+    visibility = serializers.ChoiceField(choices=["public", "private"], required=False, default="public")
+    namespace = serializers.CharField(max_length=96, required=False, allow_null=True, allow_blank=True, default=None)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        attrs.pop("files", None)  # the view reads them from request.FILES
+        return attrs
+
+
 class OrganizationCreateInput(serializers.Serializer[Any]):
     name = serializers.CharField(max_length=96)
     display_name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")

@@ -8,13 +8,13 @@ from django.db.models import Count, Q
 from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
-from rest_framework.parsers import JSONParser
+from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from registry import push, selectors, services
+from registry import base_models, push, selectors, services
 from registry.access import Actor, access_adapter, access_base_model, access_namespace, visible_base_models
 from registry.api import serializers as s
 from registry.api.downloads import blob_response
@@ -247,6 +247,35 @@ class BaseModelDetailView(APIView):
     @extend_schema(summary="A base model: its module manifest and stored files", responses=s.BaseModelSerializer)
     def get(self, request: Request, name: str) -> Response:
         return Response(s.BaseModelSerializer(access_base_model(actor_of(request), name)).data)
+
+
+class BaseModelFilesView(APIView):
+    parser_classes = [MultiPartParser]
+
+    @extend_schema(
+        summary="Register a base model with its files (admin)",
+        description="multipart/form-data: one part named `files` per file of the model folder (config.json, "
+        "tokenizer files, *.safetensors and their index; others are ignored, pickles never stored), and optional "
+        "`description`, `visibility`, `namespace`. The manifest is read from the safetensors headers; the files "
+        "are stored like adapter files and served over the Hugging Face protocol.",
+        request={"multipart/form-data": s.BaseModelFilesInput},
+        responses={201: s.BaseModelSerializer},
+    )
+    def post(self, request: Request, name: str) -> Response:
+        if not actor_of(request).is_admin:
+            # Checked before the body is read, so a refused upload is not streamed to disk.
+            raise Forbidden("only admins register base models", code="admin_required")
+        form = s.BaseModelFilesInput(data=request.data)
+        form.is_valid(raise_exception=True)
+        sent = request.FILES.getlist("files")
+        try:
+            base = base_models.register_from_uploads(
+                name=name, files=[(f.name, f) for f in sent], **form.validated_data
+            )
+        finally:
+            for f in sent:
+                f.close()
+        return Response(s.BaseModelSerializer(base).data, status=status.HTTP_201_CREATED)
 
 
 class TokenListView(APIView):

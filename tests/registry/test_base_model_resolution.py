@@ -168,3 +168,35 @@ def test_refile_base_models_moves_adapters_from_path_named_rows(
     call_command("refile_base_models", stdout=io.StringIO())
     assert Adapter.objects.get(name="old").base_model.name == BASE_MODEL_NAME
     assert not BaseModel.objects.filter(pk=legacy.pk).exists()
+
+
+def test_admins_register_a_base_model_with_its_files_through_the_api(
+    alice: Any, bob: Any, client_for: Any, base_model_folder: Path
+) -> None:
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    def upload() -> list[SimpleUploadedFile]:
+        return [SimpleUploadedFile(p.name, p.read_bytes()) for p in sorted(base_model_folder.iterdir())]
+
+    refused = client_for(bob).post("/api/v1/base-models/org/uploaded/files/", {"files": upload()}, format="multipart")
+    assert refused.status_code == 403 and not BaseModel.objects.filter(name="org/uploaded").exists()
+
+    alice.is_staff = True
+    alice.save()
+    response = client_for(alice, scope="admin").post(
+        "/api/v1/base-models/org/uploaded/files/", {"files": upload(), "description": "uploaded"}, format="multipart"
+    )
+    body = json_of(response)
+    assert response.status_code == 201, body
+    assert body["weights_stored"] is True and body["registered"] is True and body["manifest"]
+    sizes = {f["path"]: f["size"] for f in body["files"]}
+    assert sizes == {p.name: p.stat().st_size for p in base_model_folder.iterdir()}
+    assert set(stored_blobs()) >= {f["sha256"] for f in body["files"]}
+
+    no_weights = client_for(alice, scope="admin").post(
+        "/api/v1/base-models/org/empty/files/",
+        {"files": [SimpleUploadedFile("config.json", (base_model_folder / "config.json").read_bytes())]},
+        format="multipart",
+    )
+    assert no_weights.status_code == 422 and json_of(no_weights)["code"] == "bad_base_model"
+    assert "/tmp" not in json_of(no_weights)["message"]

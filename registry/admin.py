@@ -15,6 +15,7 @@ from registry.models import (
     ApiToken,
     BaseModel,
     BaseModelFile,
+    BlobClaim,
     EvalResult,
     Membership,
     Namespace,
@@ -53,6 +54,19 @@ class BaseModelFileInline(admin.TabularInline):
 
     def has_add_permission(self, request: Any, obj: Any = None) -> bool:
         return False  # files are stored by `manage.py register_base_model --from-folder`
+
+
+@admin.register(BlobClaim)
+class BlobClaimAdmin(admin.ModelAdmin):
+    """Claims are held by pushes and gc_blobs for seconds; the page shows what is in flight."""
+
+    list_display = ("sha256", "kind", "created_at")
+    list_filter = ("kind",)
+    search_fields = ("sha256",)
+    readonly_fields = ("sha256", "kind", "created_at")
+
+    def has_add_permission(self, request: Any) -> bool:
+        return False
 
 
 @admin.register(BaseModelFile)

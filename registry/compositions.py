@@ -356,36 +356,39 @@ def _compose(
 def _publish(
     job: CompositionJob, inputs: list[tuple[ResolvedInput, composer.LoraAdapter]], folder: Path
 ) -> tuple[AdapterVersion, bool]:
-    with folder_files(folder) as files:
-        with transaction.atomic():
-            result = push_version(
-                actor=Actor(user=job.created_by),
-                namespace=job.target_namespace,
-                name=job.target_name,
-                files=files,
-                meta=AdapterMetadata(
-                    base_model=job.recipe["base_model"],
-                    method=Method.LORA,
-                    description=job.description or None,
-                    tags=["composed", job.recipe["method"]] if _is_new_adapter(job) else None,
-                ),
-            )
-            version = result.version
-            if not version.parent_links.exists():
-                VersionParent.objects.bulk_create(
-                    [
-                        VersionParent(
-                            child=version,
-                            parent=resolved.version,
-                            weight=resolved.weight,
-                            role=LineageRole.NEGATED if resolved.weight < 0 else LineageRole.INPUT,
-                            position=position,
-                        )
-                        for position, (resolved, _) in enumerate(inputs)
-                        if resolved.version.pk != version.pk
-                    ]
+    def record_lineage(version: AdapterVersion) -> None:
+        # In the transaction that commits the version: a version never exists without its parents.
+        if version.parent_links.exists():
+            return
+        VersionParent.objects.bulk_create(
+            [
+                VersionParent(
+                    child=version,
+                    parent=resolved.version,
+                    weight=resolved.weight,
+                    role=LineageRole.NEGATED if resolved.weight < 0 else LineageRole.INPUT,
+                    position=position,
                 )
-    return version, result.created
+                for position, (resolved, _) in enumerate(inputs)
+                if resolved.version.pk != version.pk
+            ]
+        )
+
+    with folder_files(folder) as files:
+        result = push_version(
+            actor=Actor(user=job.created_by),
+            namespace=job.target_namespace,
+            name=job.target_name,
+            files=files,
+            meta=AdapterMetadata(
+                base_model=job.recipe["base_model"],
+                method=Method.LORA,
+                description=job.description or None,
+                tags=["composed", job.recipe["method"]] if _is_new_adapter(job) else None,
+            ),
+            then=record_lineage,
+        )
+    return result.version, result.created
 
 
 def _is_new_adapter(job: CompositionJob) -> bool:

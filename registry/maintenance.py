@@ -7,9 +7,13 @@ from datetime import timedelta
 
 from django.utils import timezone
 
+from registry import blob_claims
 from registry.blobs import get_blob_store
 from registry.models import BaseModelFile, EvalSuite, VersionFile
 from registry.uploads import expire_sessions
+
+
+TEMP_IDLE = timedelta(minutes=30)
 
 
 @dataclass
@@ -28,9 +32,11 @@ def collect_garbage(*, grace_seconds: int, dry_run: bool = False) -> GcReport:
     2. Mark every sha256 a version file, a base model's file or an eval suite references, read
        after the listing, so
        a version committed during the listing protects its blobs.
-    3. Sweep listed blobs that are unmarked and older than the grace period: a push stores its blobs
-       before committing its version row, and that window is far shorter than the grace period.
-    4. Clear abandoned temporary uploads older than the grace period, and expire upload sessions
+    3. Sweep listed blobs that are unmarked and older than the grace period, each under a sweep
+       claim that a push holding the blob wins (registry/blob_claims.py): a push stores or reuses
+       its blobs before it commits its version row, so with any grace period, 0 included, a blob
+       in use is never deleted.
+    4. Clear abandoned temporary uploads (idle for the grace period, at least TEMP_IDLE), and expire upload sessions
        past their lifetime (aborting their multipart uploads).
     """
     store = get_blob_store()
@@ -39,17 +45,23 @@ def collect_garbage(*, grace_seconds: int, dry_run: bool = False) -> GcReport:
     marked = set(VersionFile.objects.values_list("sha256", flat=True).distinct())
     marked |= set(EvalSuite.objects.values_list("data_sha256", flat=True))
     marked |= set(BaseModelFile.objects.values_list("sha256", flat=True).distinct())
+    marked |= blob_claims.pushed_shas()
     report = GcReport(scanned=len(listed))
     for sha, modified in listed:
         if sha in marked:
             report.referenced += 1
         elif modified > cutoff:
             report.young += 1
-        else:
-            if not dry_run:
-                store.delete(sha)
+        elif dry_run:
             report.deleted.append(sha)
+        elif blob_claims.delete_if_unused(store, sha):
+            report.deleted.append(sha)
+        else:
+            report.referenced += 1
     if not dry_run:
-        store.cleanup_temp(older_than=timedelta(seconds=grace_seconds))
+        blob_claims.expire_claims()
+        # Temporary files are written by puts in flight (their mtime moves while they stream): only
+        # ones idle for a while are abandoned, whatever the grace period of blobs.
+        store.cleanup_temp(older_than=max(timedelta(seconds=grace_seconds), TEMP_IDLE))
         report.expired_uploads = expire_sessions()
     return report

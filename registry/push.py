@@ -25,7 +25,7 @@ import contextlib
 import hashlib
 import io
 import logging
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import IO, Any
@@ -50,6 +50,7 @@ from composer.validation import (
     validate_adapter_config,
     with_base_model,
 )
+from registry import blob_claims
 from registry.access import Actor, access_namespace, require_write, visible_base_models
 from registry.blobs import get_blob_store
 from registry.exceptions import BadRequest, Conflict, PayloadTooLarge, Unprocessable
@@ -406,12 +407,21 @@ def _config_base(config: IncomingFile) -> str | None:
 # --- publish: steps 7-8 ---------------------------------------------------------------------------
 
 
-def publish(*, actor: Actor, checked: CheckedPush, stored: Mapping[str, str] | None = None) -> PushResult:
+def publish(
+    *,
+    actor: Actor,
+    checked: CheckedPush,
+    stored: Mapping[str, str] | None = None,
+    then: Callable[[AdapterVersion], None] | None = None,
+) -> PushResult:
     """Publish a checked push as the next version (or find the identical one).
 
     `stored` maps paths to the verified sha256 of bytes already in the blob store (an upload
-    session's); every other file is hashed here and stored if missing. On any failure after
-    storing, the blobs this call added and nothing references are deleted.
+    session's); every other file is hashed here and stored if missing. `then` runs in the
+    transaction that commits the version (or, for an identical one, in a transaction of its own):
+    a composition records its lineage there. On any failure after storing, the blobs this call
+    added and nothing references are deleted. Call it outside any transaction: its blob claims
+    must be visible to gc_blobs.
     """
     stored = stored or {}
     in_store = {p: sha for p, sha in stored.items() if p in checked.files and p not in checked.rewritten}
@@ -419,10 +429,17 @@ def publish(*, actor: Actor, checked: CheckedPush, stored: Mapping[str, str] | N
     hashed = {**in_store, **{p: sha256_of(f.stream) for p, f in to_store.items()}}
     same = identical_version(checked, hashed)
     if same is not None:
+        if then is not None:
+            with transaction.atomic():
+                then(same)
         return PushResult(version=same, created=False)
-    added = _store_blobs(to_store, hashed)
+    added: list[str] = []
     try:
-        return _commit_version(actor=actor, checked=checked, hashed=hashed)
+        # Claimed until the version is committed: gc_blobs cannot delete them meanwhile.
+        with blob_claims.push_claims(hashed.values()):
+            _require_stored(in_store)
+            added = _store_blobs(to_store, hashed, added)
+            return _commit_version(actor=actor, checked=checked, hashed=hashed, then=then)
     except BaseException:
         _discard_unreferenced(added)
         raise
@@ -436,11 +453,12 @@ def push_version(
     files: Sequence[IncomingFile],
     meta: AdapterMetadata = AdapterMetadata(),
     label: str | None = None,
+    then: Callable[[AdapterVersion], None] | None = None,
 ) -> PushResult:
     """Publish `files` as the next version of `namespace/name`, creating the adapter on first
     push: check_push, then publish."""
     checked = check_push(actor=actor, namespace=namespace, name=name, files=files, meta=meta, label=label)
-    return publish(actor=actor, checked=checked)
+    return publish(actor=actor, checked=checked, then=then)
 
 
 def _digest(checked: CheckedPush, hashed: Mapping[str, str]) -> str:
@@ -466,41 +484,45 @@ def sha256_of(stream: IO[bytes]) -> str:
     return digest.hexdigest()
 
 
-def _store_blobs(files: Mapping[str, IncomingFile], hashed: Mapping[str, str]) -> list[str]:
-    """Store each distinct blob that is missing; returns the ones this call added."""
+def _require_stored(in_store: Mapping[str, str]) -> None:
+    """Bytes an upload session verified must still be in the store (they are claimed now)."""
     store = get_blob_store()
-    added: list[str] = []
-    try:
-        for path, f in files.items():
-            sha = hashed[path]
-            if sha in added or store.exists(sha):
-                continue
-            f.stream.seek(0)
-            info = store.put(f.stream, max_size=settings.MAX_FILE_SIZE)
-            if info.sha256 != sha:
-                raise Conflict(f"{path} changed while it was being stored", code="upload_changed")
-            added.append(sha)
-    except BaseException:
-        _discard_unreferenced(added)
-        raise
+    for path, sha in in_store.items():
+        if not store.exists(sha):
+            raise Conflict(
+                f"{path}: blob {sha} is no longer in the store; push again to send it", code="blob_missing", path=path
+            )
+
+
+def _store_blobs(files: Mapping[str, IncomingFile], hashed: Mapping[str, str], added: list[str]) -> list[str]:
+    """Store each distinct blob that is missing, appending the ones this call adds to `added`."""
+    store = get_blob_store()
+    for path, f in files.items():
+        sha = hashed[path]
+        if sha in added or store.exists(sha):
+            continue
+        f.stream.seek(0)
+        info = store.put(f.stream, max_size=settings.MAX_FILE_SIZE)
+        if info.sha256 != sha:
+            raise Conflict(f"{path} changed while it was being stored", code="upload_changed")
+        added.append(sha)
     return added
 
 
 def _discard_unreferenced(shas: Iterable[str]) -> None:
-    shas = list(shas)
-    if not shas:
-        return
-    referenced = set(VersionFile.objects.filter(sha256__in=shas).values_list("sha256", flat=True))
+    """Delete the blobs a failed push added, unless something references them or another push
+    holds them (the sweep's own rule)."""
     store = get_blob_store()
-    for sha in shas:
-        if sha not in referenced:
-            try:
-                store.delete(sha)
-            except Exception:  # gc_blobs sweeps whatever is left
-                log.exception("could not delete orphan blob %s", sha)
+    for sha in set(shas):
+        try:
+            blob_claims.delete_if_unused(store, sha)
+        except Exception:  # gc_blobs sweeps whatever is left
+            log.exception("could not delete orphan blob %s", sha)
 
 
-def _commit_version(*, actor: Actor, checked: CheckedPush, hashed: Mapping[str, str]) -> PushResult:
+def _commit_version(
+    *, actor: Actor, checked: CheckedPush, hashed: Mapping[str, str], then: Callable[[AdapterVersion], None] | None
+) -> PushResult:
     digest = _digest(checked, hashed)
     files = [(p, hashed[p], checked.files[p].size) for p in sorted(checked.files)]
     label = checked.target.label
@@ -508,6 +530,8 @@ def _commit_version(*, actor: Actor, checked: CheckedPush, hashed: Mapping[str, 
         adapter = _lock_or_create_adapter(actor, checked)
         same = adapter.versions.filter(digest=digest).order_by("number").first()
         if same is not None:
+            if then is not None:
+                then(same)
             return PushResult(version=same, created=False)
         if label is not None and adapter.versions.filter(label=label).exists():
             raise Conflict(f"label {label} already names another version of {adapter.full_name}", code="label_taken")
@@ -533,6 +557,8 @@ def _commit_version(*, actor: Actor, checked: CheckedPush, hashed: Mapping[str, 
         if checked.card is not None:
             adapter.card = checked.card
         apply_metadata(adapter, checked.meta)
+        if then is not None:
+            then(version)
     return PushResult(version=version, created=True)
 
 
@@ -567,7 +593,12 @@ def _lock_or_create_adapter(actor: Actor, checked: CheckedPush) -> Adapter:
     except IntegrityError:
         pass  # a concurrent first push created it; the locked read below finds it
     # The row lock serializes concurrent pushes to one adapter so version numbers never collide.
-    adapter = Adapter.objects.select_for_update().select_related("namespace", "base_model").get(namespace=owner, name=name)
+    # of=("self",): lock the adapter row only, not the base model and namespace rows joined to it.
+    adapter = (
+        Adapter.objects.select_for_update(of=("self",))
+        .select_related("namespace", "base_model")
+        .get(namespace=owner, name=name)
+    )
     if adapter.base_model.name == PENDING_BASE_MODEL:
         # An empty repo (HF create_repo) learns its base model and method from its first version.
         adapter.base_model, adapter.method = base, method

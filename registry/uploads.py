@@ -27,6 +27,7 @@ import io
 import logging
 import time
 from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import IO, Any, BinaryIO
@@ -36,7 +37,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from registry import push, services
+from registry import blob_claims, push, services
 from registry.access import Actor, require_write, visible_adapters
 from registry.blobs import get_blob_store
 from registry.exceptions import BadRequest, Conflict, NotFound, RegistryError, Unauthorized, Unprocessable
@@ -450,7 +451,11 @@ def complete_upload(*, actor: Actor, session_id: str) -> push.PushResult:
         return push.PushResult(version=session.result_version, created=False)
     store = multipart_store()
     readers: list[IO[bytes]] = []
+    # The session's blobs are claimed from before they are assembled and promoted until the version
+    # is committed, so gc_blobs cannot delete one in between (see registry/blob_claims.py).
+    claims = ExitStack()
     try:
+        claims.enter_context(blob_claims.push_claims(f["sha256"] for f in session.files))
         require_write(actor, session.namespace)
         staged = _assemble(session, store)
         verifying: dict[str, _VerifyingReader] = {}
@@ -510,6 +515,7 @@ def complete_upload(*, actor: Actor, session_id: str) -> push.PushResult:
     finally:
         for reader in readers:
             reader.close()
+        claims.close()
     _finish(session, UploadStatus.COMPLETED, version=result.version)
     return result
 

@@ -23,7 +23,6 @@ from typing import IO, Any, Protocol
 import yaml
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
 
 from composer.validation import (
     AdapterValidationError,
@@ -36,7 +35,7 @@ from registry.exceptions import BadRequest, Conflict, PayloadTooLarge, Unauthori
 from registry.hf.errors import EntryNotFound, HfError, RevisionNotFound
 from registry.hf.revisions import head_version, is_branch
 from registry.models import PENDING_BASE_MODEL
-from registry.models import Adapter, Method, VersionFile, Visibility
+from registry.models import Adapter, AdapterVersion, Method, VersionFile, Visibility
 
 # Files up to this size stay in memory while a commit is assembled; larger ones go to disk.
 _SPOOL_BYTES = 8 * 1024 * 1024
@@ -247,46 +246,72 @@ class _Stored:
 _Entry = _Stored | AddFile
 
 
+class _HeadMoved(Exception):
+    """Another commit published a version on main after this one read it: apply it again."""
+
+
+# Concurrent commits to one repo each retry on the head the others made; this many are plenty.
+_COMMIT_ATTEMPTS = 16
+
+
 def commit_files(*, actor: Actor, adapter: Adapter, revision: str, commit: ParsedCommit) -> push.PushResult:
     """Apply a commit to `main` and publish the resulting file set as the next version.
 
     1. Only `main` takes commits: numbers, labels and commit ids name immutable versions.
-    2. Lock the adapter row, so concurrent commits apply in turn, each to the head the previous
-       one made (as commits to a branch do), never two to the same parent.
-    3. A `parentCommit` must be main's head, as on the Hub (412 otherwise), so a client that
+    2. A `parentCommit` must be main's head, as on the Hub (412 otherwise), so a client that
        read an older state cannot silently undo a newer version.
-    4. Apply the operations in order to the head's files; nothing changed returns the head.
-    5. push_version validates and publishes (an empty repo from create_repo gets the base model
+    3. Apply the operations in order to the head's files; nothing changed returns the head.
+    4. push_version validates and publishes (an empty repo from create_repo gets the base model
        and method the push resolves); a refused file raises, and nothing is created or changed.
+    5. Concurrent commits apply in turn, each to the head the previous one made (as commits to a
+       branch do): the version is committed only if main's head is still the one step 3 read,
+       checked under the adapter's row lock; otherwise the commit is applied again to the new head.
     """
     if not is_branch(revision):
         raise RevisionNotFound(
             f"commits go to main: revision {revision!r} names an immutable version", code="immutable_revision"
         )
     require_write(actor, adapter.namespace)
-    with transaction.atomic():
-        adapter = Adapter.objects.select_for_update().select_related("namespace", "base_model").get(pk=adapter.pk)
-        head = head_version(adapter)
-        if commit.parent_commit and (head is None or commit.parent_commit not in (head.commit_id, head.digest)):
-            current = head.commit_id if head is not None else "nothing"
-            raise HfError(
-                f"parent commit {commit.parent_commit} is not the head of main ({current}): fetch and retry",
-                status=412,
-                code="parent_mismatch",
-            )
-        parent = {f.path: _Stored(f.sha256, f.size) for f in head.files.all()} if head is not None else {}
-        files: dict[str, _Entry] = dict(parent)
-        for op in commit.operations:
-            _apply(adapter, files, op)
-        if head is not None and {p: e.sha256 for p, e in files.items()} == {p: e.sha256 for p, e in parent.items()}:
-            return push.PushResult(version=head, created=False)
+    for _ in range(_COMMIT_ATTEMPTS):
+        try:
+            return _commit_once(actor, adapter, commit)
+        except _HeadMoved:
+            continue
+    raise HfError("main kept moving while this commit was applied: retry", status=409, code="commit_conflict")
 
-        with ExitStack() as stack:
-            incoming = [
-                push.IncomingFile(path=path, stream=stack.enter_context(_open_entry(entry)), size=entry.size)
-                for path, entry in sorted(files.items())
-            ]
-            return push.push_version(actor=actor, namespace=adapter.namespace.name, name=adapter.name, files=incoming)
+
+def _commit_once(actor: Actor, adapter: Adapter, commit: ParsedCommit) -> push.PushResult:
+    head = head_version(adapter)
+    if commit.parent_commit and (head is None or commit.parent_commit not in (head.commit_id, head.digest)):
+        current = head.commit_id if head is not None else "nothing"
+        raise HfError(
+            f"parent commit {commit.parent_commit} is not the head of main ({current}): fetch and retry",
+            status=412,
+            code="parent_mismatch",
+        )
+    parent = {f.path: _Stored(f.sha256, f.size) for f in head.files.all()} if head is not None else {}
+    files: dict[str, _Entry] = dict(parent)
+    for op in commit.operations:
+        _apply(adapter, files, op)
+    if head is not None and {p: e.sha256 for p, e in files.items()} == {p: e.sha256 for p, e in parent.items()}:
+        return push.PushResult(version=head, created=False)
+
+    def on_head(version: AdapterVersion) -> None:
+        # Runs under the adapter's row lock, in the transaction that commits `version`.
+        if head is not None and version.number <= head.number:
+            return  # an existing version with this file set: nothing is published
+        now = version.adapter.versions.filter(yanked=False).exclude(pk=version.pk).order_by("-number").first()
+        if (now.pk if now else None) != (head.pk if head else None):
+            raise _HeadMoved()
+
+    with ExitStack() as stack:
+        incoming = [
+            push.IncomingFile(path=path, stream=stack.enter_context(_open_entry(entry)), size=entry.size)
+            for path, entry in sorted(files.items())
+        ]
+        return push.push_version(
+            actor=actor, namespace=adapter.namespace.name, name=adapter.name, files=incoming, then=on_head
+        )
 
 
 def _apply(adapter: Adapter, files: dict[str, _Entry], op: Operation) -> None:

@@ -15,6 +15,7 @@ from registry.models.core import (
     BASE_MODEL_FILE_PATTERNS,
     BaseModel,
     BaseModelFile,
+    BlobClaim,
     ImmutableVersionError,
     Membership,
     Method,
@@ -38,6 +39,7 @@ from registry.models.compositions import (
 from registry.models import uploads as uploads  # noqa: F401  (registers its models)
 
 __all__ = [
+    "BlobClaim",
     "BASE_MODEL_FILE_PATTERNS",
     "BaseModelFile",
     "ACTIVE_STATUSES",

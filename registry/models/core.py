@@ -366,3 +366,24 @@ class ApiToken(models.Model):
 
     def allows(self, scope: str) -> bool:
         return SCOPE_RANK[TokenScope(self.scope)] >= SCOPE_RANK[TokenScope(scope)]
+
+
+class BlobClaim(models.Model):
+    """A blob in use outside the tables that reference it, so that gc_blobs cannot delete it.
+
+    A push claims its blobs before it stores or reuses them and drops the claims once its version
+    is committed (PUSH). The sweep claims each blob it is about to delete (SWEEP) and deletes it only
+    if no push claims it then; a push that finds a SWEEP claim on one of its blobs waits for the
+    sweep to end and stores the bytes again. Rows of a crashed process expire (see blob_claims).
+    """
+
+    class Kind(models.TextChoices):
+        PUSH = "push"
+        SWEEP = "sweep"
+
+    sha256 = models.CharField(max_length=64, db_index=True)
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.sha256}"

@@ -6,8 +6,9 @@ Every refusal names what differs and which inputs disagree, so a person can fix 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -95,14 +96,9 @@ def check_compatible(adapters: Sequence[LoraAdapter | str | os.PathLike[str]]) -
     )
 
 
-def _check_plain_lora(adapter: LoraAdapter) -> None:
-    name = adapter.reference
-    if adapter.peft_type.upper() != "LORA":
-        raise CompositionError(
-            "unsupported_adapter_type",
-            f"{name} is a {adapter.peft_type or 'non-PEFT'} adapter; only LoRA adapters can be composed",
-        )
-    config = adapter.config
+def check_plain_lora_config(config: Mapping[str, Any], name: str) -> None:
+    """Refuse (unsupported_variant) a LoRA config whose variant the composer cannot treat as a
+    plain delta; the registry calls it before queueing a job, the composer again on the tensors."""
     for field, why in _VARIANT_FIELDS.items():
         if config.get(field):
             raise CompositionError(
@@ -117,6 +113,17 @@ def _check_plain_lora(adapter: LoraAdapter) -> None:
         )
     if isinstance(init, str) and init.startswith(_VARIANT_INITS):
         raise CompositionError("unsupported_variant", f"{name} sets init_lora_weights={init!r}, a LoRA variant that is not supported")
+
+
+def _check_plain_lora(adapter: LoraAdapter) -> None:
+    name = adapter.reference
+    if adapter.peft_type.upper() != "LORA":
+        raise CompositionError(
+            "unsupported_adapter_type",
+            f"{name} is a {adapter.peft_type or 'non-PEFT'} adapter; only LoRA adapters can be composed",
+        )
+    config = adapter.config
+    check_plain_lora_config(config, name)
     if adapter.unsupported_keys:
         shown = ", ".join(adapter.unsupported_keys[:3])
         raise CompositionError(

@@ -23,6 +23,8 @@ from composer.errors import CompositionError
 _NUMBER = re.compile(r"(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 _REFERENCE_CHAR = re.compile(r"[^\s*+(),]")
 _MAX_LENGTH = 10_000
+# Parentheses and unary signs nest this deep at most: deeper ones would exhaust Python's stack.
+_MAX_DEPTH = 64
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,7 @@ class _Parser:
         self.expression = expression
         self.tokens = _tokenize(expression)
         self.index = 0
+        self.depth = 0  # of nested factors: parentheses and signs recurse
 
     def peek(self) -> _Token | None:
         return self.tokens[self.index] if self.index < len(self.tokens) else None
@@ -113,6 +116,15 @@ class _Parser:
 
     def factor(self) -> _Combination:
         token = self.take()
+        self.depth += 1
+        try:
+            return self._factor(token)
+        finally:
+            self.depth -= 1
+
+    def _factor(self, token: _Token) -> _Combination:
+        if self.depth > _MAX_DEPTH:
+            raise _error(self.expression, token.position, f"the expression nests more than {_MAX_DEPTH} levels deep")
         if token.kind in "+-":
             terms, constant = self.factor()
             sign = 1.0 if token.kind == "+" else -1.0

@@ -93,6 +93,8 @@ DTYPE_SIZES: dict[str, int] = {
     "F8_E5M2": 1,
 }
 
+FLOAT_DTYPES = frozenset({"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2"})
+
 # (little-endian unsigned view, exponent mask, value meaning "not finite"). Checking bits instead of
 # converting to float works for formats numpy cannot represent (BF16, FP8) and never warns.
 _NONFINITE_BITS: dict[str, tuple[str, int, int]] = {
@@ -320,10 +322,12 @@ def _check_regex(pattern: str, what: str, path: str, *, wrap: Callable[[str], st
 def normalize_filename(name: str) -> str:
     """Return ``name`` as a clean relative POSIX path, or raise ``bad_filename`` (400).
 
-    Backslashes count as separators so Windows-style traversal (``..\\x``) is caught too. Dot-files
-    such as ``.gitattributes`` are allowed; ``.``/``..`` segments, dots-only segments, empty
-    segments, control/invisible characters, Windows-reserved names and characters, more than
-    ``MAX_PATH_DEPTH`` components and more than ``MAX_FILENAME_LENGTH`` characters are not.
+    Backslashes count as separators so Windows-style traversal (``..\\x``) is caught too. Hidden
+    files and folders (``.env``, ``.git/config``) are refused, as clients skip them, except the
+    root ``.gitattributes`` Hugging Face repos carry; so are ``.``/``..`` segments, dots-only
+    segments, empty segments, control/invisible characters, characters NFKC would change
+    (fullwidth look-alikes), Windows-reserved names and characters, more than ``MAX_PATH_DEPTH``
+    components and more than ``MAX_FILENAME_LENGTH`` characters.
     """
 
     def bad(reason: str) -> AdapterValidationError:
@@ -345,6 +349,8 @@ def normalize_filename(name: str) -> str:
         # Category C covers NUL and other control characters, bidi overrides, surrogates and unassigned code points.
         if unicodedata.category(ch).startswith("C"):
             raise bad(f"it contains the control or invisible character U+{ord(ch):04X}")
+    if unicodedata.normalize("NFKC", nfc) != nfc:
+        raise bad("it contains characters that stand for others (NFKC changes it), such as fullwidth forms")
     posix = nfc.replace("\\", "/")
     if posix.startswith("/"):
         raise bad("absolute paths are refused; use a path relative to the adapter folder")
@@ -358,6 +364,8 @@ def normalize_filename(name: str) -> str:
             raise bad("it has an empty path segment (a leading, doubled or trailing slash)")
         if set(segment) == {"."}:
             raise bad(f"the path segment {segment!r} is made only of dots")
+        if segment.startswith(".") and posix != ".gitattributes":
+            raise bad(f"{segment!r} is hidden: hidden files and folders are not pushed")
     for segment in segments:
         bad_chars = sorted(set(segment) & _FORBIDDEN_FILENAME_CHARS)
         if bad_chars:
@@ -1722,6 +1730,15 @@ def _validate_adapter(
             _parse_header(fileobj, size, limits, name)
     if not tensors:
         raise _fail("empty_adapter", f"{WEIGHTS_NAME} contains no tensors.", WEIGHTS_NAME)
+    for info in tensors.values():
+        # Adapter weights are trained parameters: an integer or boolean tensor is no adapter's.
+        if info.dtype not in FLOAT_DTYPES:
+            raise _fail(
+                "bad_dtype",
+                f"{WEIGHTS_NAME}: tensor {info.name!r} has dtype {info.dtype}; adapter weights are floating point "
+                f"({', '.join(sorted(FLOAT_DTYPES))}).",
+                WEIGHTS_NAME,
+            )
     check_finite(weights_obj, tensors, path=WEIGHTS_NAME, data_offset=data_offset)
 
     # 5. Tensors against the config, then against the base model.

@@ -77,6 +77,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, so it sees exceptions of the views themselves: JSON errors on machine routes.
+    "hub.middleware.JsonErrorsMiddleware",
 ]
 
 ROOT_URLCONF = "hub.urls"
@@ -100,7 +102,10 @@ TEMPLATES = [
 DATABASES = {
     "default": dj_database_url.parse(
         env("DATABASE_URL", f"sqlite:///{VAR_DIR / 'hub.sqlite3'}"),
-        conn_max_age=envint("DATABASE_CONN_MAX_AGE", "0"),
+        # Persistent connections, checked before each request reuses one: after the database
+        # restarts or a connection is cut, the next request opens a new one instead of failing.
+        conn_max_age=envint("DATABASE_CONN_MAX_AGE", "60"),
+        conn_health_checks=True,
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":

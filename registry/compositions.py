@@ -18,13 +18,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 import composer
 from composer import CompositionError, CompositionParams, parse_expression
+from composer.compat import check_plain_lora_config
 from registry import jobs
 from registry.access import Actor, access_adapter, access_namespace, require_write
+from registry.infrastructure import as_unavailable
 from registry.exceptions import BadRequest, Conflict, NotFound, RegistryError, Unprocessable
 from registry.models import (
     LORA_FAMILY,
@@ -124,33 +126,52 @@ def submit_composition(*, actor: Actor, request: CompositionRequest) -> SubmitRe
         "into": f"{target_ns}/{target_name}",
     }
     recipe_hash = hashlib.sha256(json.dumps(recipe, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-    with transaction.atomic():
-        if not request.force:
-            existing = (
-                CompositionJob.objects.select_for_update()
-                .filter(recipe_hash=recipe_hash)
-                .exclude(status=JobStatus.FAILED)
-                .order_by("-created_at")
-                .first()
+    existing = _live_job(recipe_hash) if not request.force else None
+    if existing is not None:
+        return SubmitResult(job=existing, created=False)
+    try:
+        with transaction.atomic():
+            job = CompositionJob.objects.create(
+                created_by=actor.user,
+                recipe=recipe,
+                recipe_hash=recipe_hash,
+                target_namespace=target_ns,
+                target_name=target_name,
+                description=request.description[:500],
+                forced=request.force,
             )
-            if existing is not None:
-                return SubmitResult(job=existing, created=False)
-        job = CompositionJob.objects.create(
-            created_by=actor.user,
-            recipe=recipe,
-            recipe_hash=recipe_hash,
-            target_namespace=target_ns,
-            target_name=target_name,
-            description=request.description[:500],
-        )
-        transaction.on_commit(lambda: _enqueue(job))
+            transaction.on_commit(lambda: _enqueue(job))
+    except IntegrityError:
+        # An identical request created it first (the database allows one live job per recipe).
+        existing = _live_job(recipe_hash)
+        if existing is None:
+            raise
+        return SubmitResult(job=existing, created=False)
     return SubmitResult(job=job, created=True)
+
+
+def _live_job(recipe_hash: str) -> CompositionJob | None:
+    found: CompositionJob | None = (
+        CompositionJob.objects.filter(recipe_hash=recipe_hash)
+        .exclude(status=JobStatus.FAILED)
+        .order_by("forced", "-created_at")
+        .first()
+    )
+    return found
 
 
 def _enqueue(job: CompositionJob) -> None:
     from registry.tasks import compose_adapter
 
-    compose_adapter.delay(str(job.pk))
+    try:
+        compose_adapter.delay(str(job.pk))
+    except Exception as exc:
+        outage = as_unavailable(exc)
+        if outage is None:
+            raise
+        # No worker will ever hear of it: the job must not stay queued (the caller gets a 503).
+        CompositionJob.objects.filter(pk=job.pk, status=JobStatus.QUEUED).delete()
+        raise outage from exc
 
 
 def method_and_inputs(request: CompositionRequest) -> tuple[str, list[InputSpec]]:
@@ -201,6 +222,10 @@ def check_inputs(resolved: Sequence[ResolvedInput]) -> str:
                 f"{r.reference} is a DoRA adapter: its magnitude vector cannot be composed exactly",
                 code="unsupported_variant",
             )
+        try:
+            check_plain_lora_config(config, r.reference)
+        except CompositionError as exc:
+            raise Unprocessable(exc.message, code=exc.code) from None
     bases = {r.version.adapter.base_model.name for r in resolved}
     if len(bases) > 1:
         listing = ", ".join(f"{r.reference} ({r.version.adapter.base_model.name})" for r in resolved)
@@ -344,13 +369,28 @@ def _compose(
     job: CompositionJob, inputs: list[tuple[ResolvedInput, composer.LoraAdapter]], report: _ProgressReporter
 ) -> composer.CompositionResult:
     recipe = job.recipe
-    return composer.compose(
+    result = composer.compose(
         [(adapter, resolved.weight) for resolved, adapter in inputs],
         method=recipe["method"],
         progress=report.modules,
-        expression=recipe.get("expression"),
+        expression=published_expression(recipe.get("expression"), [resolved for resolved, _ in inputs]),
         **recipe["parameters"],
     )
+    # composition.json travels with the result, which others may read: a private parent's file
+    # digest would identify it as surely as its name.
+    for recorded in (result.recipe, result.adapter.recipe or {}):
+        for item, (resolved, _) in zip(recorded.get("inputs", []), inputs, strict=False):
+            if resolved.version.adapter.is_private:
+                item["sha256"] = None
+    return result
+
+
+def published_expression(expression: str | None, inputs: Sequence[ResolvedInput]) -> str | None:
+    """The expression as the result may show it: with a private input, the weighted sum it
+    stands for, each private parent written as PRIVATE_REFERENCE."""
+    if expression is None or not any(r.version.adapter.is_private for r in inputs):
+        return expression
+    return " + ".join(f"{r.weight:g}*{r.published_reference}" for r in inputs).replace("+ -", "- ")
 
 
 def _publish(
@@ -424,8 +464,9 @@ def composition_card(
         link = f"/api/v1/adapters/{adapter.namespace.name}/{adapter.name}/versions/{resolved.version.number}/"
         lines.append(f"- [{resolved.reference}]({link}) with weight {resolved.weight:+g}")
     lines += ["", f"Method: `{recipe['method']}`", ""]
-    if recipe.get("expression"):
-        lines += [f"Expression: `{recipe['expression']}`", ""]
+    expression = published_expression(recipe.get("expression"), [resolved for resolved, _ in inputs])
+    if expression:
+        lines += [f"Expression: `{expression}`", ""]
     if parameters:
         lines += ["Parameters:", ""] + [f"- `{key}`: `{value}`" for key, value in sorted(parameters.items())] + [""]
     summary = result.summary

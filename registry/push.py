@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import re
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
@@ -63,7 +64,7 @@ from registry.models import (
     VersionFile,
     Visibility,
 )
-from registry.services import AdapterMetadata, apply_metadata, check_slug
+from registry.services import MAX_TAGS, AdapterMetadata, apply_metadata, check_slug
 
 log = logging.getLogger(__name__)
 
@@ -114,12 +115,27 @@ class Target:
     existing: Adapter | None
 
 
+_COMMIT_LIKE = re.compile(r"[0-9a-fA-F]{7,64}")
+
+
 def check_label(label: str | None) -> str | None:
-    """The label as stored (blank means none); a bare number is refused."""
-    if label is not None:
-        label = label.strip() or None
-        if label is not None and label.isdigit():
-            raise BadRequest("a label must not be a bare number: numbers are version numbers", code="bad_label")
+    """The label as stored (blank means none). A label must never read as another kind of
+    revision, or the REST API and HF clients could disagree on the version it names: bare numbers
+    (version numbers), `main` and `latest` (the moving head) and hex strings of 7 to 64
+    characters (commit ids and their prefixes) are refused."""
+    if label is None:
+        return None
+    label = label.strip() or None
+    if label is None:
+        return None
+    if label.isdigit():
+        raise BadRequest("a label must not be a bare number: numbers are version numbers", code="bad_label")
+    if label.casefold() in ("main", "latest"):
+        raise BadRequest(f"{label!r} names the newest version already; choose another label", code="bad_label")
+    if _COMMIT_LIKE.fullmatch(label):
+        raise BadRequest(f"{label!r} reads as a commit id; choose a label that is not hexadecimal", code="bad_label")
+    if len(label) > 64:
+        raise BadRequest("a label has at most 64 characters", code="bad_label")
     return label
 
 
@@ -181,7 +197,7 @@ def read_card(stream: IO[bytes] | None) -> Card:
             t.strip()
             for t in data.tags
             if isinstance(t, str) and 0 < len(t.strip()) <= _TAG_MAX and not t.startswith("base_model:")
-        ]
+        ][:MAX_TAGS]
     return Card(
         text=text,
         base_model=base.strip() if isinstance(base, str) and base.strip() else None,

@@ -29,6 +29,7 @@ from registry.models import (
     AdapterVersion,
     ApiToken,
     PENDING_BASE_MODEL,
+    RESERVED_NAMESPACES,
     BaseModel,
     Membership,
     Method,
@@ -45,11 +46,27 @@ log = logging.getLogger(__name__)
 
 
 
+# Tags per adapter: a push naming thousands would bloat every listing that shows them.
+MAX_TAGS = 32
+
+
 # --- Namespaces -----------------------------------------------------------------------------------
 
 
+def check_namespace_name(name: str) -> None:
+    """A user's or organization's name must be a slug and must not be one of the hub's routes."""
+    check_slug(name, what="namespace name")
+    if name.lower() in RESERVED_NAMESPACES:
+        raise BadRequest(f"{name!r} is reserved: the hub's own pages and API live there", code="reserved_name")
+
+
 def ensure_user_namespace(user: AbstractBaseUser) -> Namespace:
-    """Every user owns the namespace named after them; created on first need."""
+    """Every user owns the namespace named after them; created on first need. A user named like
+    one of the hub's routes (made in the admin, say) gets none: the route would shadow it."""
+    existing = Namespace.objects.filter(user=user).first()
+    if existing is not None:
+        return existing
+    check_namespace_name(user.get_username())
     namespace, _ = Namespace.objects.get_or_create(
         user=user, defaults={"name": user.get_username(), "kind": Namespace.Kind.USER}
     )
@@ -59,7 +76,9 @@ def ensure_user_namespace(user: AbstractBaseUser) -> Namespace:
 def create_organization(*, actor: Actor, name: str, display_name: str = "") -> Namespace:
     if not actor.is_authenticated:
         raise Forbidden("sign in to create an organization", code="auth_required")
-    check_slug(name, what="organization name")
+    if actor.token is not None and not actor.token.allows(TokenScope.WRITE):
+        raise Forbidden(f"this token has scope '{actor.token.scope}'; creating an organization needs 'write'", code="token_scope")
+    check_namespace_name(name)
     with transaction.atomic():
         if Namespace.objects.filter(name__iexact=name).exists():
             raise Conflict(f"namespace {name} is taken", code="namespace_taken")
@@ -223,6 +242,8 @@ class AdapterMetadata:
             raise BadRequest(f"method must be one of {', '.join(Method.values)}", code="bad_method")
         if self.visibility is not None and self.visibility not in Visibility.values:
             raise BadRequest("visibility must be 'public' or 'private'", code="bad_visibility")
+        if self.tags is not None and len(self.tags) > MAX_TAGS:
+            raise BadRequest(f"an adapter has at most {MAX_TAGS} tags, not {len(self.tags)}", code="too_many_tags")
         for tag in self.tags or ():
             if not tag or len(tag) > 64:
                 raise BadRequest(f"tag {tag!r} must have 1 to 64 characters", code="bad_tag")

@@ -10,6 +10,12 @@ from django.dispatch import receiver
 @receiver(post_save, sender=settings.AUTH_USER_MODEL)
 def give_new_users_a_namespace(sender: Any, instance: Any, created: bool, **_: Any) -> None:
     if created:
+        from registry.exceptions import RegistryError
         from registry.services import ensure_user_namespace
 
-        ensure_user_namespace(instance)
+        try:
+            ensure_user_namespace(instance)
+        except RegistryError:
+            # A name the hub's routes would shadow (an `admin` superuser, say): the user exists
+            # and may work in organizations, but owns no namespace of that name.
+            pass

@@ -13,11 +13,20 @@ from django.http import QueryDict
 from django.utils import timezone
 
 from registry.compositions import CompositionRequest, InputSpec
-from registry.models import WRITE_ROLES, Membership, Method, Namespace, TokenScope, Visibility, slug_validator
+from registry.models import (
+    RESERVED_NAMESPACES,
+    WRITE_ROLES,
+    Membership,
+    Method,
+    Namespace,
+    TokenScope,
+    Visibility,
+    slug_validator,
+)
 from registry.services import AdapterMetadata
 
 # First path segments the web pages own: a namespace of that name would be shadowed.
-RESERVED_NAMES = frozenset({"accounts", "admin", "api", "compose", "healthz", "jobs", "models", "settings", "static", "upload"})
+RESERVED_NAMES = RESERVED_NAMESPACES
 
 
 def writable_namespaces(user: Any) -> list[str]:

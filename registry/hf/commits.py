@@ -90,6 +90,11 @@ def upload_modes(files: list[dict[str, Any]]) -> list[dict[str, Any]]:
     No `oid` is given: this hub keeps sha256 digests, not the git blob sha1 the client compares,
     so unchanged files are re-sent and the identical result maps back to the existing version.
     """
+    if len(files) > settings.MAX_FILES_PER_VERSION:
+        raise PayloadTooLarge(
+            f"a commit of {len(files)} files is refused: a version holds at most {settings.MAX_FILES_PER_VERSION}",
+            code="too_many_files",
+        )
     answers = []
     for entry in files:
         path = entry.get("path")

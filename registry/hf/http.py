@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+import logging
 from functools import wraps
 from typing import Any, TypeVar
 
@@ -14,7 +15,10 @@ from composer.validation import AdapterValidationError
 from registry.access import Actor
 from registry.exceptions import RegistryError
 from registry.hf.errors import INVALID_CREDENTIALS, HfError, from_registry_error
+from registry.infrastructure import as_unavailable
 from registry.services import authenticate_token
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 HfView = Callable[..., HttpResponse]
@@ -88,6 +92,12 @@ def hf_endpoint(*methods: str) -> Callable[[HfView], HfView]:
                 return error_response(exc, anonymous=anonymous)
             except (RegistryError, AdapterValidationError) as exc:
                 return error_response(from_registry_error(exc), anonymous=anonymous)
+            except Exception as exc:
+                outage = as_unavailable(exc)
+                if outage is None:
+                    log.exception("internal error in %s", view.__name__)
+                    outage = RegistryError("the hub failed to answer; this is logged", code="internal_error", status=500)
+                return error_response(from_registry_error(outage), anonymous=anonymous)
 
         return wrapper
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from registry.models.core import (
     LORA_FAMILY,
     PENDING_BASE_MODEL,
+    RESERVED_NAMESPACES,
     SCOPE_RANK,
     SHA256_PATTERN,
     SLUG_PATTERN,
@@ -39,6 +40,7 @@ from registry.models.compositions import (
 from registry.models import uploads as uploads  # noqa: F401  (registers its models)
 
 __all__ = [
+    "RESERVED_NAMESPACES",
     "BlobClaim",
     "BASE_MODEL_FILE_PATTERNS",
     "BaseModelFile",

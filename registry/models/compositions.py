@@ -34,6 +34,8 @@ class CompositionJob(models.Model):
     target_namespace = models.CharField(max_length=96)
     target_name = models.CharField(max_length=96)
     description = models.CharField(max_length=500, blank=True)
+    # Asked for with `force`: composes again even though the recipe has a job already.
+    forced = models.BooleanField(default=False)
     status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED, db_index=True)
     progress = models.PositiveSmallIntegerField(default=0)
     error_code = models.CharField(max_length=64, blank=True)
@@ -59,6 +61,12 @@ class CompositionJob(models.Model):
         constraints = [
             models.CheckConstraint(condition=Q(progress__lte=100), name="job_progress_at_most_100"),
             models.CheckConstraint(condition=Q(recipe_hash__regex=SHA256_PATTERN), name="job_recipe_hash_hex"),
+            # One job per recipe unless forced or failed, however many identical requests race.
+            models.UniqueConstraint(
+                fields=["recipe_hash"],
+                condition=Q(forced=False) & ~Q(status="failed"),
+                name="one_live_job_per_recipe",
+            ),
         ]
 
     def __str__(self) -> str:

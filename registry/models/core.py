@@ -18,6 +18,13 @@ slug_validator = RegexValidator(
 )
 
 
+# Namespaces named like the hub's own routes would be shadowed by them (`/upload/`, `/api/...`):
+# refused for users and organizations alike, however they are created.
+RESERVED_NAMESPACES = frozenset(
+    {"accounts", "admin", "api", "compose", "healthz", "jobs", "models", "settings", "static", "upload", "media"}
+)
+
+
 class Namespace(models.Model):
     """Owns adapters: either one user's own namespace or an organization with members."""
 

@@ -251,12 +251,15 @@ def test_an_invalid_adapter_name_is_refused(alice: Any, client_for: Any, lora_di
 def test_a_database_failure_after_storing_blobs_leaves_no_version_and_no_blobs(
     alice: Any, client_for: Any, lora_dir: Path, local_blob_store: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from django.db import OperationalError
+
     def fail(*args: Any, **kwargs: Any) -> None:
-        raise RuntimeError("database went away")
+        raise OperationalError("server closed the connection unexpectedly at 10.0.0.7")
 
     monkeypatch.setattr(VersionFile.objects, "bulk_create", fail)
-    with pytest.raises(RuntimeError):
-        push(client_for(alice), "alice/broken", folder_files(lora_dir))
+    response = push(client_for(alice), "alice/broken", folder_files(lora_dir))
 
+    assert response.status_code == 503 and json_of(response)["code"] == "database_unavailable"
+    assert "10.0.0.7" not in response.content.decode(), "nothing internal is leaked"
     assert AdapterVersion.objects.count() == 0
     assert stored_blobs() == []

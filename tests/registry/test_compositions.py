@@ -204,6 +204,24 @@ def test_private_inputs_stay_invisible_to_others_and_out_of_lineage(
     assert stranger.get(f"/api/v1/jobs/{job_id}/").status_code == 404
 
 
+def test_an_expression_over_a_private_input_shows_neither_its_name_nor_its_digest(
+    two_adapters: Any, bob: Any, client_for: Any, tmp_path: Path
+) -> None:
+    secret = make_lora_adapter(tmp_path / "secret", seed=5)
+    assert push_folder(two_adapters, "alice/secret", secret, visibility="private").status_code == 201
+    secret_sha = json_of(two_adapters.get("/api/v1/adapters/alice/secret/versions/1/"))["files"]
+    job_id = json_of(submit(two_adapters, expression="0.6*alice/sql - 0.4*alice/secret", into="alice/pub-expr"))["id"]
+    assert run(job_id).status == "succeeded"
+
+    stranger = client_for(bob)
+    card = download(stranger, "/api/v1/adapters/alice/pub-expr/versions/1/files/README.md")[1].decode()
+    recipe = download(stranger, "/api/v1/adapters/alice/pub-expr/versions/1/files/composition.json")[1].decode()
+    for text in (card, recipe):
+        assert "secret" not in text
+        assert all(f["sha256"] not in text for f in secret_sha), "a private parent's digest identifies it"
+    assert "0.6*alice/sql:1 - 0.4*(a private adapter)" in card
+
+
 def test_a_failing_composition_leaves_no_version_and_no_orphan_blobs(
     two_adapters: Any, tmp_path: Path
 ) -> None:

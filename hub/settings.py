@@ -223,6 +223,11 @@ CELERY_TASK_ALWAYS_EAGER = envbool("CELERY_TASK_ALWAYS_EAGER", "False")
 COMPOSE_TIME_LIMIT = envint("COMPOSE_TIME_LIMIT", "3600")
 # Seconds a worker holds a running job without renewing; a redelivered task takes over after it.
 JOB_LEASE_SECONDS = envint("JOB_LEASE_SECONDS", "120")
+# The reconciler (registry/reconcile.py, run by Celery beat every JOB_RECONCILE_SECONDS) sends a
+# queued job's task again after JOB_REDISPATCH_SECONDS, and gives a job up after JOB_MAX_ATTEMPTS.
+JOB_RECONCILE_SECONDS = envint("JOB_RECONCILE_SECONDS", "60")
+JOB_REDISPATCH_SECONDS = envint("JOB_REDISPATCH_SECONDS", "300")
+JOB_MAX_ATTEMPTS = envint("JOB_MAX_ATTEMPTS", "5")
 # Redis redelivers an unacknowledged task (a worker killed mid-job) after this many seconds; it
 # must exceed the longest task, or a slow task would run twice.
 CELERY_VISIBILITY_TIMEOUT = envint("CELERY_VISIBILITY_TIMEOUT", str(2 * 3600))

@@ -27,6 +27,7 @@ from composer.compat import check_plain_lora_config
 from registry import jobs
 from registry.access import Actor, access_adapter, access_namespace, require_write
 from registry.infrastructure import as_unavailable
+from registry.reconcile import dispatch
 from registry.exceptions import BadRequest, Conflict, NotFound, RegistryError, Unprocessable
 from registry.models import (
     LORA_FAMILY,
@@ -164,7 +165,7 @@ def _enqueue(job: CompositionJob) -> None:
     from registry.tasks import compose_adapter
 
     try:
-        compose_adapter.delay(str(job.pk))
+        dispatch(CompositionJob, job.pk, compose_adapter.delay)
     except Exception as exc:
         outage = as_unavailable(exc)
         if outage is None:

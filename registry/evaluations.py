@@ -20,6 +20,8 @@ from registry.access import Actor, access_base_model
 from registry.base_models import BaseModelUnavailable, fetch_base_model
 from registry.blobs import get_blob_store
 from registry.compositions import PRIVATE_REFERENCE
+from registry.infrastructure import as_unavailable
+from registry.reconcile import dispatch
 from registry.services import copy_version_files
 from registry.exceptions import Conflict, Forbidden, NotFound, PayloadTooLarge, RegistryError, Unauthorized, Unprocessable
 from registry.models import (
@@ -155,7 +157,13 @@ def request_evaluations(
 def _enqueue(request_id: Any) -> None:
     from registry.tasks import evaluate_version
 
-    evaluate_version.delay(str(request_id))
+    try:
+        dispatch(EvaluationRequest, request_id, evaluate_version.delay)
+    except Exception as exc:
+        if as_unavailable(exc) is None:
+            raise
+        # The row stays queued: the reconciler sends it once the broker is back.
+        log.warning("evaluation %s stays queued: the broker is down (%s)", request_id, exc)
 
 
 # --- Running (on a GPU worker) ------------------------------------------------------------------------

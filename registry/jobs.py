@@ -74,6 +74,14 @@ def fail(model: type[models.Model], job_id: object, *, code: str, message: str) 
     )
 
 
+def release_expired(model: type[models.Model], job_id: object) -> None:
+    """Hand back a running job whose lease lapsed (its worker died or lost the database), so that a
+    new task claims it; `updated_at`-free, the lease condition makes it a no-op for a renewed one."""
+    model.objects.filter(pk=job_id, status=JobStatus.RUNNING, lease_expires_at__lt=timezone.now()).update(  # type: ignore[attr-defined]
+        status=JobStatus.QUEUED, lease_expires_at=None, dispatched_at=None
+    )
+
+
 def release(model: type[models.Model], job_id: object) -> None:
     """Hand a job back to the queue after a transient error, for the task's retry to claim."""
     model.objects.filter(pk=job_id, status=JobStatus.RUNNING).update(  # type: ignore[attr-defined]

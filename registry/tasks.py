@@ -13,7 +13,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
-from registry import jobs
+from registry import jobs, reconcile
 from registry.compositions import run_composition
 from registry.evaluations import run_evaluation
 from registry.jobs import LeaseHeld
@@ -65,6 +65,13 @@ def _run_job(task: Task, model: type[Any], job_id: str, run: Callable[..., Any],
 def compose_adapter(self: Task, job_id: str) -> str | None:
     """Run one composition job, on the `compose` queue."""
     return _run_job(self, CompositionJob, job_id, run_composition, settings.COMPOSE_TIME_LIMIT)
+
+
+@shared_task(name="registry.tasks.reconcile_jobs", ignore_result=True)
+def reconcile_jobs() -> dict[str, int]:
+    """Send lost jobs again and reclaim abandoned ones (registry/reconcile.py); run by beat."""
+    report = reconcile.reconcile_jobs()
+    return {"redispatched": len(report.redispatched), "reclaimed": len(report.reclaimed), "abandoned": len(report.abandoned)}
 
 
 @shared_task(

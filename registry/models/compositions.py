@@ -45,6 +45,8 @@ class CompositionJob(models.Model):
     # A running job belongs to its worker until this time; the worker renews it as it makes
     # progress, and a redelivered task may take over only once it has lapsed.
     lease_expires_at = models.DateTimeField(null=True, blank=True)
+    # When a task for it was last sent to the broker (the reconciler sends another if none ran).
+    dispatched_at = models.DateTimeField(null=True, blank=True)
     # Several jobs may share a result: a forced re-run of a recipe yields byte-identical files,
     # which the registry maps to the version that already holds them.
     result_version = models.ForeignKey(

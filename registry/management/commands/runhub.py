@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -25,6 +26,8 @@ class Command(BaseCommand):
         worker = [
             python, "-m", "celery", "-A", "hub", "worker", "-Q", options["queues"],
             "--concurrency", "1", "--loglevel", "INFO", "--hostname", "embedded@%h",
+            # Beat inside the one embedded worker: the reconciler runs every JOB_RECONCILE_SECONDS.
+            "--beat", "--schedule", str(Path(settings.VAR_DIR) / "celerybeat-schedule"),
         ]
         # The filesystem broker polls; a short interval keeps jobs snappy on the embedded default.
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}

@@ -192,7 +192,18 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "registry.api.errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    "DEFAULT_THROTTLE_CLASSES": ["registry.api.throttles.HubRateThrottle"],
 }
+# Requests per user (per address when anonymous) on the REST API; "" turns a limit off.
+THROTTLE_RATES = {
+    "read": env("THROTTLE_READ", "6000/min"),
+    "write": env("THROTTLE_WRITE", "600/min"),
+    "jobs": env("THROTTLE_JOBS", "120/min"),
+}
+# Compositions and evaluations one user may have queued or running at once (429 beyond).
+MAX_ACTIVE_JOBS_PER_USER = envint("MAX_ACTIVE_JOBS_PER_USER", "50")
+if env("CACHE_URL"):
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": env("CACHE_URL")}}
 SPECTACULAR_SETTINGS = {
     "TITLE": "Adapter Hub API",
     "DESCRIPTION": "Registry of parameter-efficient fine-tuning adapters: push, pull, search, compose.",

@@ -130,6 +130,7 @@ def submit_composition(*, actor: Actor, request: CompositionRequest) -> SubmitRe
     existing = _live_job(recipe_hash) if not request.force else None
     if existing is not None:
         return SubmitResult(job=existing, created=False)
+    jobs.check_active_jobs(actor.user_id)
     try:
         with transaction.atomic():
             job = CompositionJob.objects.create(

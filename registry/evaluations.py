@@ -134,6 +134,8 @@ def request_evaluations(
         chosen = list(available.filter(is_default=True))
         if not chosen:
             raise Unprocessable(f"{base.name} has no default eval suite: name the suites", code="no_suites")
+    if actor is not None:
+        jobs.check_active_jobs(actor.user_id)
     created: list[EvaluationRequest] = []
     with transaction.atomic():
         for suite in chosen:

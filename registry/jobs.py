@@ -15,7 +15,7 @@ from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
 
-from registry.exceptions import NotFound
+from registry.exceptions import NotFound, RegistryError
 from registry.models import JobStatus
 
 Job = TypeVar("Job", bound=models.Model)
@@ -27,6 +27,22 @@ class LeaseHeld(Exception):
     def __init__(self, seconds: float) -> None:
         super().__init__(f"job leased for {seconds:.0f} more seconds")
         self.seconds = seconds
+
+
+def check_active_jobs(user_id: object) -> None:
+    """Refuse (429) a user who has MAX_ACTIVE_JOBS_PER_USER compositions and evaluations queued
+    or running already: one user cannot fill every worker."""
+    from registry.models import CompositionJob, EvaluationRequest
+
+    live = Q(status__in=[JobStatus.QUEUED, JobStatus.RUNNING], created_by_id=user_id)
+    active = CompositionJob.objects.filter(live).count() + EvaluationRequest.objects.filter(live).count()
+    if active >= settings.MAX_ACTIVE_JOBS_PER_USER:
+        raise RegistryError(
+            f"you have {active} jobs queued or running; wait for some to finish "
+            f"(at most {settings.MAX_ACTIVE_JOBS_PER_USER})",
+            code="too_many_jobs",
+            status=429,
+        )
 
 
 def lease_deadline() -> timezone.datetime:

@@ -14,6 +14,7 @@ from rest_framework.views import APIView
 
 from registry import compositions
 from registry.access import access_adapter
+from registry.api.throttles import JobRateThrottle
 from registry.api.views import actor_of, paginated
 from registry.models import CompositionJob
 from registry.services import resolve_version
@@ -88,6 +89,7 @@ def edge_json(edge: compositions.LineageEdge) -> dict[str, Any]:
 
 
 class CompositionListView(APIView):
+    throttle_classes = [JobRateThrottle]
     permission_classes = [IsAuthenticated]
     parser_classes = [JSONParser]
 

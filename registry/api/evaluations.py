@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 
 from registry import evaluations, scores
 from registry.access import access_adapter, access_base_model, visible_base_models
+from registry.api.throttles import JobRateThrottle
 from registry.api.views import actor_of, paginated
 from registry.exceptions import BadRequest, NotFound
 from registry.models import EvalResult, EvalSuite, EvaluationRequest, SuiteKind
@@ -96,6 +97,7 @@ class SuiteListView(APIView):
 
 
 class VersionEvaluationsView(APIView):
+    throttle_classes = [JobRateThrottle]
     parser_classes = [JSONParser]
 
     @extend_schema(summary="Evaluation requests of a version", responses=RequestSerializer(many=True))

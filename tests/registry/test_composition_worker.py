@@ -71,12 +71,12 @@ def start_worker(redis_broker: str, local_blob_store: Path, tmp_path: Path) -> I
     }
     workers: list[subprocess.Popen[bytes]] = []
 
-    def start(name: str) -> subprocess.Popen[bytes]:
+    def start(name: str, *extra: str, **more_env: str) -> subprocess.Popen[bytes]:
         log = (tmp_path / f"{name}.log").open("wb")
         worker = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "hub", "worker", "-Q", "compose", "--concurrency", "1",
-             "--hostname", f"{name}@%h", "--without-gossip", "--without-mingle", "--loglevel", "INFO"],
-            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+             "--hostname", f"{name}@%h", "--without-gossip", "--without-mingle", "--loglevel", "INFO", *extra],
+            cwd=REPO, env={**env, **more_env}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         workers.append(worker)
         return worker
@@ -172,3 +172,34 @@ def test_a_worker_killed_mid_job_is_retried_and_yields_exactly_one_version(
     assert job.attempts >= 2 and job.worker.startswith("rescuer@")
     assert AdapterVersion.objects.filter(adapter__name="big-ties").count() == 1
     assert VersionParent.objects.filter(child__adapter__name="big-ties").count() == 2
+
+
+def test_jobs_queued_when_redis_restarts_empty_are_sent_again_by_the_reconciler(
+    alice: Any, client_for: Any, lora_dir: Path, lora_dir_2: Path, redis_broker: str, start_worker: Any, tmp_path: Path
+) -> None:
+    import redis
+
+    from tests.helpers import push_folder
+
+    client = client_for(alice)
+    push_folder(client, "alice/sql", lora_dir)
+    push_folder(client, "alice/chat", lora_dir_2)
+    response = client.post(
+        "/api/v1/compositions/", {"expression": "0.6*alice/sql + 0.4*alice/chat", "into": "alice/mixed"}, format="json"
+    )
+    assert response.status_code == 202, response.content
+    job_id = json_of(response)["id"]
+    redis.Redis.from_url(redis_broker).flushdb()  # Redis restarted empty: the job's message is gone
+
+    # A worker with beat, as `make run` starts it (the reconciler's task goes to `default`); it
+    # runs every second here.
+    start_worker(
+        "w-beat", "-Q", "compose,default", "--beat", "--schedule", str(tmp_path / "beat-schedule"),
+        JOB_RECONCILE_SECONDS="1", JOB_REDISPATCH_SECONDS="1",
+    )  # fmt: skip
+    job = wait_for(
+        lambda: CompositionJob.objects.filter(pk=job_id, status__in=[JobStatus.SUCCEEDED, JobStatus.FAILED]).first(),
+        timeout=90, what="the reconciler to send the lost job again and the worker to run it", logs=tmp_path,
+    )
+    assert job.status == JobStatus.SUCCEEDED, job.error_message
+    assert AdapterVersion.objects.filter(adapter__name="mixed").count() == 1

@@ -188,3 +188,32 @@ def test_a_composition_while_the_broker_is_down_is_a_503_and_leaves_no_job(
         reset_connections(app)
     assert response.status_code == 503 and json_of(response)["code"] == "broker_unavailable"
     assert not CompositionJob.objects.exists()
+
+
+def test_requests_beyond_the_rate_are_refused_with_retry_after(settings: Any, alice: Any, client_for: Any) -> None:
+    from django.core.cache import cache
+
+    cache.clear()
+    settings.THROTTLE_RATES = {**settings.THROTTLE_RATES, "read": "3/min"}
+    client = client_for(alice)
+    answers = [client.get("/api/v1/adapters/").status_code for _ in range(4)]
+    assert answers == [200, 200, 200, 429]
+    refused = client.get("/api/v1/adapters/")
+    assert json_of(refused)["code"] == "throttled" and int(refused["Retry-After"]) > 0
+    assert client_for(None).get("/api/v1/adapters/").status_code == 200, "counted per user"
+    cache.clear()
+
+
+def test_one_user_cannot_queue_more_than_their_share_of_jobs(
+    settings: Any, alice: Any, client_for: Any, lora_dir: Path, lora_dir_2: Path
+) -> None:
+    settings.MAX_ACTIVE_JOBS_PER_USER = 1
+    client = client_for(alice)
+    assert push_folder(client, "alice/sql", lora_dir).status_code == 201
+    assert push_folder(client, "alice/chat", lora_dir_2).status_code == 201
+    first = client.post("/api/v1/compositions/", {"expression": "alice/sql + alice/chat", "into": "alice/a"}, format="json")
+    second = client.post("/api/v1/compositions/", {"expression": "alice/sql - alice/chat", "into": "alice/b"}, format="json")
+    assert first.status_code == 202
+    assert second.status_code == 429 and json_of(second)["code"] == "too_many_jobs"
+    again = client.post("/api/v1/compositions/", {"expression": "alice/sql + alice/chat", "into": "alice/a"}, format="json")
+    assert again.status_code == 200, "asking for the same job again is no new job"

@@ -6,7 +6,7 @@ PORT ?= 8000
 # The test suite runs on the real services of this machine (see .ci/services.sh).
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 
-.PHONY: run test install services browser migrate clean
+.PHONY: run test check install services browser migrate clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,12 @@ services:
 # Debian's Chromium, which the web catalog's Playwright tests drive.
 browser:
 	bash .ci/browser.sh
+
+# Lint, the layers' import contracts, and the tests that need no service (seconds, not minutes).
+check: install
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow" tests/composer tests/registry_validation
 
 test: install services browser
 	DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/python -m pytest $(PYTEST_ARGS)

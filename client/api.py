@@ -25,6 +25,7 @@ from client.errors import (
     NotFound,
     ValidationError,
     error_from_response,
+    scrubbed,
 )
 from client.transfer import CHUNK, BackgroundHash, FileSlice, hash_prefix, locked, place, sha256_file
 from client.types import (
@@ -130,7 +131,7 @@ class HubClient:
         except requests.Timeout:
             raise ConnectionFailed(f"the hub at {self.url} did not answer in time", code="timeout") from None
         except requests.RequestException as exc:
-            raise ConnectionFailed(f"cannot reach the hub at {self.url}: {exc}", code="connection_failed") from None
+            raise ConnectionFailed(f"cannot reach the hub at {self.url}: {scrubbed(exc)}", code="connection_failed") from None
         if response.status_code >= 400:
             raise error_from_response(response)
         return response
@@ -407,7 +408,7 @@ class HubClient:
             bar.update(-body.sent)
             time.sleep(0.5 * 2**attempt)
         raise ConnectionFailed(
-            f"part {part['number']} of {local} could not be sent after {PART_ATTEMPTS} tries: {failure}",
+            f"part {part['number']} of {local} could not be sent after {PART_ATTEMPTS} tries: {scrubbed(failure)}",
             code="upload_failed",
         )
 
@@ -519,7 +520,7 @@ class HubClient:
                         "GET", location, headers=ranged, stream=True, timeout=(self.timeout, 300)
                     )
                 except requests.RequestException as exc:
-                    raise ConnectionFailed(f"cannot download {entry.path} from the storage: {exc}") from None
+                    raise ConnectionFailed(f"cannot download {entry.path} from the storage: {scrubbed(exc)}") from None
                 if response.status_code >= 400:
                     raise error_from_response(response, what="the storage")
             if start and response.status_code != 206:
@@ -536,7 +537,7 @@ class HubClient:
                         bar.update(len(chunk))
                 except requests.RequestException as exc:
                     raise ConnectionFailed(
-                        f"the download of {entry.path} broke off after {start + written} bytes ({exc}); "
+                        f"the download of {entry.path} broke off after {start + written} bytes ({scrubbed(exc)}); "
                         "pull again to resume",
                         code="download_interrupted",
                     ) from None

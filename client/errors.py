@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -88,6 +89,15 @@ _BY_STATUS: dict[int, type[HubError]] = {
 }
 
 
+_QUERY = re.compile(r"\?[^\s'\")>]*")
+
+
+def scrubbed(detail: object) -> str:
+    """An error's text without URL query strings: presigned URLs carry credentials (the
+    signature, the key id) that must not end up in a terminal or a CI log."""
+    return _QUERY.sub("?…", str(detail))
+
+
 def error_from_response(response: requests.Response, *, what: str = "the hub") -> HubError:
     """The error a non-2xx answer stands for; hub answers are JSON `{"code", "message", ...}`."""
     status = response.status_code
@@ -99,6 +109,6 @@ def error_from_response(response: requests.Response, *, what: str = "the hub") -
     if isinstance(body, dict) and "message" in body:
         details = {k: v for k, v in body.items() if k not in ("code", "message")}
         return kind(str(body["message"]), code=str(body.get("code", "error")), status=status, details=details)
-    text = " ".join((response.text or "").split())[:300]
+    text = scrubbed(" ".join((response.text or "").split())[:300])
     reason = response.reason or ""
     return kind(f"{what} answered {status} {reason}: {text}".rstrip(": "), code=f"http_{status}", status=status)

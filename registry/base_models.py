@@ -14,16 +14,16 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
-from typing import BinaryIO
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from django.conf import settings
 from django.db import transaction
 
 from composer.validation import CONFIG_NAME, WEIGHTS_NAME, ValidatedAdapter, looks_like_path, validate_adapter
-from registry import services
+from registry import blob_claims, services
 from registry.blobs import get_blob_store
 from registry.exceptions import BadRequest, RegistryError, Unprocessable
 from registry.manifests import manifest_from_folder
@@ -62,11 +62,38 @@ def register_from_folder(
     """Register (or update) a base model from a model folder: its manifest from the safetensors
     headers and, unless manifest_only, its files in the blob store.
 
-    Blobs are stored before the rows that reference them, so a failure leaves at most
-    unreferenced blobs (gc_blobs sweeps them), never a row without its bytes.
+    Blobs are stored before the rows that reference them, under claims that keep gc_blobs from
+    deleting them in between (registry/blob_claims.py), so a failure leaves at most unreferenced
+    blobs (gc_blobs sweeps them), never a row without its bytes.
     """
     architecture, manifest = manifest_from_folder(folder)
-    stored = [] if manifest_only else [(p.name, *_store_file(p)) for p in model_folder_files(folder)]
+    paths = [] if manifest_only else model_folder_files(folder)
+    stored = [(p.name, _sha256_file(p), p.stat().st_size) for p in paths]
+    with blob_claims.push_claims(sha for _, sha, _ in stored):
+        for path, (_, sha, _) in zip(paths, stored, strict=True):
+            _store_file(path, sha)
+        return _commit_registration(
+            name=name,
+            architecture=architecture,
+            manifest=manifest,
+            description=description,
+            visibility=visibility,
+            namespace=namespace,
+            stored=None if manifest_only else stored,
+        )
+
+
+def _commit_registration(
+    *,
+    name: str,
+    architecture: str,
+    manifest: dict[str, list[int]],
+    description: str,
+    visibility: str,
+    namespace: str | None,
+    stored: list[tuple[str, str, int]] | None,
+) -> BaseModel:
+    """The rows of a registration, in one transaction; `stored` None keeps the files it had."""
     with transaction.atomic():
         base = services.register_base_model(
             name=name,
@@ -76,7 +103,7 @@ def register_from_folder(
             visibility=visibility,
             namespace=namespace,
         )
-        if not manifest_only:
+        if stored is not None:
             base.files.all().delete()
             BaseModelFile.objects.bulk_create(
                 [BaseModelFile(base_model=base, path=path, sha256=sha, size=size) for path, sha, size in stored]
@@ -112,21 +139,15 @@ def register_from_uploads(
             raise Unprocessable(str(exc).replace(tmp, "the upload"), code="bad_base_model") from None
 
 
-def _store_file(path: Path) -> tuple[str, int]:
-    """Store one file unless its blob exists; (sha256, size)."""
+def _store_file(path: Path, sha: str) -> None:
+    """Store one file whose sha256 is known, unless its blob exists already."""
     store = get_blob_store()
-    digest = hashlib.sha256()
+    if store.exists(sha):
+        return
     with path.open("rb") as f:
-        while chunk := f.read(HASH_CHUNK):
-            digest.update(chunk)
-    sha = digest.hexdigest()
-    size = path.stat().st_size
-    if not store.exists(sha):
-        with path.open("rb") as f:
-            info = store.put(f)
-        if info.sha256 != sha:
-            raise BadRequest(f"{path} changed while it was being stored", code="upload_changed")
-    return sha, size
+        info = store.put(f)
+    if info.sha256 != sha:
+        raise BadRequest(f"{path.name} changed while it was being stored", code="upload_changed")
 
 
 # --- Serving ---------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import tempfile
@@ -15,7 +16,7 @@ from django.utils import timezone
 
 from composer.errors import CompositionError
 from composer.evaluation import BaseModelCache, EvaluationError, evaluate, parse_suite, pick_device
-from registry import jobs
+from registry import blob_claims, jobs
 from registry.access import Actor, access_base_model
 from registry.base_models import BaseModelUnavailable, fetch_base_model
 from registry.blobs import get_blob_store
@@ -89,25 +90,27 @@ def create_suite(
         raise Unprocessable(str(exc), code=exc.code) from None
     if EvalSuite.objects.filter(base_model=base, name=name).exists():
         raise Conflict(f"{base.name} already has a suite named {name}", code="suite_exists")
-    blob = get_blob_store().put(io.BytesIO(raw), max_size=settings.EVAL_SUITE_MAX_BYTES)
     metric, higher_is_better = SUITE_METRICS[SuiteKind(kind)]
-    try:
-        return EvalSuite.objects.create(
-            base_model=base,
-            name=name,
-            kind=kind,
-            description=description,
-            data_sha256=blob.sha256,
-            data_size=blob.size,
-            examples=len(examples),
-            metric=metric,
-            higher_is_better=higher_is_better,
-            is_default=is_default,
-            max_new_tokens=max_new_tokens,
-            created_by=actor.user,
-        )
-    except IntegrityError:
-        raise Conflict(f"{base.name} already has a suite named {name}", code="suite_exists") from None
+    # Claimed until the suite row exists, so gc_blobs cannot delete the data in between.
+    with blob_claims.push_claims([hashlib.sha256(raw).hexdigest()]):
+        blob = get_blob_store().put(io.BytesIO(raw), max_size=settings.EVAL_SUITE_MAX_BYTES)
+        try:
+            return EvalSuite.objects.create(
+                base_model=base,
+                name=name,
+                kind=kind,
+                description=description,
+                data_sha256=blob.sha256,
+                data_size=blob.size,
+                examples=len(examples),
+                metric=metric,
+                higher_is_better=higher_is_better,
+                is_default=is_default,
+                max_new_tokens=max_new_tokens,
+                created_by=actor.user,
+            )
+        except IntegrityError:
+            raise Conflict(f"{base.name} already has a suite named {name}", code="suite_exists") from None
 
 
 # --- Requests -----------------------------------------------------------------------------------------

@@ -24,8 +24,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import re
 import logging
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path

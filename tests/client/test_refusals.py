@@ -186,3 +186,40 @@ def test_an_unknown_adapter_is_a_not_found_error(hub: HubClient) -> None:
     with pytest.raises(NotFound) as missing:
         hub.pull("alice/nothing-here")
     assert missing.value.code == "adapter_not_found"
+
+
+def test_a_pull_while_the_store_is_down_is_a_clear_503(
+    s3_settings: None, settings: Any, hub: HubClient, lora_dir: Path
+) -> None:
+    from client.errors import HubError
+    from registry.blobs import reset_blob_store
+
+    hub.push(lora_dir, "alice/tiny-lora")
+    settings.BLOB_STORE = {**settings.BLOB_STORE, "ENDPOINT_URL": f"http://127.0.0.1:{_dead_port()}"}
+    reset_blob_store()
+
+    with pytest.raises(HubError) as broken:
+        hub.pull("alice/tiny-lora")
+
+    assert (broken.value.status, broken.value.code) == (503, "storage_unavailable")
+    assert "retry" in broken.value.message
+
+
+def test_transfer_errors_never_show_a_presigned_urls_credentials() -> None:
+    import requests
+
+    from client.errors import scrubbed
+
+    url = f"http://127.0.0.1:{_dead_port()}/bucket/objects/ab?X-Amz-Credential=KEY%2F20261202&X-Amz-Signature=deadbeef"
+    with pytest.raises(requests.RequestException) as failed:
+        requests.get(url, timeout=5)
+    message = scrubbed(failed.value)
+    assert "/bucket/objects/ab" in message and "X-Amz" not in message and "deadbeef" not in message
+
+
+def _dead_port() -> int:
+    import socket
+
+    with socket.socket() as probe:  # bound, then closed: nothing answers there
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

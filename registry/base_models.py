@@ -72,44 +72,22 @@ def register_from_folder(
     with blob_claims.push_claims(sha for _, sha, _ in stored):
         for path, (_, sha, _) in zip(paths, stored, strict=True):
             _store_file(path, sha)
-        return _commit_registration(
-            name=name,
-            architecture=architecture,
-            manifest=manifest,
-            description=description,
-            visibility=visibility,
-            namespace=namespace,
-            stored=None if manifest_only else stored,
-        )
-
-
-def _commit_registration(
-    *,
-    name: str,
-    architecture: str,
-    manifest: dict[str, list[int]],
-    description: str,
-    visibility: str,
-    namespace: str | None,
-    stored: list[tuple[str, str, int]] | None,
-) -> BaseModel:
-    """The rows of a registration, in one transaction; `stored` None keeps the files it had."""
-    with transaction.atomic():
-        base = services.register_base_model(
-            name=name,
-            architecture=architecture,
-            manifest=manifest,
-            description=description,
-            visibility=visibility,
-            namespace=namespace,
-        )
-        if stored is not None:
-            base.files.all().delete()
-            BaseModelFile.objects.bulk_create(
-                [BaseModelFile(base_model=base, path=path, sha256=sha, size=size) for path, sha, size in stored]
+        with transaction.atomic():
+            base = services.register_base_model(
+                name=name,
+                architecture=architecture,
+                manifest=manifest,
+                description=description,
+                visibility=visibility,
+                namespace=namespace,
             )
-            base.files_digest = AdapterVersion.compute_digest(stored)
-            base.save(update_fields=["files_digest"])
+            if not manifest_only:  # a manifest-only registration keeps the files it had
+                base.files.all().delete()
+                BaseModelFile.objects.bulk_create(
+                    [BaseModelFile(base_model=base, path=path, sha256=sha, size=size) for path, sha, size in stored]
+                )
+                base.files_digest = AdapterVersion.compute_digest(stored)
+                base.save(update_fields=["files_digest"])
     return base
 
 

@@ -145,11 +145,12 @@ def _parent_death_signal() -> Callable[[], None] | None:
     return set_pdeathsig
 
 
-def start_seaweedfs(workdir: Path, *, timeout: float = 60.0) -> SeaweedServer:
+def start_seaweedfs(workdir: Path, *, timeout: float = 60.0, ports: dict[str, int] | None = None) -> SeaweedServer:
     """Start `weed server -s3` on free loopback ports with data under workdir; wait until ready.
 
     Every port, gRPC ones included, is chosen explicitly: weed would otherwise derive each gRPC
-    port as port + 10000, which nothing guarantees to be free.
+    port as port + 10000, which nothing guarantees to be free. `ports` (a stopped server's)
+    restarts a server where it was, on its data.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     data_dir = workdir / "data"
@@ -168,11 +169,14 @@ def start_seaweedfs(workdir: Path, *, timeout: float = 60.0) -> SeaweedServer:
             }
         )
     )
-    port_list = _free_ports(2 * len(_COMPONENTS))
-    ports: dict[str, int] = {}
-    for i, name in enumerate(_COMPONENTS):
-        ports[name] = port_list[2 * i]
-        ports[f"{name}.grpc"] = port_list[2 * i + 1]
+    if ports is None:
+        port_list = _free_ports(2 * len(_COMPONENTS))
+        ports = {}
+        for i, name in enumerate(_COMPONENTS):
+            ports[name] = port_list[2 * i]
+            ports[f"{name}.grpc"] = port_list[2 * i + 1]
+    for sock in ("filer.sock", "s3.sock"):
+        (workdir / sock).unlink(missing_ok=True)
     args = [
         find_weed(),
         "server",

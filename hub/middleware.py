@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 
 from registry.infrastructure import as_unavailable
 
@@ -57,6 +58,7 @@ class JsonErrorsMiddleware:
         return json_error(500, "internal_error", "the hub failed to answer; this is logged")
 
 
+@csrf_exempt  # machine clients send no CSRF token; without this a POST would get an HTML 403
 def api_not_found(request: HttpRequest, *args: object, **kwargs: object) -> JsonResponse:
     """Any `/api/...` path no route claims: a JSON 404, not the catalog's HTML page."""
     return json_error(404, "not_found", f"no API route {request.path}")

@@ -149,10 +149,11 @@ def test_identical_composition_requests_in_parallel_make_one_job(
 def test_unknown_api_routes_answer_json(db: Any) -> None:
     from django.test import Client
 
+    browser = Client(enforce_csrf_checks=True)
     for path in ("/api/nope", "/api/v2/adapters/", "/api/v1/nothing-here/"):
-        response = Client().get(path)
-        assert response.status_code == 404 and response["Content-Type"] == "application/json", path
-        assert json_of(response)["code"] == "not_found"
+        for response in (browser.get(path), browser.post(path, {"x": 1})):
+            assert response.status_code == 404 and response["Content-Type"] == "application/json", path
+            assert json_of(response)["code"] == "not_found"
 
 
 def reset_connections(app: Any) -> None:
@@ -162,6 +163,21 @@ def reset_connections(app: Any) -> None:
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    "path",
+    ["/api/v1/adapters/alice%2Fx/y/", "/alice/x/resolve/main/..%2F..%2Fetc%2Fpasswd", "/api/models/alice/x/tree/main/%2E%2E/",
+     "/api/v1/adapters/alice/x/versions/1/files/dir/"],
+)  # fmt: skip
+def test_odd_paths_on_machine_routes_answer_json(path: str, alice: Any, client_for: Any, lora_dir: Path) -> None:
+    from django.test import Client
+
+    assert push_folder(client_for(alice), "alice/x", lora_dir).status_code == 201
+    response = Client().get(path)
+    assert 400 <= response.status_code < 500 and response["Content-Type"] == "application/json", (
+        path, response.status_code, response.content[:200],
+    )  # fmt: skip
+
+
 def test_a_composition_while_the_broker_is_down_is_a_503_and_leaves_no_job(
     settings: Any, alice: Any, client_for: Any, lora_dir: Path
 ) -> None:

@@ -118,6 +118,7 @@ def test_a_lora_variant_is_refused_before_a_job_is_queued(alice: Any, client_for
 
 @pytest.mark.django_db(transaction=True)
 def test_identical_composition_requests_in_parallel_make_one_job(
+    transactional_db: None,
     alice: Any, client_for: Any, lora_dir: Path, lora_dir_2: Path
 ) -> None:
     client = client_for(alice)
@@ -179,8 +180,9 @@ def test_odd_paths_on_machine_routes_answer_json(path: str, alice: Any, client_f
 
 
 def test_a_composition_while_the_broker_is_down_is_a_503_and_leaves_no_job(
-    settings: Any, alice: Any, client_for: Any, lora_dir: Path
+    transactional_db: None, settings: Any, alice: Any, client_for: Any, lora_dir: Path
 ) -> None:
+    # transactional_db: the job is enqueued when its transaction commits, which needs real commits.
     import socket
 
     from hub.celery import app

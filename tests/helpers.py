@@ -6,6 +6,8 @@ import io
 import json
 import urllib.request
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -63,3 +65,33 @@ def json_of(response: Any) -> Any:
     return json.loads(response.content)
 
 
+
+
+def dead_port() -> int:
+    """A loopback port nothing listens on (bound, then closed)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def broker_down() -> Iterator[None]:
+    """The Celery app publishes to a Redis that does not answer, for the duration of the block."""
+    from hub.celery import app
+
+    saved = {key: app.conf[key] for key in ("broker_url", "broker_transport_options", "task_publish_retry")}
+    app.conf.update(broker_url=f"redis://127.0.0.1:{dead_port()}/0", broker_transport_options={}, task_publish_retry=False)
+    _reconnect(app)
+    try:
+        yield
+    finally:
+        app.conf.update(saved)
+        _reconnect(app)
+
+
+def _reconnect(app: Any) -> None:
+    """Make the Celery app connect anew, to the broker its configuration names now."""
+    app._pool = None  # the old pools stay open for whoever holds them
+    app.amqp._producer_pool = None

@@ -16,7 +16,7 @@ from client import AuthenticationError, HubClient, NotFound, PermissionDenied, V
 from registry.models import Adapter, AdapterVersion
 from registry.models.uploads import UploadSession, UploadStatus
 from tests.client.helpers import copy_folder
-from tests.helpers import folder_files, push, stored_blobs
+from tests.helpers import dead_port, folder_files, push, stored_blobs
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -195,7 +195,7 @@ def test_a_pull_while_the_store_is_down_is_a_clear_503(
     from registry.blobs import reset_blob_store
 
     hub.push(lora_dir, "alice/tiny-lora")
-    settings.BLOB_STORE = {**settings.BLOB_STORE, "ENDPOINT_URL": f"http://127.0.0.1:{_dead_port()}"}
+    settings.BLOB_STORE = {**settings.BLOB_STORE, "ENDPOINT_URL": f"http://127.0.0.1:{dead_port()}"}
     reset_blob_store()
 
     with pytest.raises(HubError) as broken:
@@ -210,16 +210,8 @@ def test_transfer_errors_never_show_a_presigned_urls_credentials() -> None:
 
     from client.errors import scrubbed
 
-    url = f"http://127.0.0.1:{_dead_port()}/bucket/objects/ab?X-Amz-Credential=KEY%2F20261202&X-Amz-Signature=deadbeef"
+    url = f"http://127.0.0.1:{dead_port()}/bucket/objects/ab?X-Amz-Credential=KEY%2F20261202&X-Amz-Signature=deadbeef"
     with pytest.raises(requests.RequestException) as failed:
         requests.get(url, timeout=5)
     message = scrubbed(failed.value)
     assert "/bucket/objects/ab" in message and "X-Amz" not in message and "deadbeef" not in message
-
-
-def _dead_port() -> int:
-    import socket
-
-    with socket.socket() as probe:  # bound, then closed: nothing answers there
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])

@@ -13,7 +13,7 @@ from django.db import connections
 
 from registry.models import Adapter, CompositionJob, Namespace
 from tests.factories import make_lora_adapter
-from tests.helpers import folder_files, json_of, push, push_folder, stored_blobs
+from tests.helpers import broker_down, folder_files, json_of, push, push_folder, stored_blobs
 
 pytestmark = pytest.mark.django_db
 
@@ -157,13 +157,6 @@ def test_unknown_api_routes_answer_json(db: Any) -> None:
             assert json_of(response)["code"] == "not_found"
 
 
-def reset_connections(app: Any) -> None:
-    """Make the Celery app connect anew, to the broker its configuration names now."""
-    app._pool = None  # the old pools stay open for whoever holds them
-    app.amqp._producer_pool = None
-
-
-@pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize(
     "path",
     ["/api/v1/adapters/alice%2Fx/y/", "/alice/x/resolve/main/..%2F..%2Fetc%2Fpasswd", "/api/models/alice/x/tree/main/%2E%2E/",
@@ -183,27 +176,14 @@ def test_a_composition_while_the_broker_is_down_is_a_503_and_leaves_no_job(
     transactional_db: None, settings: Any, alice: Any, client_for: Any, lora_dir: Path
 ) -> None:
     # transactional_db: the job is enqueued when its transaction commits, which needs real commits.
-    import socket
-
-    from hub.celery import app
-
     client = client_for(alice)
     assert push_folder(client, "alice/sql", lora_dir).status_code == 201
-    with socket.socket() as probe:  # a port nothing listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    saved = {key: app.conf[key] for key in ("broker_url", "broker_transport_options", "task_publish_retry")}
-    app.conf.update(broker_url=f"redis://127.0.0.1:{port}/0", broker_transport_options={}, task_publish_retry=False)
-    reset_connections(app)
-    try:
+    with broker_down():
         response = client.post(
             "/api/v1/compositions/",
             {"method": "linear", "inputs": [{"adapter": "alice/sql", "weight": 1}], "into": "alice/out"},
             format="json",
         )
-    finally:
-        app.conf.update(saved)
-        reset_connections(app)
     assert response.status_code == 503 and json_of(response)["code"] == "broker_unavailable"
     assert not CompositionJob.objects.exists()
 

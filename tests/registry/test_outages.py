@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from registry.models import Adapter, AdapterVersion
-from tests.helpers import json_of, push_folder
+from tests.helpers import dead_port, json_of, push_folder
 
 pytestmark = pytest.mark.django_db
-
-
-def dead_port() -> int:
-    with socket.socket() as probe:  # bound then closed: nothing listens on it
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def test_a_push_while_the_blob_store_is_down_is_a_503_and_writes_nothing(

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from registry.models import CompositionJob, JobStatus
 from registry.reconcile import reconcile_jobs
-from tests.helpers import json_of, push_folder
+from tests.helpers import broker_down, json_of, push_folder
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -84,22 +84,8 @@ def test_a_running_job_whose_worker_vanished_is_reclaimed_then_abandoned_after_i
 
 
 def test_with_the_broker_down_jobs_stay_queued_for_the_next_round(lost_job: CompositionJob) -> None:
-    import socket
-
-    from hub.celery import app
-    from tests.registry.test_hostile_input import reset_connections
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    saved = {key: app.conf[key] for key in ("broker_url", "broker_transport_options", "task_publish_retry")}
-    app.conf.update(broker_url=f"redis://127.0.0.1:{port}/0", broker_transport_options={}, task_publish_retry=False)
-    reset_connections(app)
-    try:
+    with broker_down():
         report = reconcile_jobs()
-    finally:
-        app.conf.update(saved)
-        reset_connections(app)
     assert report.broker_down and report.redispatched == []
     lost_job.refresh_from_db()
     assert lost_job.status == JobStatus.QUEUED

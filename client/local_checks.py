@@ -59,8 +59,9 @@ class ExistingAdapter:
     method: str
 
 
-def _refusal(exc: Any) -> ValidationError:
-    return ValidationError(exc.message, code=exc.code, details={"path": exc.path} if exc.path else None)
+def _refusal(exc: Any) -> ValidationError | Conflict:
+    kind = Conflict if exc.status == 409 else ValidationError
+    return kind(exc.message, code=exc.code, details={"path": exc.path} if exc.path else None)
 
 
 def check_adapter(
@@ -99,7 +100,7 @@ def check_adapter(
             validated = validation.validate_adapter(opened, method=method or (existing.method if existing else None))
         except validation.AdapterValidationError as exc:
             raise _refusal(exc) from None
-    config_base = validated.base_model or None
+    config_base = (validated.base_model or "").strip() or None
     card_base = card_base_model(normalized["README.md"]) if "README.md" in normalized else None
     try:
         name = _resolve_base(validation, validated, existing, base_model, card_base, config_base, manifests)
@@ -139,26 +140,17 @@ def _resolve_base(
     manifests: Callable[[], Mapping[str, Mapping[str, Any]]],
 ) -> str | None:
     """The base model name the hub will file the push under (push.resolve_base_model's rules)."""
-    if existing is not None and existing.base_model != PENDING_BASE_MODEL:
-        base = existing.base_model
-        if explicit and not validation.looks_like_path(explicit) and explicit.casefold() != base.casefold():
-            raise Conflict(f"{existing.full_name} is an adapter of {base}, not {explicit}", code="base_model_change")
-        declared = card or config
-        if declared and not validation.looks_like_path(declared) and declared.casefold() != base.casefold():
-            source = "the model card's base_model" if card else f"{CONFIG_NAME}'s base_model_name_or_path"
-            raise ValidationError(
-                f"{source} says the adapter was trained on {declared!r}, but {existing.full_name} is an adapter "
-                f"of {base!r}",
-                code="base_model_mismatch",
-            )
-        return base
-    chosen = explicit or card or config
-    if not chosen:
-        raise ValidationError(
-            "the base model is unknown: send a 'base_model' field, put base_model in the model card's YAML, "
-            f"or set base_model_name_or_path in {CONFIG_NAME}",
-            code="missing_base_model",
+    kept = existing.base_model if existing is not None and existing.base_model != PENDING_BASE_MODEL else None
+    chosen = str(
+        validation.declared_base_model(
+            existing=(existing.full_name, kept) if existing is not None and kept is not None else None,
+            explicit=explicit,
+            card=card,
+            config=config,
         )
+    )
+    if kept is not None:
+        return kept
     if validation.looks_like_path(chosen):
         return str(validation.match_base_model(chosen, validated, manifests()))
     return chosen

@@ -37,6 +37,7 @@ __all__ = [
     "build_manifest_from_safetensors_headers",
     "check_base_shapes",
     "check_file_list",
+    "declared_base_model",
     "check_finite",
     "fits_base",
     "infer_method",
@@ -1514,6 +1515,41 @@ def check_file_list(files: Sequence[tuple[str, int]], limits: Limits = Limits())
             413,
         )
     return sizes
+
+
+def declared_base_model(
+    *, existing: tuple[str, str] | None, explicit: str | None, card: str | None, config: str | None
+) -> str:
+    """The base model value a push names, by the hub's rules (its push pipeline and the client's
+    pre-check both call this): an existing adapter (its full name, its base model's name) keeps its
+    base model; otherwise the first of the explicit value, the model card's `base_model` and the
+    config's `base_model_name_or_path`, which may be a path (see match_base_model).
+
+    Raises base_model_change (409) for an explicit other name, base_model_mismatch (422) for a card
+    or config naming another one (a path names none), missing_base_model (422) when nothing names one.
+    """
+    if existing is not None:
+        adapter, base = existing
+        if explicit and not looks_like_path(explicit) and explicit.casefold() != base.casefold():
+            raise _fail("base_model_change", f"{adapter} is an adapter of {base}, not {explicit}", None, 409)
+        declared = card or config
+        if declared and not looks_like_path(declared) and declared.casefold() != base.casefold():
+            source = "the model card's base_model" if card else f"{CONFIG_NAME}'s base_model_name_or_path"
+            raise _fail(
+                "base_model_mismatch",
+                f"{source} says the adapter was trained on {declared!r}, but {adapter} is an adapter of {base!r}",
+                CONFIG_NAME,
+            )
+        return base
+    chosen = explicit or card or config
+    if not chosen:
+        raise _fail(
+            "missing_base_model",
+            "the base model is unknown: send a 'base_model' field, put base_model in the model card's YAML, "
+            f"or set base_model_name_or_path in {CONFIG_NAME}",
+            None,
+        )
+    return chosen
 
 
 def how_to_choose_base(candidates: Sequence[str]) -> str:

@@ -7,16 +7,13 @@ infrastructure failure (with its stable code) or 500 `internal_error`, with noth
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from registry.infrastructure import as_unavailable
-
-log = logging.getLogger(__name__)
+from registry.infrastructure import unhandled
 
 MACHINE_PATHS = re.compile(r"^/(api/|[^/]+/[^/]+/resolve/)")
 
@@ -41,10 +38,6 @@ class JsonErrorsMiddleware:
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         if not wants_json(request):
             return None
-        outage = as_unavailable(exception)
-        if outage is not None:
-            log.warning("answering 503 %s to %s: %r", outage.code, request.path, exception)
-            return json_error(outage.status, outage.code, outage.message)
         from django.core.exceptions import PermissionDenied, SuspiciousOperation
         from django.http import Http404
 
@@ -54,8 +47,8 @@ class JsonErrorsMiddleware:
             return json_error(400, "malformed_request", "the request was refused as malformed")
         if isinstance(exception, PermissionDenied):
             return json_error(403, "forbidden", "forbidden")
-        log.exception("internal error at %s", request.path)
-        return json_error(500, "internal_error", "the hub failed to answer; this is logged")
+        answer = unhandled(exception, request.path)
+        return json_error(answer.status, answer.code, answer.message)
 
 
 @csrf_exempt  # machine clients send no CSRF token; without this a POST would get an HTML 403

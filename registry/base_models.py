@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import fcntl
 import fnmatch
-import hashlib
 import json
 import logging
 import os
@@ -24,6 +23,7 @@ from django.db import transaction
 
 from composer.validation import CONFIG_NAME, WEIGHTS_NAME, ValidatedAdapter, looks_like_path, validate_adapter
 from registry import blob_claims, services
+from registry.push import match_base_by_shapes, sha256_of
 from registry.blobs import get_blob_store
 from registry.exceptions import BadRequest, RegistryError, Unprocessable
 from registry.manifests import manifest_from_folder
@@ -205,11 +205,8 @@ def _fetch_file(f: BaseModelFile, folder: Path) -> int:
 
 
 def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
     with path.open("rb") as f:
-        while chunk := f.read(HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return sha256_of(f)
 
 
 @contextmanager
@@ -270,8 +267,6 @@ def refile_path_named(*, dry_run: bool = False) -> tuple[list[Refiling], list[st
     Published versions are immutable: their files still say what they said. Returns the moves
     (with the adapters left where they are, and why) and the names of the rows removed.
     """
-    from registry.push import match_base_by_shapes  # the push pipeline's own matching
-
     registered = list(BaseModel.listed.filter(registered=True).exclude(manifest={}))
     moves: list[Refiling] = []
     removed: list[str] = []

@@ -7,9 +7,13 @@ code instead of Django's HTML 500, so clients retry rather than give up.
 
 from __future__ import annotations
 
+import logging
+
 from django.db import DatabaseError, InterfaceError, OperationalError
 
 from registry.exceptions import RegistryError
+
+log = logging.getLogger(__name__)
 
 
 class ServiceUnavailable(RegistryError):
@@ -50,3 +54,14 @@ def as_unavailable(exc: BaseException) -> ServiceUnavailable | None:
     if isinstance(exc, _storage_errors()):
         return ServiceUnavailable("the blob store is unavailable; retry shortly", code="storage_unavailable")
     return None
+
+
+def unhandled(exc: BaseException, where: str) -> RegistryError:
+    """The answer to an exception no handler knew, on any surface: the 503 of an outage (logged as a
+    warning), else a 500 `internal_error` that shows nothing internal (logged with its traceback)."""
+    outage = as_unavailable(exc)
+    if outage is not None:
+        log.warning("answering 503 %s in %s: %r", outage.code, where, exc)
+        return outage
+    log.error("internal error in %s", where, exc_info=exc)
+    return RegistryError("the hub failed to answer; this is logged", code="internal_error", status=500)

@@ -42,13 +42,13 @@ from composer.validation import (
     Limits,
     ValidatedAdapter,
     check_base_shapes,
+    declared_base_model,
     fits_base,
     how_to_choose_base,
     looks_like_path,
     match_base_model,
     normalize_filename,
     validate_adapter,
-    validate_adapter_config,
     with_base_model,
 )
 from registry import blob_claims
@@ -97,8 +97,8 @@ def upload_limits() -> Limits:
     )
 
 
-def as_registry_error(exc: AdapterValidationError) -> BadRequest | PayloadTooLarge | Unprocessable:
-    kind = {400: BadRequest, 413: PayloadTooLarge}.get(exc.status, Unprocessable)
+def as_registry_error(exc: AdapterValidationError) -> BadRequest | Conflict | PayloadTooLarge | Unprocessable:
+    kind = {400: BadRequest, 409: Conflict, 413: PayloadTooLarge}.get(exc.status, Unprocessable)
     if exc.candidates:
         return kind(exc.message, code=exc.code, path=exc.path, candidates=list(exc.candidates))
     return kind(exc.message, code=exc.code, path=exc.path)
@@ -269,30 +269,18 @@ def resolve_base_model(
     4. The adapter's shapes are checked against the base model's manifest.
     """
     trained_from = config or ""
-    if existing is not None and existing.base_model.name != PENDING_BASE_MODEL:
-        base = existing.base_model
-        if explicit and not looks_like_path(explicit) and explicit.casefold() != base.name.casefold():
-            raise Conflict(
-                f"{existing.full_name} is an adapter of {base.name}, not {explicit}", code="base_model_change"
-            )
-        declared = card or config
-        if declared and not looks_like_path(declared) and declared.casefold() != base.name.casefold():
-            source = "the model card's base_model" if card else f"{CONFIG_NAME}'s base_model_name_or_path"
-            raise Unprocessable(
-                f"{source} says the adapter was trained on {declared!r}, but {existing.full_name} is an adapter "
-                f"of {base.name!r}",
-                code="base_model_mismatch",
-                path=CONFIG_NAME,
-            )
-        return _checked(ResolvedBase(base.name, base, _differs(trained_from, base.name)), validated)
-
-    chosen = explicit or card or config
-    if not chosen:
-        raise Unprocessable(
-            "the base model is unknown: send a 'base_model' field, put base_model in the model card's YAML, "
-            f"or set base_model_name_or_path in {CONFIG_NAME}",
-            code="missing_base_model",
+    kept = existing.base_model if existing is not None and existing.base_model.name != PENDING_BASE_MODEL else None
+    try:
+        chosen = declared_base_model(
+            existing=(existing.full_name, kept.name) if existing is not None and kept is not None else None,
+            explicit=explicit,
+            card=card,
+            config=config,
         )
+    except AdapterValidationError as exc:
+        raise as_registry_error(exc) from None
+    if kept is not None:
+        return _checked(ResolvedBase(kept.name, kept, _differs(trained_from, kept.name)), validated)
     candidates = visible_base_models(actor).filter(registered=True)
     if looks_like_path(chosen):
         base = match_base_by_shapes(chosen, candidates.exclude(manifest={}), validated)
@@ -394,7 +382,7 @@ def check_push(
         existing=existing,
         explicit=meta.base_model,
         card=card.base_model,
-        config=_config_base(by_path[CONFIG_NAME]),
+        config=(validated.base_model or "").strip() or None,  # validation read the config already
         validated=validated,
     )
     rewritten = normalize_config(by_path, base.name)
@@ -407,17 +395,6 @@ def check_push(
         rewritten=rewritten,
         card=card.text,
     )
-
-
-def _config_base(config: IncomingFile) -> str | None:
-    config.stream.seek(0)
-    raw = config.stream.read(config.size + 1)
-    config.stream.seek(0)
-    try:
-        value = validate_adapter_config(raw).get("base_model_name_or_path")
-    except AdapterValidationError as exc:
-        raise as_registry_error(exc) from None
-    return value.strip() if isinstance(value, str) and value.strip() else None
 
 
 # --- publish: steps 7-8 ---------------------------------------------------------------------------

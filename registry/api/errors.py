@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
@@ -13,9 +12,7 @@ from rest_framework.response import Response
 
 from composer.validation import AdapterValidationError
 from registry.exceptions import RegistryError
-from registry.infrastructure import as_unavailable
-
-log = logging.getLogger(__name__)
+from registry.infrastructure import unhandled
 
 _DRF_CODES: dict[type[exceptions.APIException], str] = {
     exceptions.ParseError: "malformed_request",
@@ -36,9 +33,6 @@ def error_response(status_code: int, code: str, message: str, **extra: Any) -> R
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    if (outage := as_unavailable(exc)) is not None:
-        log.warning("answering 503 %s: %r", outage.code, exc)
-        return error_response(outage.status, outage.code, outage.message)
     if isinstance(exc, RegistryError):
         return error_response(exc.status, exc.code, exc.message, **{k: v for k, v in exc.extra.items() if v})
     if isinstance(exc, AdapterValidationError):
@@ -62,9 +56,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         if wait := getattr(exc, "wait", None):
             response["Retry-After"] = str(int(wait))
         return response
-    # Anything else is a bug: JSON too, with nothing internal in it (the log has the traceback).
-    log.exception("internal error in %s", context.get("view").__class__.__name__ if context.get("view") else "a view")
-    return error_response(status.HTTP_500_INTERNAL_SERVER_ERROR, "internal_error", "the hub failed to answer; this is logged")
+    # An outage, or a bug: JSON too, with nothing internal in it (the log has the traceback).
+    answer = unhandled(exc, type(context.get("view")).__name__)
+    return error_response(answer.status, answer.code, answer.message)
 
 
 def _first_message(detail: Any) -> str:

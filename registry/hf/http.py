@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-import logging
 from functools import wraps
 from typing import Any, TypeVar
 
@@ -15,10 +14,8 @@ from composer.validation import AdapterValidationError
 from registry.access import Actor
 from registry.exceptions import RegistryError
 from registry.hf.errors import INVALID_CREDENTIALS, HfError, from_registry_error
-from registry.infrastructure import as_unavailable
+from registry.infrastructure import unhandled
 from registry.services import authenticate_token
-
-log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 HfView = Callable[..., HttpResponse]
@@ -93,11 +90,7 @@ def hf_endpoint(*methods: str) -> Callable[[HfView], HfView]:
             except (RegistryError, AdapterValidationError) as exc:
                 return error_response(from_registry_error(exc), anonymous=anonymous)
             except Exception as exc:
-                outage = as_unavailable(exc)
-                if outage is None:
-                    log.exception("internal error in %s", view.__name__)
-                    outage = RegistryError("the hub failed to answer; this is logged", code="internal_error", status=500)
-                return error_response(from_registry_error(outage), anonymous=anonymous)
+                return error_response(from_registry_error(unhandled(exc, view.__name__)), anonymous=anonymous)
 
         return wrapper
 

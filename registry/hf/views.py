@@ -60,6 +60,16 @@ def _base_revision(base: BaseModel, rev: str | None) -> None:
         raise RevisionNotFound(f"{base.name} has no revision {rev!r}: use main or its commit id")
 
 
+def _files_at(repo: Adapter | BaseModel, rev: str | None) -> tuple[AdapterVersion | None, list[Any]]:
+    """The files a repo has at a revision, and the adapter version that holds them (None for a base
+    model, whose one file set is `main`, and for an adapter without a version yet)."""
+    if isinstance(repo, BaseModel):
+        _base_revision(repo, rev)
+        return None, list(repo.files.all())
+    version = find_version(repo, rev)
+    return version, list(version.files.all()) if version is not None else []
+
+
 @hf_endpoint("GET", "HEAD")
 def resolve(request: HttpRequest, actor: Actor, namespace: str, name: str, rev: str, path: str) -> HttpResponse:
     repo = _repo(actor, namespace, name)
@@ -80,27 +90,19 @@ def resolve(request: HttpRequest, actor: Actor, namespace: str, name: str, rev: 
 
 @hf_endpoint("GET")
 def model_info(request: HttpRequest, actor: Actor, namespace: str, name: str, rev: str | None = None) -> JsonResponse:
-    adapter = _repo(actor, namespace, name)
-    if isinstance(adapter, BaseModel):
-        _base_revision(adapter, rev)
-        return JsonResponse(s.base_model_info(adapter, list(adapter.files.all()), blobs=flag(request, "blobs")))
-    version = find_version(adapter, rev)
-    files = list(version.files.all()) if version is not None else []
-    return JsonResponse(s.model_info(adapter, version, files, blobs=flag(request, "blobs")))
+    repo = _repo(actor, namespace, name)
+    version, files = _files_at(repo, rev)
+    if isinstance(repo, BaseModel):
+        return JsonResponse(s.base_model_info(repo, files, blobs=flag(request, "blobs")))
+    return JsonResponse(s.model_info(repo, version, files, blobs=flag(request, "blobs")))
 
 
 @hf_endpoint("GET")
 def tree(request: HttpRequest, actor: Actor, namespace: str, name: str, rev: str, path: str = "") -> JsonResponse:
     repo = _repo(actor, namespace, name)
-    version: AdapterVersion | None = None
-    files: list[Any]
-    if isinstance(repo, BaseModel):
-        _base_revision(repo, rev)
-        files, commit_id = list(repo.files.all()), repo.commit_id or None
-    else:
-        version = find_version(repo, rev)
-        files = list(version.files.all()) if version is not None else []
-        commit_id = version.commit_id if version is not None else None
+    version, files = _files_at(repo, rev)
+    holder = repo if isinstance(repo, BaseModel) else version
+    commit_id = holder.commit_id or None if holder is not None else None
     entries = s.tree_entries(files, folder=path.strip("/"), recursive=flag(request, "recursive"))
     if entries is None:
         raise EntryNotFound(f"{_repo_id(repo)} has no folder {path}", commit_id=commit_id)
@@ -125,14 +127,7 @@ def _repo_id(repo: Adapter | BaseModel) -> str:
 
 @hf_endpoint("POST")
 def paths_info(request: HttpRequest, actor: Actor, namespace: str, name: str, rev: str) -> JsonResponse:
-    adapter = _repo(actor, namespace, name)
-    files: list[Any]
-    if isinstance(adapter, BaseModel):
-        _base_revision(adapter, rev)
-        files = list(adapter.files.all())
-    else:
-        version = find_version(adapter, rev)
-        files = list(version.files.all()) if version is not None else []
+    _, files = _files_at(_repo(actor, namespace, name), rev)
     return JsonResponse(s.paths_info(files, request.POST.getlist("paths")), safe=False)
 
 

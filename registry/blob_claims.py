@@ -92,6 +92,20 @@ def delete_if_unused(store: BlobStore, sha: str) -> bool:
         claim.delete()
 
 
+def delete_broken(store: BlobStore, sha: str) -> bool:
+    """Delete a blob whose stored bytes are not its own (found by an audit), referenced or not, under
+    a sweep claim: a push that holds it has checked it exists already and is left to finish (False).
+    Once it is gone, pushes of the right bytes store them again instead of reusing the broken ones."""
+    claim = sweep_claimed(sha)
+    if claim is None:
+        return False
+    try:
+        store.delete(sha)
+        return True
+    finally:
+        claim.delete()
+
+
 def pushed_shas() -> set[str]:
     """Blobs live pushes hold (the sweep skips them without claiming)."""
     return set(_live().filter(kind=BlobClaim.Kind.PUSH).values_list("sha256", flat=True))

@@ -411,7 +411,7 @@ def publish(
 
     `stored` maps paths to the verified sha256 of bytes already in the blob store (an upload
     session's); every other file is hashed here and stored if missing. `then` runs in the
-    transaction that commits the version (or, for an identical one, in a transaction of its own):
+    transaction that commits the version:
     a composition records its lineage there. On any failure after storing, the blobs this call
     added and nothing references are deleted. Call it outside any transaction: its blob claims
     must be visible to gc_blobs.
@@ -420,12 +420,8 @@ def publish(
     in_store = {p: sha for p, sha in stored.items() if p in checked.files and p not in checked.rewritten}
     to_store = {p: f for p, f in checked.files.items() if p not in in_store}
     hashed = {**in_store, **{p: sha256_of(f.stream) for p, f in to_store.items()}}
-    same = identical_version(checked, hashed)
-    if same is not None:
-        if then is not None:
-            with transaction.atomic():
-                then(same)
-        return PushResult(version=same, created=False)
+    # An identical version is found in _commit_version, after the blobs are stored: a push of the
+    # same files thus restores any of them gone from the store (gc_blobs --verify deletes broken ones).
     added: list[str] = []
     try:
         # Claimed until the version is committed: gc_blobs cannot delete them meanwhile.
@@ -456,16 +452,6 @@ def push_version(
 
 def _digest(checked: CheckedPush, hashed: Mapping[str, str]) -> str:
     return AdapterVersion.compute_digest([(p, sha, checked.files[p].size) for p, sha in hashed.items()])
-
-
-def identical_version(checked: CheckedPush, hashed: Mapping[str, str]) -> AdapterVersion | None:
-    """The first version of the adapter whose file set is exactly this one, if any (idempotent push)."""
-    if checked.target.existing is None:
-        return None
-    found: AdapterVersion | None = (
-        checked.target.existing.versions.filter(digest=_digest(checked, hashed)).order_by("number").first()
-    )
-    return found
 
 
 def sha256_of(stream: IO[bytes]) -> str:

@@ -47,3 +47,14 @@ class HashingReader:
 
     def info(self) -> BlobInfo:
         return BlobInfo(sha256=self._hasher.hexdigest(), size=self.size)
+
+
+def verify_stream(stream: BinaryIO, sha256: str) -> str | None:
+    """None when the stream's bytes hash to sha256, else a sentence saying what they hash to."""
+    reader = HashingReader(stream)
+    while reader.read(CHUNK_SIZE):
+        pass
+    info = reader.info()
+    if info.sha256 == sha256:
+        return None
+    return f"its {info.size} bytes hash to {info.sha256}"

@@ -20,6 +20,8 @@ MIN_PART_SIZE = 5 * 1024 * 1024
 MAX_PARTS = 10_000
 
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
+# The sha256 of no bytes: the one blob that may be empty.
+EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
 
 @dataclass(frozen=True)
@@ -127,6 +129,16 @@ class BlobStore(Protocol):
 
     def iter_blobs(self) -> Iterator[tuple[str, datetime]]:
         """Yield (sha256, last_modified as an aware UTC datetime) for every stored blob."""
+        ...
+
+    def verify(self, sha256: str) -> str | None:
+        """Read the blob back and hash it: None when its bytes hash to sha256, else what is wrong
+        (missing, a link to nothing, other bytes). Costs a full read; for audits, not requests."""
+        ...
+
+    def cleanup_temp(self, older_than: timedelta) -> int:
+        """Remove temporary data of puts idle for older_than (abandoned by a dead process);
+        return how many items went."""
         ...
 
 

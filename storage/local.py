@@ -15,9 +15,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-from storage.hashing import CHUNK_SIZE, HashingReader
+from storage.hashing import CHUNK_SIZE, HashingReader, verify_stream
 from storage.interfaces import (
     BLOB_PREFIX,
+    EMPTY_SHA256,
     UPLOAD_PREFIX,
     BlobInfo,
     BlobNotFound,
@@ -75,7 +76,7 @@ class LocalBlobStore:
                 os.fsync(tmp.fileno())
             info = reader.info()
             target = self.path(info.sha256)
-            if target.exists():
+            if self.exists(info.sha256):
                 tmp_path.unlink()
             else:
                 target.parent.mkdir(parents=True, exist_ok=True)
@@ -107,7 +108,13 @@ class LocalBlobStore:
             raise BlobNotFound(f"no such blob: {sha256}") from None
 
     def exists(self, sha256: str) -> bool:
-        return self.path(sha256).is_file()
+        """Whether the blob is stored; an empty file at a non-empty blob's path (a crash's or an
+        operator's leftover) is not it, so nothing deduplicates against it and put() replaces it."""
+        try:
+            size = self.path(sha256).stat().st_size
+        except FileNotFoundError:
+            return False
+        return size > 0 or sha256 == EMPTY_SHA256
 
     def delete(self, sha256: str) -> None:
         self.path(sha256).unlink(missing_ok=True)
@@ -133,6 +140,14 @@ class LocalBlobStore:
             except FileNotFoundError:  # deleted while we were listing
                 continue
             yield name, datetime.fromtimestamp(mtime, tz=UTC)
+
+    def verify(self, sha256: str) -> str | None:
+        try:
+            f = self.open(sha256)
+        except BlobNotFound:
+            return "missing"
+        with f:
+            return verify_stream(f, sha256)
 
     def cleanup_temp(self, older_than: timedelta) -> int:
         """Remove temp files not written to for older_than; return how many were removed.
@@ -257,7 +272,7 @@ class LocalBlobStore:
         if not assembled.is_file():
             raise UploadNotFound(f"upload {upload.upload_id} is not assembled")
         added = False
-        if not target.exists():
+        if not self.exists(sha256):
             with open(assembled, "rb") as f:
                 os.fsync(f.fileno())
             target.parent.mkdir(parents=True, exist_ok=True)

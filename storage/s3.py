@@ -16,9 +16,10 @@ from boto3.session import Session
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from storage.hashing import CHUNK_SIZE, HashingReader
+from storage.hashing import CHUNK_SIZE, HashingReader, verify_stream
 from storage.interfaces import (
     BLOB_PREFIX,
+    EMPTY_SHA256,
     UPLOAD_PREFIX,
     BlobInfo,
     BlobNotFound,
@@ -137,9 +138,9 @@ class S3BlobStore:
         # One byte past the threshold tells "small" from "large" without a second pass.
         if reader.fill(buf, self.multipart_threshold + 1):
             info = reader.info()
-            key = blob_key(info.sha256)
-            if not self._key_exists(key):
-                self.client.put_object(Bucket=self.bucket, Key=key, Body=bytes(buf))
+            # Overwrites whatever sits at the key without being this blob (see _locate).
+            if not self.exists(info.sha256):
+                self.client.put_object(Bucket=self.bucket, Key=blob_key(info.sha256), Body=bytes(buf))
             return info
 
         tmp_key = f"{TMP_PREFIX}{uuid.uuid4().hex}"
@@ -157,9 +158,8 @@ class S3BlobStore:
             )
             completed = True
             info = reader.info()
-            key = blob_key(info.sha256)
-            if not self._key_exists(key):
-                self._copy(tmp_key, key, info.size)
+            if not self.exists(info.sha256):
+                self._copy(tmp_key, blob_key(info.sha256), info.size)
             return info
         finally:
             # Runs on success too: the temp key has served its purpose once copied.
@@ -239,16 +239,38 @@ class S3BlobStore:
         raw = _S3ObjectReader(self.client, self.bucket, key, resp["ContentLength"], resp["Body"])
         return io.BufferedReader(raw, buffer_size=CHUNK_SIZE)
 
-    def _locate(self, sha256: str) -> tuple[str, int]:
+    def _locate(self, sha256: str, *, check_link: bool = False) -> tuple[str, int]:
         """The key that holds the blob's bytes (its own, or the one its link names) and its size;
-        raises BlobNotFound."""
+        raises BlobNotFound.
+
+        An empty object at a non-empty blob's key is never that blob (it is what a link looks like
+        whose metadata was lost), so it counts as missing. With check_link, a link whose bytes are
+        gone or of another size counts as missing too (one more HEAD): decisions to reuse a blob
+        instead of storing it make that check, reads need not (their GET fails anyway).
+        """
         key = blob_key(sha256)
         try:
             head = self.client.head_object(Bucket=self.bucket, Key=key)
         except ClientError as exc:
             _raise_not_found(exc, sha256)
             raise
-        return _link_of(head) or (key, head["ContentLength"])
+        link = _link_of(head)
+        if link is None:
+            if head["ContentLength"] == 0 and sha256 != EMPTY_SHA256:
+                raise BlobNotFound(f"blob {sha256} is an empty object, not its bytes")
+            return key, head["ContentLength"]
+        if check_link and self._object_size(link[0]) != link[1]:
+            raise BlobNotFound(f"blob {sha256} links to {link[0]}, which does not hold its {link[1]} bytes")
+        return link
+
+    def _object_size(self, key: str) -> int | None:
+        try:
+            size: int = self.client.head_object(Bucket=self.bucket, Key=key)["ContentLength"]
+        except ClientError as exc:
+            if _error_code(exc) in _NOT_FOUND_CODES:
+                return None
+            raise
+        return size
 
     def read_range(self, sha256: str, start: int, end: int) -> Iterator[bytes]:
         if start < 0 or end < start:
@@ -270,28 +292,35 @@ class S3BlobStore:
         return self._locate(sha256)[1]
 
     def exists(self, sha256: str) -> bool:
-        return self._key_exists(blob_key(sha256))
-
-    def _key_exists(self, key: str) -> bool:
+        """Whether the blob's bytes are stored: a link counts only when what it names is there."""
         try:
-            self.client.head_object(Bucket=self.bucket, Key=key)
-        except ClientError as exc:
-            if _error_code(exc) in _NOT_FOUND_CODES:
-                return False
-            raise
+            self._locate(sha256, check_link=True)
+        except BlobNotFound:
+            return False
         return True
 
     def delete(self, sha256: str) -> None:
         """Remove the blob key, then the bytes it links to (in that order, so no link is ever
-        left pointing at nothing)."""
-        try:
-            holder, _ = self._locate(sha256)
-        except BlobNotFound:
-            return  # deleting a missing blob is not an error
+        left pointing at nothing). Whatever sits at the key goes, a broken object included."""
         key = blob_key(sha256)
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if _error_code(exc) in _NOT_FOUND_CODES:
+                return  # deleting a missing blob is not an error
+            raise
         self.client.delete_object(Bucket=self.bucket, Key=key)
-        if holder != key:
-            self.client.delete_object(Bucket=self.bucket, Key=holder)
+        if (link := _link_of(head)) is not None:
+            self.client.delete_object(Bucket=self.bucket, Key=link[0])
+
+    def verify(self, sha256: str) -> str | None:
+        try:
+            self._locate(sha256, check_link=True)
+            f = self.open(sha256)
+        except BlobNotFound as exc:
+            return str(exc) if self._object_size(blob_key(sha256)) is not None else "missing"
+        with f:
+            return verify_stream(f, sha256)
 
     def presigned_url(
         self, sha256: str, *, filename: str | None = None, expires: int = 300
@@ -480,9 +509,13 @@ class S3BlobStore:
         if size is None:
             raise UploadNotFound(f"upload {upload.upload_id} is not assembled")
         try:
-            holder, _ = self._locate(sha256)
+            holder, _ = self._locate(sha256, check_link=True)
         except BlobNotFound:
             holder = None
+            if self._object_size(key) is not None:
+                # A broken object (an empty one, a link to nothing) holds the key: the verified
+                # bytes replace it rather than deduplicate against it.
+                self.client.delete_object(Bucket=self.bucket, Key=key)
         if holder is not None:
             if holder != upload.key:  # other bytes are the blob already; a retried promotion keeps its own
                 self._drop_upload(upload)

@@ -3,12 +3,16 @@ from the local store with single-range support (resumable downloads)."""
 
 from __future__ import annotations
 
+import logging
 import re
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
 
-from storage import BlobStore
+from registry.infrastructure import ServiceUnavailable
+from storage import BlobNotFound, BlobStore
+
+log = logging.getLogger(__name__)
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
@@ -50,7 +54,16 @@ def blob_response(request: HttpRequest, store: BlobStore, sha256: str, size: int
         response["Content-Range"] = f"bytes */{size}"
         return response
     start, end = window or (0, size)
-    response = StreamingHttpResponse(store.read_range(sha256, start, end), status=206 if window else 200)
+    try:
+        chunks = store.read_range(sha256, start, end)
+    except BlobNotFound:
+        # A version's bytes are gone from the store (lost or deleted as broken by gc_blobs --verify):
+        # an operator's problem, which a push of the same files repairs.
+        log.error("blob %s of %s is missing from the store", sha256, filename)
+        raise ServiceUnavailable(
+            f"the stored bytes of {filename} are missing; the hub's operators can restore them", code="file_unavailable"
+        ) from None
+    response = StreamingHttpResponse(chunks, status=206 if window else 200)
     response["Content-Length"] = str(end - start)
     if window:
         response["Content-Range"] = f"bytes {start}-{end - 1}/{size}"

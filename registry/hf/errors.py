@@ -71,11 +71,13 @@ class EntryNotFound(HfError):
 def from_registry_error(exc: RegistryError | AdapterValidationError) -> HfError:
     """The HF answer for a domain error, keeping its status, code, message and file path."""
     if isinstance(exc, AdapterValidationError):
-        return HfError(exc.message, status=exc.status, code=exc.code, path=exc.path)
+        return HfError(exc.message, status=exc.status, error_code=exc.code, code=exc.code, path=exc.path)
     return HfError(
         exc.message,
         status=exc.status,
-        error_code=_NOT_FOUND_CODES.get(exc.code),
+        # The client maps only the Hub's own codes to exceptions; any other code still tells a
+        # script (and a person reading the headers) what happened.
+        error_code=_NOT_FOUND_CODES.get(exc.code, exc.code),
         code=exc.code,
         path=exc.extra.get("path"),
     )

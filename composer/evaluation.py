@@ -13,7 +13,7 @@ import copy
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -191,9 +191,16 @@ def applied_adapter(model: nn.Module, adapter_dir: Path | None) -> Iterator[nn.M
 # --- Metrics --------------------------------------------------------------------------------------
 
 
-def _batches(order: Sequence[int], size: int) -> Iterator[list[int]]:
+# Told (items done, items in all) after each batch: a worker renews its job's lease with it, so a long
+# evaluation is never taken for a dead one, and a hung one stops renewing.
+OnBatch = Callable[[int, int], None]
+
+
+def _batches(order: Sequence[int], size: int, on_batch: OnBatch | None = None) -> Iterator[list[int]]:
     for start in range(0, len(order), size):
         yield list(order[start : start + size])
+        if on_batch is not None:  # runs once the caller has processed the batch
+            on_batch(min(start + size, len(order)), len(order))
 
 
 def _autocast(device: torch.device) -> contextlib.AbstractContextManager[Any]:
@@ -227,12 +234,18 @@ def _sequence_logprobs(
     return totals, counts
 
 
-def perplexity(loaded: LoadedModel, model: nn.Module, examples: Sequence[dict[str, Any]], batch_size: int) -> tuple[float, int]:
+def perplexity(
+    loaded: LoadedModel,
+    model: nn.Module,
+    examples: Sequence[dict[str, Any]],
+    batch_size: int,
+    on_batch: OnBatch | None = None,
+) -> tuple[float, int]:
     tokenizer = loaded.tokenizer
     encoded = [_encode(tokenizer, ex["text"], eos=True) for ex in examples]
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
     nll, count = 0.0, 0
-    for batch in _batches(order, batch_size):
+    for batch in _batches(order, batch_size, on_batch):
         totals, counts = _sequence_logprobs(model, loaded.device, [encoded[i] for i in batch], [1] * len(batch), tokenizer.pad_token_id)
         nll -= sum(totals)
         count += sum(counts)
@@ -241,7 +254,13 @@ def perplexity(loaded: LoadedModel, model: nn.Module, examples: Sequence[dict[st
     return math.exp(nll / count), sum(len(e) for e in encoded)
 
 
-def multiple_choice(loaded: LoadedModel, model: nn.Module, examples: Sequence[dict[str, Any]], batch_size: int) -> tuple[float, int]:
+def multiple_choice(
+    loaded: LoadedModel,
+    model: nn.Module,
+    examples: Sequence[dict[str, Any]],
+    batch_size: int,
+    on_batch: OnBatch | None = None,
+) -> tuple[float, int]:
     """Accuracy of picking the choice with the highest log-likelihood after the prompt."""
     tokenizer = loaded.tokenizer
     pairs: list[tuple[int, int, list[int], int]] = []  # (example, choice, tokens, prompt length)
@@ -251,7 +270,7 @@ def multiple_choice(loaded: LoadedModel, model: nn.Module, examples: Sequence[di
             pairs.append((index, choice_index, prompt + _encode(tokenizer, choice, eos=False, bos=False), len(prompt)))
     scores: dict[tuple[int, int], float] = {}
     order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][2]))
-    for batch in _batches(order, batch_size):
+    for batch in _batches(order, batch_size, on_batch):
         totals, _ = _sequence_logprobs(
             model, loaded.device, [pairs[i][2] for i in batch], [pairs[i][3] for i in batch], tokenizer.pad_token_id
         )
@@ -265,14 +284,19 @@ def multiple_choice(loaded: LoadedModel, model: nn.Module, examples: Sequence[di
 
 
 def exact_match(
-    loaded: LoadedModel, model: nn.Module, examples: Sequence[dict[str, Any]], batch_size: int, max_new_tokens: int
+    loaded: LoadedModel,
+    model: nn.Module,
+    examples: Sequence[dict[str, Any]],
+    batch_size: int,
+    max_new_tokens: int,
+    on_batch: OnBatch | None = None,
 ) -> tuple[float, int]:
     """Greedy decoding, left-padded batches; an answer matches when equal after trimming spaces."""
     tokenizer = loaded.tokenizer
     prompts = [_encode(tokenizer, ex["prompt"], eos=False) for ex in examples]
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     correct, tokens = 0, 0
-    for batch in _batches(order, batch_size):
+    for batch in _batches(order, batch_size, on_batch):
         width = max(len(prompts[i]) for i in batch)
         ids = torch.full((len(batch), width), tokenizer.pad_token_id, dtype=torch.long)
         mask = torch.zeros((len(batch), width), dtype=torch.long)
@@ -313,8 +337,10 @@ def evaluate(
     *,
     batch_size: int = 16,
     max_new_tokens: int = 16,
+    on_batch: OnBatch | None = None,
 ) -> EvalOutcome:
-    """Score the base model with the adapter at `adapter_dir` (None: the base alone) on a suite."""
+    """Score the base model with the adapter at `adapter_dir` (None: the base alone) on a suite;
+    `on_batch(done, total)` is called after each batch."""
     if kind not in KINDS:
         raise EvaluationError("bad_suite", f"unknown suite kind {kind!r}; use one of {', '.join(KINDS)}")
     if not examples:
@@ -322,11 +348,11 @@ def evaluate(
     started = time.perf_counter()
     with torch.no_grad(), applied_adapter(loaded.model, adapter_dir) as model:
         if kind == "perplexity":
-            value, tokens = perplexity(loaded, model, examples, batch_size)
+            value, tokens = perplexity(loaded, model, examples, batch_size, on_batch)
         elif kind == "multiple_choice":
-            value, tokens = multiple_choice(loaded, model, examples, batch_size)
+            value, tokens = multiple_choice(loaded, model, examples, batch_size, on_batch)
         else:
-            value, tokens = exact_match(loaded, model, examples, batch_size, max_new_tokens)
+            value, tokens = exact_match(loaded, model, examples, batch_size, max_new_tokens, on_batch)
     if loaded.device.type == "cuda":
         torch.cuda.synchronize(loaded.device)
     return EvalOutcome(

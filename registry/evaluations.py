@@ -275,7 +275,13 @@ def _evaluate(request: EvaluationRequest, cache: BaseModelCache) -> Any:
         folder = Path(tmp)
         copy_version_files(version, folder)
         return evaluate(
-            loaded, folder, suite.kind, examples, batch_size=settings.EVAL_BATCH_SIZE, max_new_tokens=suite.max_new_tokens
+            loaded,
+            folder,
+            suite.kind,
+            examples,
+            batch_size=settings.EVAL_BATCH_SIZE,
+            max_new_tokens=suite.max_new_tokens,
+            on_batch=jobs.LeaseKeeper(EvaluationRequest, request.pk),
         )
 
 

@@ -7,6 +7,7 @@ task redelivered after a worker died can take the job over, and a duplicate of a
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from typing import TypeVar
 
@@ -78,6 +79,21 @@ def renew(model: type[models.Model], job_id: object, **fields: object) -> None:
     model.objects.filter(pk=job_id, status=JobStatus.RUNNING).update(  # type: ignore[attr-defined]
         lease_expires_at=lease_deadline(), **fields
     )
+
+
+class LeaseKeeper:
+    """Renews a job's lease each time its work makes progress, at most once a second: a job that
+    moves is never taken for a dead one, and one that hangs loses its lease."""
+
+    def __init__(self, model: type[models.Model], job_id: object) -> None:
+        self.model, self.job_id = model, job_id
+        self.last = time.monotonic()
+
+    def __call__(self, *progress: object) -> None:
+        now = time.monotonic()
+        if now - self.last >= 1.0:
+            self.last = now
+            renew(self.model, self.job_id)
 
 
 def fail(model: type[models.Model], job_id: object, *, code: str, message: str) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from functools import wraps
+from types import SimpleNamespace
 from typing import Any, TypeVar
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -12,6 +14,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from composer.validation import AdapterValidationError
 from registry.access import Actor
+from registry.api.throttles import HubRateThrottle
 from registry.exceptions import RegistryError
 from registry.hf.errors import INVALID_CREDENTIALS, HfError, from_registry_error
 from registry.infrastructure import unhandled
@@ -84,6 +87,7 @@ def hf_endpoint(*methods: str) -> Callable[[HfView], HfView]:
             try:
                 actor = actor_from_request(request)
                 anonymous = not actor.is_authenticated
+                check_rate(request, actor)
                 return view(request, actor, *args, **kwargs)
             except HfError as exc:
                 return error_response(exc, anonymous=anonymous)
@@ -95,6 +99,19 @@ def hf_endpoint(*methods: str) -> Callable[[HfView], HfView]:
         return wrapper
 
     return decorate
+
+
+def check_rate(request: HttpRequest, actor: Actor) -> None:
+    """The REST API's per-user rates (reads, writes) count HF requests too: one budget per user,
+    whichever client they use. Over it: 429 with Retry-After, which huggingface_hub backs off on."""
+    throttle = HubRateThrottle()
+    caller = SimpleNamespace(method=request.method, user=actor.user, META=request.META, headers=request.headers)
+    if throttle.allow_request(caller, None):  # type: ignore[arg-type]
+        return
+    wait = math.ceil(throttle.wait() or 1)
+    raise HfError(
+        f"too many requests; retry in {wait} seconds", status=429, error_code="throttled", headers={"Retry-After": str(wait)}
+    )
 
 
 def absolute_url(request: HttpRequest, path: str) -> str:

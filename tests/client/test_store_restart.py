@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -14,6 +15,7 @@ from client import HubClient
 from client.errors import HubError
 from registry.models import AdapterVersion, VersionFile
 from registry.models.uploads import UploadSession
+from tests.audit import assert_consistent
 from tests.client.helpers import CountingSession, folder_bytes, write_lora
 from tests.plugins.seaweed import SeaweedServer, start_seaweedfs
 
@@ -71,3 +73,56 @@ def test_a_push_cut_by_an_s3_outage_resumes_once_the_store_is_back(
     assert 0 < resumed.session.part_puts < total_parts, "the parts stored before the outage are not sent again"
     assert UploadSession.objects.count() == 1, "the same session, resumed"
     assert folder_bytes(resumed.pull("alice/big").path) == folder_bytes(folder)
+    assert_consistent()
+
+
+class KillingDownloads(CountingSession):
+    """Kills the S3 server once `kill_after` bytes of a download from it have arrived."""
+
+    def __init__(self, server: SeaweedServer, kill_after: int) -> None:
+        super().__init__()
+        self.server, self.kill_after = server, kill_after
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        response = super().request(method, url, *args, **kwargs)
+        if str(method) == "GET" and urlsplit(str(url)).netloc == urlsplit(self.server.endpoint_url).netloc:
+            whole = response.iter_content
+
+            def cut_short(chunk_size: int = 1, decode_unicode: bool = False) -> Iterator[bytes]:
+                seen = 0
+                for chunk in whole(chunk_size, decode_unicode):
+                    yield chunk
+                    seen += len(chunk)
+                    if seen >= self.kill_after and self.server.process is not None:
+                        self.server.stop()
+
+            response.iter_content = cut_short
+        return response
+
+
+def test_a_pull_cut_by_an_s3_outage_resumes_where_it_stopped(
+    own_seaweedfs: SeaweedServer, live_server: Any, token_for: Any, alice: Any, tmp_path: Path
+) -> None:
+    folder = write_lora(tmp_path / "lora", layers=6, dim=1024, r=256)  # 24 MiB of weights
+    weights = (folder / "adapter_model.safetensors").stat().st_size
+    token = token_for(alice)
+    HubClient(live_server.url, token, progress=False, cache_dir=tmp_path / "pusher").push(folder, "alice/big")
+    cache = tmp_path / "puller"
+    cut = HubClient(live_server.url, token, progress=False, cache_dir=cache,
+                    session=KillingDownloads(own_seaweedfs, kill_after=2 * 1024 * 1024))  # fmt: skip
+
+    with pytest.raises(HubError, match="pull again to resume|storage"):
+        cut.pull("alice/big")
+    partial = next((cache / "blobs").glob("*.partial"))
+    kept = partial.stat().st_size
+    assert 0 < kept < weights, "part of the file arrived before the outage, and is kept"
+
+    back = start_seaweedfs(tmp_path / "weed", ports=own_seaweedfs.ports)
+    own_seaweedfs.process = back.process
+    resumed = HubClient(live_server.url, token, progress=False, cache_dir=cache, session=CountingSession())
+    pulled = resumed.pull("alice/big")
+
+    assert f"bytes={kept}-" in resumed.session.ranges, "the download resumed from the bytes kept"
+    assert pulled.bytes_downloaded < weights + 4096
+    assert folder_bytes(pulled.path) == folder_bytes(folder)
+    assert_consistent()

@@ -2,49 +2,19 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
-from django.core.files.uploadedfile import SimpleUploadedFile
 
 from composer.evaluation import BaseModelCache
 from registry.compositions import run_composition
 from registry.evaluations import find_base_model_folder, run_evaluation
-from registry.manifests import manifest_from_folder
 from registry.models import EvalResult, EvalSuite, EvaluationRequest
-from registry.services import register_base_model
-from tests.evals.conftest import DemoModels
+from tests.evals.conftest import BASE, DemoModels, create_suite
 from tests.helpers import json_of, push_folder, stored_blobs
 
 pytestmark = pytest.mark.django_db
-
-BASE = "hub-demo/tiny-llama"
-
-
-def jsonl(lines: list[dict[str, Any]]) -> bytes:
-    return "".join(json.dumps(line) + "\n" for line in lines).encode()
-
-
-@pytest.fixture
-def hub(settings: Any, demo_models: DemoModels, alice: Any, client_for: Any) -> Any:
-    """The demo base model registered and findable by workers, alice an admin with both adapters."""
-    settings.HUB_BASE_MODEL_PATHS = [str(demo_models.base.parent.parent)]
-    architecture, manifest = manifest_from_folder(demo_models.base)
-    register_base_model(name=BASE, architecture=architecture, manifest=manifest)
-    alice.is_staff = True
-    alice.save()
-    client = client_for(alice, scope="admin")
-    for skill, folder in demo_models.adapters.items():
-        assert push_folder(client, f"alice/{skill}", folder).status_code == 201
-    return client
-
-
-def create_suite(client: Any, name: str, kind: str, lines: list[dict[str, Any]], **fields: Any) -> Any:
-    data = SimpleUploadedFile(f"{name}.jsonl", jsonl(lines))
-    return client.post("/api/v1/eval-suites/", {"base_model": BASE, "name": name, "kind": kind, "data": data, **fields}, format="multipart")
-
 
 def run_queued() -> None:
     for request in EvaluationRequest.objects.filter(status="queued"):

@@ -20,6 +20,7 @@ from registry.blobs import get_blob_store
 from registry.maintenance import collect_garbage
 from registry.models import AdapterVersion
 from registry.services import issue_token
+from tests.audit import assert_consistent
 from tests.factories import make_lora_adapter
 from tests.helpers import push_folder
 
@@ -109,6 +110,7 @@ def test_gc_in_a_tight_loop_never_deletes_a_blob_a_push_publishes(
         for f in version.files.all():
             with store.open(f.sha256) as blob:
                 assert hashlib.sha256(blob.read()).hexdigest() == f.sha256, f"{version}/{f.path}"
+    assert_consistent()
 
 
 def test_first_commits_in_parallel_after_create_repo_each_publish_a_version(

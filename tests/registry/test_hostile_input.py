@@ -202,6 +202,25 @@ def test_requests_beyond_the_rate_are_refused_with_retry_after(settings: Any, al
     cache.clear()
 
 
+def test_hf_routes_share_the_users_rate(settings: Any, alice: Any, client_for: Any, lora_dir: Path) -> None:
+    from django.core.cache import cache
+
+    client = client_for(alice)
+    push_folder(client, "alice/tiny-lora", lora_dir)
+    cache.clear()
+    settings.THROTTLE_RATES = {**settings.THROTTLE_RATES, "read": "3/min"}
+    answers = [
+        client.get("/api/v1/adapters/").status_code,
+        client.get("/api/models/alice/tiny-lora").status_code,
+        client.get("/api/models/alice/tiny-lora/revision/main").status_code,
+        client.get("/api/models/alice/tiny-lora").status_code,
+    ]
+    assert answers == [200, 200, 200, 429], "REST and HF requests count against one budget"
+    refused = client.get("/alice/tiny-lora/resolve/main/adapter_config.json")
+    assert refused.status_code == 429 and refused["X-Error-Code"] == "throttled" and int(refused["Retry-After"]) > 0
+    cache.clear()
+
+
 def test_one_user_cannot_queue_more_than_their_share_of_jobs(
     settings: Any, alice: Any, client_for: Any, lora_dir: Path, lora_dir_2: Path
 ) -> None:

@@ -38,7 +38,7 @@ browser:
 check: install
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow" tests/composer tests/registry_validation
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow" tests/composer tests/adaptercheck
 
 test: install services browser
 	DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -1,53 +1,25 @@
 """The hub's push checks, run on the user's machine before a byte is sent.
 
-They are `composer/validation.py` itself (the module the hub runs), plus the few checks that
-`registry.services.check_push` makes around it, with the same codes and messages. The module is
-loaded from its file under a private name rather than imported as `composer.validation`: importing
-the `composer` package pulls in torch, which costs seconds on every `ahub` call, while
-validation.py needs only numpy. Inside a process that imported composer already (the hub, tests),
-that module is reused.
+They are `adaptercheck` itself (the package the hub's push pipeline runs: torch-free and
+Django-free, so importing it costs numpy only), plus the base-model resolution the pipeline makes
+around it, with the same codes and messages.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import re
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any, BinaryIO
 
+import adaptercheck as validation
 from client.errors import Conflict, ValidationError
 
-_PRIVATE_NAME = "_ahub_composer_validation"
-CONFIG_NAME = "adapter_config.json"
+CONFIG_NAME = validation.CONFIG_NAME
 # The hub's base model of an empty repo (HF create_repo) until its first push names one.
 PENDING_BASE_MODEL = "pending:first-commit"
-
-
-def validation_module() -> ModuleType:
-    loaded = sys.modules.get("composer.validation") or sys.modules.get(_PRIVATE_NAME)
-    if loaded is not None:
-        return loaded
-    # find_spec of a top-level name locates the package without running its __init__.
-    package = importlib.util.find_spec("composer")
-    if package is None or not package.submodule_search_locations:
-        raise ImportError("the composer package (composer/validation.py) is not installed")
-    path = Path(next(iter(package.submodule_search_locations))) / "validation.py"
-    spec = importlib.util.spec_from_file_location(_PRIVATE_NAME, path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load {path}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[_PRIVATE_NAME] = module  # dataclasses look their module up while the file runs
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        del sys.modules[_PRIVATE_NAME]
-        raise
-    return module
 
 
 @dataclass(frozen=True)
@@ -59,8 +31,8 @@ class ExistingAdapter:
     method: str
 
 
-def _refusal(exc: Any) -> ValidationError | Conflict:
-    kind = Conflict if exc.status == 409 else ValidationError
+def _refusal(exc: validation.AdapterValidationError) -> ValidationError | Conflict:
+    kind = Conflict if exc.kind == "conflict" else ValidationError
     return kind(exc.message, code=exc.code, details={"path": exc.path} if exc.path else None)
 
 
@@ -75,9 +47,9 @@ def check_adapter(
 ) -> Any:
     """Validate the files (path in the version -> local file) exactly as the hub will.
 
-    1. File names, sizes and the config's presence (composer.validation.check_file_list), as the
+    1. File names, sizes and the config's presence (adaptercheck.check_file_list), as the
        hub's push pipeline checks them (the hub's size limits are checked there).
-    2. composer.validation.validate_adapter, streaming every file (the NaN check reads all weights).
+    2. adaptercheck.validate_adapter, streaming every file (the NaN check reads all weights).
     3. The base model, resolved as the hub resolves it: the existing adapter's; else the one
        given, the model card's `base_model`, or the config's base_model_name_or_path. A local
        path is matched by shapes against the hub's base models (fetched through `manifests`), a
@@ -85,7 +57,6 @@ def check_adapter(
     4. The adapter's shapes against that base model's manifest.
     Returns the ValidatedAdapter; raises ValidationError or Conflict with the hub's message.
     """
-    validation = validation_module()
     try:
         validation.check_file_list([(path, local.stat().st_size) for path, local in files.items()])
     except validation.AdapterValidationError as exc:
@@ -103,7 +74,7 @@ def check_adapter(
     config_base = (validated.base_model or "").strip() or None
     card_base = card_base_model(normalized["README.md"]) if "README.md" in normalized else None
     try:
-        name = _resolve_base(validation, validated, existing, base_model, card_base, config_base, manifests)
+        name = _resolve_base(validated, existing, base_model, card_base, config_base, manifests)
         if name is not None:
             lookup = manifest_of(name)
             if lookup.manifest:
@@ -131,7 +102,6 @@ class BaseModelLookup:
 
 
 def _resolve_base(
-    validation: ModuleType,
     validated: Any,
     existing: ExistingAdapter | None,
     explicit: str | None,

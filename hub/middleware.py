@@ -13,6 +13,7 @@ from collections.abc import Callable
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from registry.api.errors import status_of
 from registry.infrastructure import unhandled
 
 MACHINE_PATHS = re.compile(r"^/(api/|[^/]+/[^/]+/resolve/)")
@@ -48,7 +49,7 @@ class JsonErrorsMiddleware:
         if isinstance(exception, PermissionDenied):
             return json_error(403, "forbidden", "forbidden")
         answer = unhandled(exception, request.path)
-        return json_error(answer.status, answer.code, answer.message)
+        return json_error(status_of(answer), answer.code, answer.message)
 
 
 @csrf_exempt  # machine clients send no CSRF token; without this a POST would get an HTML 403

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from django.conf import settings
 from django.db.models import Q, QuerySet
 
-from registry.exceptions import Forbidden, NotFound, Unauthorized
+from registry.exceptions import AccessDenied, NotFound, NotAuthenticated
 from registry.models import WRITE_ROLES, Adapter, ApiToken, BaseModel, Membership, Namespace, Role, TokenScope, Visibility
 
 if TYPE_CHECKING:
@@ -126,7 +126,7 @@ def access_base_model(actor: Actor, name: str) -> BaseModel:
 def access_adapter(actor: Actor, namespace: str, name: str, *, write: bool = False) -> Adapter:
     """The adapter `namespace/name`, or NotFound when it is absent or hidden from the actor.
 
-    With write=True, an actor who can see it but not write it gets Forbidden (or Unauthorized when
+    With write=True, an actor who can see it but not write it gets AccessDenied (or NotAuthenticated when
     anonymous): only adapters one can see reveal their existence.
     """
     adapter = (
@@ -143,17 +143,17 @@ def access_adapter(actor: Actor, namespace: str, name: str, *, write: bool = Fal
 
 def require_write(actor: Actor, namespace: Namespace) -> None:
     if not actor.is_authenticated:
-        raise Unauthorized("sign in or send a token with write scope", code="auth_required")
+        raise NotAuthenticated("sign in or send a token with write scope", code="auth_required")
     if actor.can_write(namespace):
         return
     if actor.role_in(namespace) in WRITE_ROLES and actor.token is not None:
         if not actor._token_reaches(namespace):
-            raise Forbidden(
+            raise AccessDenied(
                 f"this token is limited to another namespace and cannot write {namespace.name}",
                 code="token_namespace",
             )
-        raise Forbidden(f"this token has scope '{actor.token.scope}'; writing needs 'write'", code="token_scope")
-    raise Forbidden(f"you may not write to namespace {namespace.name}", code="namespace_forbidden")
+        raise AccessDenied(f"this token has scope '{actor.token.scope}'; writing needs 'write'", code="token_scope")
+    raise AccessDenied(f"you may not write to namespace {namespace.name}", code="namespace_forbidden")
 
 
 def access_namespace(actor: Actor, name: str) -> Namespace:

@@ -21,11 +21,11 @@ from typing import BinaryIO
 from django.conf import settings
 from django.db import transaction
 
-from composer.validation import CONFIG_NAME, WEIGHTS_NAME, ValidatedAdapter, looks_like_path, validate_adapter
+from adaptercheck import CONFIG_NAME, WEIGHTS_NAME, ValidatedAdapter, looks_like_path, validate_adapter
 from registry import blob_claims, services
 from registry.push import match_base_by_shapes, sha256_of
 from registry.blobs import get_blob_store
-from registry.exceptions import BadRequest, RegistryError, Unprocessable
+from registry.exceptions import InvalidRequest, RegistryError, InvalidContent
 from registry.manifests import manifest_from_folder
 from registry.models import BASE_MODEL_FILE_PATTERNS, AdapterVersion, BaseModel, BaseModelFile, Visibility
 
@@ -106,7 +106,7 @@ def register_from_uploads(
         for raw, stream in files:
             file_name = raw.replace("\\", "/").rsplit("/", 1)[-1]
             if file_name in ("", ".", "..") or (folder / file_name).exists():
-                raise BadRequest(f"file name {raw!r} is empty or sent twice", code="bad_filename")
+                raise InvalidRequest(f"file name {raw!r} is empty or sent twice", code="bad_filename")
             with (folder / file_name).open("wb") as out:
                 shutil.copyfileobj(stream, out, length=HASH_CHUNK)
         try:
@@ -114,7 +114,7 @@ def register_from_uploads(
                 name=name, folder=folder, description=description, visibility=visibility, namespace=namespace
             )
         except (OSError, ValueError) as exc:
-            raise Unprocessable(str(exc).replace(tmp, "the upload"), code="bad_base_model") from None
+            raise InvalidContent(str(exc).replace(tmp, "the upload"), code="bad_base_model") from None
 
 
 def _store_file(path: Path, sha: str) -> None:
@@ -125,7 +125,7 @@ def _store_file(path: Path, sha: str) -> None:
     with path.open("rb") as f:
         info = store.put(f)
     if info.sha256 != sha:
-        raise BadRequest(f"{path.name} changed while it was being stored", code="upload_changed")
+        raise InvalidRequest(f"{path.name} changed while it was being stored", code="upload_changed")
 
 
 # --- Serving ---------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from datetime import timedelta
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from registry.exceptions import Conflict
+from registry.exceptions import StateConflict
 from registry.models import BaseModelFile, BlobClaim, EvalSuite, VersionFile
 from storage import BlobStore
 
@@ -52,7 +52,7 @@ def push_claims(shas: Iterable[str]) -> Iterator[None]:
         deadline = time.monotonic() + SWEEP_WAIT_SECONDS
         while _live().filter(kind=BlobClaim.Kind.SWEEP, sha256__in=wanted).exists():
             if time.monotonic() > deadline:
-                raise Conflict("a garbage collection holds blobs of this push; retry", code="blobs_busy")
+                raise StateConflict("a garbage collection holds blobs of this push; retry", code="blobs_busy")
             time.sleep(0.05)
         yield
     finally:

@@ -28,7 +28,7 @@ from registry import jobs
 from registry.access import Actor, access_adapter, access_namespace, require_write
 from registry.infrastructure import as_unavailable
 from registry.reconcile import dispatch
-from registry.exceptions import BadRequest, Conflict, NotFound, RegistryError, Unprocessable
+from registry.exceptions import InvalidContent, InvalidRequest, NotAuthenticated, NotFound, RegistryError, StateConflict
 from registry.models import (
     LORA_FAMILY,
     Adapter,
@@ -108,7 +108,7 @@ def submit_composition(*, actor: Actor, request: CompositionRequest) -> SubmitRe
     5. Create the job and enqueue its task once the transaction commits.
     """
     if not actor.is_authenticated:
-        raise RegistryError("sign in or send a token with write scope", code="auth_required", status=401)
+        raise NotAuthenticated("sign in or send a token with write scope", code="auth_required")
     method, specs = method_and_inputs(request)
     resolved = [resolve_input(actor, spec) for spec in specs]
     base_model = check_inputs(resolved)
@@ -178,18 +178,18 @@ def _enqueue(job: CompositionJob) -> None:
 
 def method_and_inputs(request: CompositionRequest) -> tuple[str, list[InputSpec]]:
     if request.expression and request.inputs:
-        raise BadRequest("send either inputs or an expression, not both", code="ambiguous_recipe")
+        raise InvalidRequest("send either inputs or an expression, not both", code="ambiguous_recipe")
     if request.expression:
         try:
             terms = parse_expression(request.expression)
         except CompositionError as exc:
-            raise Unprocessable(str(exc), code=exc.code) from None
+            raise InvalidContent(str(exc), code=exc.code) from None
         specs = [_spec_from_reference(reference, weight) for reference, weight in terms]
         return request.method or "expr", specs
     if not request.inputs:
-        raise BadRequest("a composition needs inputs (or an expression)", code="no_inputs")
+        raise InvalidRequest("a composition needs inputs (or an expression)", code="no_inputs")
     if not request.method:
-        raise BadRequest("say which method composes the inputs", code="missing_method")
+        raise InvalidRequest("say which method composes the inputs", code="missing_method")
     return request.method, list(request.inputs)
 
 
@@ -197,16 +197,16 @@ def _spec_from_reference(reference: str, weight: float) -> InputSpec:
     """`ns/name` or `ns/name:version` (a number, a label or `latest`)."""
     name, _, version = reference.partition(":")
     if name.count("/") != 1:
-        raise Unprocessable(f"{reference!r} is not an adapter reference of the form ns/name[:version]", code="bad_reference")
+        raise InvalidContent(f"{reference!r} is not an adapter reference of the form ns/name[:version]", code="bad_reference")
     return InputSpec(adapter=name, weight=weight, version=version or None)
 
 
 def resolve_input(actor: Actor, spec: InputSpec) -> ResolvedInput:
     namespace, _, name = spec.adapter.partition("/")
     if not namespace or not name:
-        raise BadRequest(f"input {spec.adapter!r} must be ns/name", code="bad_reference")
+        raise InvalidRequest(f"input {spec.adapter!r} must be ns/name", code="bad_reference")
     if not isinstance(spec.weight, (int, float)) or isinstance(spec.weight, bool) or not math.isfinite(spec.weight):
-        raise BadRequest(f"the weight of {spec.adapter} must be a finite number", code="bad_weight")
+        raise InvalidRequest(f"the weight of {spec.adapter} must be a finite number", code="bad_weight")
     adapter = access_adapter(actor, namespace, name)
     return ResolvedInput(version=resolve_version(adapter, spec.version), weight=float(spec.weight))
 
@@ -215,59 +215,59 @@ def check_inputs(resolved: Sequence[ResolvedInput]) -> str:
     for r in resolved:
         adapter, config = r.version.adapter, r.version.config
         if adapter.method not in LORA_FAMILY or r.version.peft_type != "LORA":
-            raise Unprocessable(
+            raise InvalidContent(
                 f"{r.reference} is a {adapter.get_method_display()} adapter; only LoRA adapters can be composed",
                 code="unsupported_method",
             )
         if config.get("use_dora"):
-            raise Unprocessable(
+            raise InvalidContent(
                 f"{r.reference} is a DoRA adapter: its magnitude vector cannot be composed exactly",
                 code="unsupported_variant",
             )
         try:
             check_plain_lora_config(config, r.reference)
         except CompositionError as exc:
-            raise Unprocessable(exc.message, code=exc.code) from None
+            raise InvalidContent(exc.message, code=exc.code) from None
     bases = {r.version.adapter.base_model.name for r in resolved}
     if len(bases) > 1:
         listing = ", ".join(f"{r.reference} ({r.version.adapter.base_model.name})" for r in resolved)
-        raise Unprocessable(f"the inputs are adapters of different base models: {listing}", code="base_model_mismatch")
+        raise InvalidContent(f"the inputs are adapters of different base models: {listing}", code="base_model_mismatch")
     return bases.pop()
 
 
 def check_parameters(method: str, parameters: dict[str, Any], *, n_inputs: int) -> CompositionParams:
     unknown = set(parameters) - ALLOWED_PARAMETERS
     if unknown:
-        raise BadRequest(
+        raise InvalidRequest(
             f"unknown parameters {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(ALLOWED_PARAMETERS))}",
             code="bad_parameters",
         )
     try:
         params = CompositionParams(method=method, device="cpu", **parameters)
     except CompositionError as exc:
-        raise Unprocessable(str(exc), code=exc.code) from None
+        raise InvalidContent(str(exc), code=exc.code) from None
     except TypeError as exc:
-        raise BadRequest(f"bad parameters: {exc}", code="bad_parameters") from None
+        raise InvalidRequest(f"bad parameters: {exc}", code="bad_parameters") from None
     if params.spec.single_input and n_inputs != 1:
-        raise Unprocessable(f"{params.spec.name} re-ranks exactly one adapter, got {n_inputs}", code="bad_input")
+        raise InvalidContent(f"{params.spec.name} re-ranks exactly one adapter, got {n_inputs}", code="bad_input")
     return params
 
 
 def check_target(actor: Actor, into: str, base_model: str) -> tuple[str, str]:
     namespace_name, _, name = (into or "").partition("/")
     if not namespace_name or not name or "/" in name:
-        raise BadRequest(f"the target {into!r} must be ns/name", code="bad_target")
+        raise InvalidRequest(f"the target {into!r} must be ns/name", code="bad_target")
     namespace = access_namespace(actor, namespace_name)
     require_write(actor, namespace)
     existing = Adapter.objects.select_related("base_model").filter(namespace=namespace, name=name).first()
     if existing is not None:
         if existing.base_model.name != base_model:
-            raise Conflict(
+            raise StateConflict(
                 f"{existing.full_name} is an adapter of {existing.base_model.name}; the inputs are of {base_model}",
                 code="base_model_mismatch",
             )
         if existing.method not in LORA_FAMILY:
-            raise Conflict(f"{existing.full_name} is not a LoRA adapter", code="target_method_mismatch")
+            raise StateConflict(f"{existing.full_name} is not a LoRA adapter", code="target_method_mismatch")
     return namespace_name, name
 
 

@@ -24,7 +24,7 @@ from registry.compositions import PRIVATE_REFERENCE
 from registry.infrastructure import as_unavailable
 from registry.reconcile import dispatch
 from registry.services import copy_version_files
-from registry.exceptions import Conflict, Forbidden, NotFound, PayloadTooLarge, RegistryError, Unauthorized, Unprocessable
+from registry.exceptions import StateConflict, AccessDenied, NotFound, TooLarge, RegistryError, NotAuthenticated, InvalidContent
 from registry.models import (
     SUITE_METRICS,
     AdapterVersion,
@@ -71,25 +71,25 @@ def create_suite(
     The file is checked whole before anything is stored: a bad line leaves no blob and no row.
     """
     if not actor.is_authenticated:
-        raise Unauthorized("sign in to create eval suites", code="auth_required")
+        raise NotAuthenticated("sign in to create eval suites", code="auth_required")
     base = access_base_model(actor, base_model)
     if not can_manage_suites(actor, base):
-        raise Forbidden(f"only admins and the owners of {base.name} create its suites", code="suite_forbidden")
+        raise AccessDenied(f"only admins and the owners of {base.name} create its suites", code="suite_forbidden")
     if kind not in SuiteKind.values:
-        raise Unprocessable(f"kind must be one of {', '.join(SuiteKind.values)}", code="bad_suite")
+        raise InvalidContent(f"kind must be one of {', '.join(SuiteKind.values)}", code="bad_suite")
     if size > settings.EVAL_SUITE_MAX_BYTES:
-        raise PayloadTooLarge(
+        raise TooLarge(
             f"the suite file has {size:,} bytes; the limit is {settings.EVAL_SUITE_MAX_BYTES:,}", code="suite_too_large"
         )
     raw = data.read(settings.EVAL_SUITE_MAX_BYTES + 1)
     if len(raw) > settings.EVAL_SUITE_MAX_BYTES:
-        raise PayloadTooLarge(f"the suite file is larger than {settings.EVAL_SUITE_MAX_BYTES:,} bytes", code="suite_too_large")
+        raise TooLarge(f"the suite file is larger than {settings.EVAL_SUITE_MAX_BYTES:,} bytes", code="suite_too_large")
     try:
         examples = parse_suite(raw, kind)
     except EvaluationError as exc:
-        raise Unprocessable(str(exc), code=exc.code) from None
+        raise InvalidContent(str(exc), code=exc.code) from None
     if EvalSuite.objects.filter(base_model=base, name=name).exists():
-        raise Conflict(f"{base.name} already has a suite named {name}", code="suite_exists")
+        raise StateConflict(f"{base.name} already has a suite named {name}", code="suite_exists")
     metric, higher_is_better = SUITE_METRICS[SuiteKind(kind)]
     # Claimed until the suite row exists, so gc_blobs cannot delete the data in between.
     with blob_claims.push_claims([hashlib.sha256(raw).hexdigest()]):
@@ -110,7 +110,7 @@ def create_suite(
                 created_by=actor.user,
             )
         except IntegrityError:
-            raise Conflict(f"{base.name} already has a suite named {name}", code="suite_exists") from None
+            raise StateConflict(f"{base.name} already has a suite named {name}", code="suite_exists") from None
 
 
 # --- Requests -----------------------------------------------------------------------------------------
@@ -125,7 +125,7 @@ def request_evaluations(
     actor None is the hub itself (the validation gate).
     """
     if actor is not None and not actor.is_authenticated:
-        raise Unauthorized("sign in or send a token to request evaluations", code="auth_required")
+        raise NotAuthenticated("sign in or send a token to request evaluations", code="auth_required")
     base = version.adapter.base_model
     available = base.eval_suites.all()
     if suites:
@@ -136,7 +136,7 @@ def request_evaluations(
     else:
         chosen = list(available.filter(is_default=True))
         if not chosen:
-            raise Unprocessable(f"{base.name} has no default eval suite: name the suites", code="no_suites")
+            raise InvalidContent(f"{base.name} has no default eval suite: name the suites", code="no_suites")
     if actor is not None:
         jobs.check_active_jobs(actor.user_id)
     created: list[EvaluationRequest] = []

@@ -11,13 +11,14 @@ import logging
 
 from django.db import DatabaseError, InterfaceError, OperationalError
 
-from registry.exceptions import RegistryError
+from registry.exceptions import InternalError, RegistryError
 
 log = logging.getLogger(__name__)
 
 
-class ServiceUnavailable(RegistryError):
-    status = 503
+class ServiceDown(RegistryError):
+    """A service the hub stands on (database, blob store, broker) does not answer; retry later."""
+
     code = "service_unavailable"
 
 
@@ -36,7 +37,7 @@ def _broker_errors() -> tuple[type[BaseException], ...]:
     return (KombuOperationalError, RedisConnectionError)
 
 
-def as_unavailable(exc: BaseException) -> ServiceUnavailable | None:
+def as_unavailable(exc: BaseException) -> ServiceDown | None:
     """The 503 an infrastructure failure stands for, or None when `exc` is something else.
 
     Storage errors that mean "no such blob" are not outages and are left to their callers.
@@ -46,13 +47,13 @@ def as_unavailable(exc: BaseException) -> ServiceUnavailable | None:
     if isinstance(exc, (OperationalError, InterfaceError)) or (
         isinstance(exc, DatabaseError) and "connection" in str(exc).lower()
     ):
-        return ServiceUnavailable("the database is unavailable; retry shortly", code="database_unavailable")
+        return ServiceDown("the database is unavailable; retry shortly", code="database_unavailable")
     if isinstance(exc, _broker_errors()):
-        return ServiceUnavailable("the job queue is unavailable; retry shortly", code="broker_unavailable")
+        return ServiceDown("the job queue is unavailable; retry shortly", code="broker_unavailable")
     if isinstance(exc, (BlobNotFound, BlobTooLarge, UploadNotFound)):
         return None
     if isinstance(exc, _storage_errors()):
-        return ServiceUnavailable("the blob store is unavailable; retry shortly", code="storage_unavailable")
+        return ServiceDown("the blob store is unavailable; retry shortly", code="storage_unavailable")
     return None
 
 
@@ -64,4 +65,4 @@ def unhandled(exc: BaseException, where: str) -> RegistryError:
         log.warning("answering 503 %s in %s: %r", outage.code, where, exc)
         return outage
     log.error("internal error in %s", where, exc_info=exc)
-    return RegistryError("the hub failed to answer; this is logged", code="internal_error", status=500)
+    return InternalError("the hub failed to answer; this is logged")

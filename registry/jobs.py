@@ -16,7 +16,7 @@ from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
 
-from registry.exceptions import NotFound, RegistryError
+from registry.exceptions import NotFound, RateLimited
 from registry.models import JobStatus
 
 Job = TypeVar("Job", bound=models.Model)
@@ -38,11 +38,10 @@ def check_active_jobs(user_id: object) -> None:
     live = Q(status__in=[JobStatus.QUEUED, JobStatus.RUNNING], created_by_id=user_id)
     active = CompositionJob.objects.filter(live).count() + EvaluationRequest.objects.filter(live).count()
     if active >= settings.MAX_ACTIVE_JOBS_PER_USER:
-        raise RegistryError(
+        raise RateLimited(
             f"you have {active} jobs queued or running; wait for some to finish "
             f"(at most {settings.MAX_ACTIVE_JOBS_PER_USER})",
             code="too_many_jobs",
-            status=429,
         )
 
 

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from composer.validation import build_manifest_from_safetensors_headers, parse_safetensors_header
+from adaptercheck import build_manifest_from_safetensors_headers, parse_safetensors_header
 
 
 def manifest_from_folder(folder: Path) -> tuple[str, dict[str, list[int]]]:

@@ -8,7 +8,7 @@ REST multipart pushes, upload sessions (`ahub push`), Hugging Face commits (`upl
       1. check_target        write access, adapter name, label
       2. check_file_list     file names, duplicates, adapter_config.json present, size caps
       3. read_card           README.md's YAML: base_model, license, tags, pipeline_tag
-      4. validate_content    composer.validation on every byte (config, headers, NaN/Inf)
+      4. validate_content    adaptercheck on every byte (config, headers, NaN/Inf)
       5. resolve_base_model  explicit > card > config; a path is matched by tensor shapes
       6. normalize_config    the stored adapter_config.json names the resolved base model
     publish
@@ -35,8 +35,8 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 
-from composer.validation import check_file_list as validation_file_list
-from composer.validation import (
+from adaptercheck import check_file_list as validation_file_list
+from adaptercheck import (
     CONFIG_NAME,
     AdapterValidationError,
     Limits,
@@ -54,7 +54,7 @@ from composer.validation import (
 from registry import blob_claims
 from registry.access import Actor, access_namespace, require_write, visible_base_models
 from registry.blobs import get_blob_store
-from registry.exceptions import BadRequest, Conflict, PayloadTooLarge, Unprocessable
+from registry.exceptions import InvalidRequest, StateConflict, TooLarge, InvalidContent
 from registry.models import (
     PENDING_BASE_MODEL,
     Adapter,
@@ -97,8 +97,8 @@ def upload_limits() -> Limits:
     )
 
 
-def as_registry_error(exc: AdapterValidationError) -> BadRequest | Conflict | PayloadTooLarge | Unprocessable:
-    kind = {400: BadRequest, 409: Conflict, 413: PayloadTooLarge}.get(exc.status, Unprocessable)
+def as_registry_error(exc: AdapterValidationError) -> InvalidRequest | StateConflict | TooLarge | InvalidContent:
+    kind = {"request": InvalidRequest, "conflict": StateConflict, "size": TooLarge}.get(exc.kind, InvalidContent)
     if exc.candidates:
         return kind(exc.message, code=exc.code, path=exc.path, candidates=list(exc.candidates))
     return kind(exc.message, code=exc.code, path=exc.path)
@@ -129,13 +129,13 @@ def check_label(label: str | None) -> str | None:
     if label is None:
         return None
     if label.isdigit():
-        raise BadRequest("a label must not be a bare number: numbers are version numbers", code="bad_label")
+        raise InvalidRequest("a label must not be a bare number: numbers are version numbers", code="bad_label")
     if label.casefold() in ("main", "latest"):
-        raise BadRequest(f"{label!r} names the newest version already; choose another label", code="bad_label")
+        raise InvalidRequest(f"{label!r} names the newest version already; choose another label", code="bad_label")
     if _COMMIT_LIKE.fullmatch(label):
-        raise BadRequest(f"{label!r} reads as a commit id; choose a label that is not hexadecimal", code="bad_label")
+        raise InvalidRequest(f"{label!r} reads as a commit id; choose a label that is not hexadecimal", code="bad_label")
     if len(label) > 64:
-        raise BadRequest("a label has at most 64 characters", code="bad_label")
+        raise InvalidRequest("a label has at most 64 characters", code="bad_label")
     return label
 
 
@@ -152,7 +152,7 @@ def check_target(*, actor: Actor, namespace: str, name: str, label: str | None) 
 
 
 def check_file_list(files: Sequence[tuple[str, int]]) -> dict[str, int]:
-    """composer.validation.check_file_list with this hub's limits."""
+    """adaptercheck.check_file_list with this hub's limits."""
     try:
         return validation_file_list(files, upload_limits())
     except AdapterValidationError as exc:
@@ -293,7 +293,7 @@ def resolve_base_model(
         name = unverified.name if unverified is not None else chosen
         return ResolvedBase(name, unverified, _differs(trained_from, name))
     fitting = sorted(b.name for b in candidates if b.manifest and fits_base(validated, b.manifest))
-    raise Unprocessable(
+    raise InvalidContent(
         f"base model {chosen!r} is not registered on this hub. {how_to_choose_base(fitting)}",
         code="unknown_base_model",
         candidates=fitting[:10],
@@ -316,7 +316,7 @@ def _checked(resolved: ResolvedBase, validated: ValidatedAdapter) -> ResolvedBas
 def match_base_by_shapes(
     path: str, candidates: Iterable[BaseModel], validated: ValidatedAdapter | Sequence[ValidatedAdapter]
 ) -> BaseModel:
-    """composer.validation.match_base_model over registered base models."""
+    """adaptercheck.match_base_model over registered base models."""
     by_name = {b.name: b for b in candidates}
     try:
         return by_name[match_base_model(path, validated, {name: b.manifest for name, b in by_name.items()})]
@@ -468,7 +468,7 @@ def _require_stored(in_store: Mapping[str, str]) -> None:
     store = get_blob_store()
     for path, sha in in_store.items():
         if not store.exists(sha):
-            raise Conflict(
+            raise StateConflict(
                 f"{path}: blob {sha} is no longer in the store; push again to send it", code="blob_missing", path=path
             )
 
@@ -483,7 +483,7 @@ def _store_blobs(files: Mapping[str, IncomingFile], hashed: Mapping[str, str], a
         f.stream.seek(0)
         info = store.put(f.stream, max_size=settings.MAX_FILE_SIZE)
         if info.sha256 != sha:
-            raise Conflict(f"{path} changed while it was being stored", code="upload_changed")
+            raise StateConflict(f"{path} changed while it was being stored", code="upload_changed")
         added.append(sha)
     return added
 
@@ -513,7 +513,7 @@ def _commit_version(
                 then(same)
             return PushResult(version=same, created=False)
         if label is not None and adapter.versions.filter(label=label).exists():
-            raise Conflict(f"label {label} already names another version of {adapter.full_name}", code="label_taken")
+            raise StateConflict(f"label {label} already names another version of {adapter.full_name}", code="label_taken")
         number = (adapter.versions.aggregate(n=Max("number"))["n"] or 0) + 1
         validated = checked.validated
         version = AdapterVersion.objects.create(

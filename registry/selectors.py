@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from django.db.models import Exists, F, OuterRef, Q, QuerySet
 
 from registry.access import Actor, visible_adapters
-from registry.exceptions import BadRequest
+from registry.exceptions import InvalidRequest
 from registry.models import Adapter, AdapterVersion, EvalSuite, Tag
 from registry.scores import best_score_subquery
 
@@ -36,7 +36,7 @@ def search_adapters(actor: Actor, query: AdapterQuery) -> QuerySet[Adapter]:
     the name, namespace, description, task or a tag. sort="score" ranks by the best score on
     `query.suite` (adapters without one last)."""
     if query.sort not in SORTS and query.sort != "score":
-        raise BadRequest(f"sort must be one of {', '.join([*SORTS, 'score'])}", code="bad_sort")
+        raise InvalidRequest(f"sort must be one of {', '.join([*SORTS, 'score'])}", code="bad_sort")
     suite = _suite_for_sort(query)
     adapters = visible_adapters(actor)
     for word in query.q.split():
@@ -73,7 +73,7 @@ def _suite_for_sort(query: AdapterQuery) -> EvalSuite | None:
         return None
     suite = EvalSuite.objects.select_related("base_model").filter(pk=int(query.suite)).first() if query.suite.isdigit() else None
     if suite is None:
-        raise BadRequest("sort=score needs suite=<id of an eval suite>", code="bad_sort")
+        raise InvalidRequest("sort=score needs suite=<id of an eval suite>", code="bad_sort")
     return suite
 
 

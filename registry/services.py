@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from registry.access import Actor, access_namespace, require_write, visible_base_models
 from registry.blobs import get_blob_store
-from registry.exceptions import BadRequest, Conflict, Forbidden, NotFound, Unprocessable
+from registry.exceptions import InvalidRequest, StateConflict, AccessDenied, NotFound, InvalidContent
 from registry.models import (
     Adapter,
     AdapterVersion,
@@ -57,7 +57,7 @@ def check_namespace_name(name: str) -> None:
     """A user's or organization's name must be a slug and must not be one of the hub's routes."""
     check_slug(name, what="namespace name")
     if name.lower() in RESERVED_NAMESPACES:
-        raise BadRequest(f"{name!r} is reserved: the hub's own pages and API live there", code="reserved_name")
+        raise InvalidRequest(f"{name!r} is reserved: the hub's own pages and API live there", code="reserved_name")
 
 
 def ensure_user_namespace(user: AbstractBaseUser) -> Namespace:
@@ -75,13 +75,13 @@ def ensure_user_namespace(user: AbstractBaseUser) -> Namespace:
 
 def create_organization(*, actor: Actor, name: str, display_name: str = "") -> Namespace:
     if not actor.is_authenticated:
-        raise Forbidden("sign in to create an organization", code="auth_required")
+        raise AccessDenied("sign in to create an organization", code="auth_required")
     if actor.token is not None and not actor.token.allows(TokenScope.WRITE):
-        raise Forbidden(f"this token has scope '{actor.token.scope}'; creating an organization needs 'write'", code="token_scope")
+        raise AccessDenied(f"this token has scope '{actor.token.scope}'; creating an organization needs 'write'", code="token_scope")
     check_namespace_name(name)
     with transaction.atomic():
         if Namespace.objects.filter(name__iexact=name).exists():
-            raise Conflict(f"namespace {name} is taken", code="namespace_taken")
+            raise StateConflict(f"namespace {name} is taken", code="namespace_taken")
         org = Namespace.objects.create(name=name, kind=Namespace.Kind.ORG, display_name=display_name)
         Membership.objects.create(namespace=org, user=actor.user, role=Role.OWNER)
     return org
@@ -90,9 +90,9 @@ def create_organization(*, actor: Actor, name: str, display_name: str = "") -> N
 def set_membership(*, actor: Actor, namespace: Namespace, username: str, role: str | None) -> Membership | None:
     """Add, change or (role=None) remove a member of an organization. Owners only."""
     if namespace.kind != Namespace.Kind.ORG:
-        raise BadRequest("only organizations have members", code="not_an_organization")
+        raise InvalidRequest("only organizations have members", code="not_an_organization")
     if not actor.can_manage(namespace):
-        raise Forbidden(f"only owners of {namespace.name} manage its members", code="owner_required")
+        raise AccessDenied(f"only owners of {namespace.name} manage its members", code="owner_required")
     user = get_user_model().objects.filter(username=username).first()
     if user is None:
         raise NotFound(f"user {username} does not exist", code="user_not_found")
@@ -100,12 +100,12 @@ def set_membership(*, actor: Actor, namespace: Namespace, username: str, role: s
         owners = Membership.objects.select_for_update().filter(namespace=namespace, role=Role.OWNER)
         is_last_owner = [m.user_id for m in owners] == [user.pk]
         if is_last_owner and role != Role.OWNER:
-            raise Conflict("an organization needs at least one owner", code="last_owner")
+            raise StateConflict("an organization needs at least one owner", code="last_owner")
         if role is None:
             Membership.objects.filter(namespace=namespace, user=user).delete()
             return None
         if role not in Role.values:
-            raise BadRequest(f"role must be one of {', '.join(Role.values)}", code="bad_role")
+            raise InvalidRequest(f"role must be one of {', '.join(Role.values)}", code="bad_role")
         membership, _ = Membership.objects.update_or_create(
             namespace=namespace, user=user, defaults={"role": role}
         )
@@ -130,18 +130,18 @@ def issue_token(
     expires_at: datetime | None = None,
 ) -> IssuedToken:
     if scope not in TokenScope.values:
-        raise BadRequest(f"scope must be one of {', '.join(TokenScope.values)}", code="bad_scope")
+        raise InvalidRequest(f"scope must be one of {', '.join(TokenScope.values)}", code="bad_scope")
     if scope == TokenScope.ADMIN and not user.is_staff:
-        raise Forbidden("only staff users may hold admin tokens", code="admin_required")
+        raise AccessDenied("only staff users may hold admin tokens", code="admin_required")
     if expires_at is not None and expires_at <= timezone.now():
-        raise BadRequest("expires_at is in the past", code="bad_expiry")
+        raise InvalidRequest("expires_at is in the past", code="bad_expiry")
     limited_to = None
     if namespace:
         limited_to = Namespace.objects.filter(name=namespace).first()
         if limited_to is None:
             raise NotFound(f"namespace {namespace} does not exist", code="namespace_not_found")
         if Actor(user=user).role_in(limited_to) is None:
-            raise Forbidden(f"you are not a member of {namespace}", code="namespace_forbidden")
+            raise AccessDenied(f"you are not a member of {namespace}", code="namespace_forbidden")
     secret = ApiToken.PREFIX + secrets.token_urlsafe(32)
     token = ApiToken.objects.create(
         user=user,
@@ -193,14 +193,14 @@ def register_base_model(
     """
     _check_manifest(manifest or {})
     if visibility not in Visibility.values:
-        raise BadRequest("visibility must be 'public' or 'private'", code="bad_visibility")
+        raise InvalidRequest("visibility must be 'public' or 'private'", code="bad_visibility")
     owner = Namespace.objects.filter(name=namespace).first() if namespace else None
     if namespace and owner is None:
         raise NotFound(f"namespace {namespace} does not exist", code="namespace_not_found")
     if visibility == Visibility.PRIVATE and owner is None:
-        raise BadRequest("a private base model needs the namespace whose members see it", code="missing_namespace")
+        raise InvalidRequest("a private base model needs the namespace whose members see it", code="missing_namespace")
     if name == PENDING_BASE_MODEL or not name.strip():
-        raise BadRequest(f"{name!r} cannot name a base model", code="bad_name")
+        raise InvalidRequest(f"{name!r} cannot name a base model", code="bad_name")
     base, _ = BaseModel.objects.update_or_create(
         name=name,
         defaults={
@@ -219,7 +219,7 @@ def _check_manifest(manifest: dict[str, Any]) -> None:
     for module, shape in manifest.items():
         valid = isinstance(shape, list) and len(shape) == 2 and all(isinstance(d, int) and d > 0 for d in shape)
         if not isinstance(module, str) or not valid:
-            raise BadRequest(f"manifest entry {module!r} must map to [out, in] positive integers", code="bad_manifest")
+            raise InvalidRequest(f"manifest entry {module!r} must map to [out, in] positive integers", code="bad_manifest")
 
 
 # --- Adapters -------------------------------------------------------------------------------------
@@ -239,14 +239,14 @@ class AdapterMetadata:
 
     def __post_init__(self) -> None:
         if self.method is not None and self.method not in Method.values:
-            raise BadRequest(f"method must be one of {', '.join(Method.values)}", code="bad_method")
+            raise InvalidRequest(f"method must be one of {', '.join(Method.values)}", code="bad_method")
         if self.visibility is not None and self.visibility not in Visibility.values:
-            raise BadRequest("visibility must be 'public' or 'private'", code="bad_visibility")
+            raise InvalidRequest("visibility must be 'public' or 'private'", code="bad_visibility")
         if self.tags is not None and len(self.tags) > MAX_TAGS:
-            raise BadRequest(f"an adapter has at most {MAX_TAGS} tags, not {len(self.tags)}", code="too_many_tags")
+            raise InvalidRequest(f"an adapter has at most {MAX_TAGS} tags, not {len(self.tags)}", code="too_many_tags")
         for tag in self.tags or ():
             if not tag or len(tag) > 64:
-                raise BadRequest(f"tag {tag!r} must have 1 to 64 characters", code="bad_tag")
+                raise InvalidRequest(f"tag {tag!r} must have 1 to 64 characters", code="bad_tag")
 
 
 def create_adapter(*, actor: Actor, namespace: str, name: str, meta: AdapterMetadata) -> Adapter:
@@ -254,10 +254,10 @@ def create_adapter(*, actor: Actor, namespace: str, name: str, meta: AdapterMeta
     require_write(actor, owner)
     check_slug(name, what="adapter name")
     if not meta.base_model or not meta.method:
-        raise BadRequest("base_model and method are required", code="missing_field")
+        raise InvalidRequest("base_model and method are required", code="missing_field")
     with transaction.atomic():
         if Adapter.objects.filter(namespace=owner, name=name).exists():
-            raise Conflict(f"adapter {namespace}/{name} already exists", code="adapter_exists")
+            raise StateConflict(f"adapter {namespace}/{name} already exists", code="adapter_exists")
         adapter = Adapter.objects.create(
             namespace=owner,
             name=name,
@@ -272,7 +272,7 @@ def create_adapter(*, actor: Actor, namespace: str, name: str, meta: AdapterMeta
 def update_adapter(*, actor: Actor, adapter: Adapter, meta: AdapterMetadata) -> Adapter:
     require_write(actor, adapter.namespace)
     if meta.base_model is not None and meta.base_model != adapter.base_model.name and adapter.versions.exists():
-        raise Conflict("the base model of an adapter with versions cannot change", code="base_model_change")
+        raise StateConflict("the base model of an adapter with versions cannot change", code="base_model_change")
     with transaction.atomic():
         if meta.base_model is not None:
             adapter.base_model = base_model_named(actor, meta.base_model)
@@ -309,7 +309,7 @@ def base_model_named(actor: Actor, name: str) -> BaseModel:
     if settings.ALLOW_UNREGISTERED_BASE_MODELS and not BaseModel.objects.filter(name__iexact=name, registered=True).exists():
         unverified = BaseModel.objects.filter(name__iexact=name, registered=False).first()
         return unverified or BaseModel.objects.create(name=name, registered=False)
-    raise Unprocessable(
+    raise InvalidContent(
         f"base model {name!r} is not registered on this hub; an admin registers base models "
         "(`manage.py register_base_model`)",
         code="unknown_base_model",
@@ -320,7 +320,7 @@ def check_slug(value: str, *, what: str) -> None:
     try:
         slug_validator(value)
     except DjangoValidationError:
-        raise BadRequest(
+        raise InvalidRequest(
             f"{what} {value!r} is invalid: use letters, digits, '.', '_' or '-', starting with a letter or digit",
             code="bad_name",
         ) from None
@@ -347,7 +347,7 @@ def resolve_version(adapter: Adapter, ref: str | int | None) -> AdapterVersion:
 def yank_version(*, actor: Actor, version: AdapterVersion, reason: str, yanked: bool = True) -> AdapterVersion:
     require_write(actor, version.adapter.namespace)
     if yanked and not reason.strip():
-        raise BadRequest("say why the version is yanked: users who pinned it will read the reason", code="missing_reason")
+        raise InvalidRequest("say why the version is yanked: users who pinned it will read the reason", code="missing_reason")
     version.yanked = yanked
     version.yanked_reason = reason.strip() if yanked else ""
     version.yanked_at = timezone.now() if yanked else None

@@ -40,7 +40,7 @@ from django.utils import timezone
 from registry import blob_claims, push, services
 from registry.access import Actor, require_write, visible_adapters
 from registry.blobs import get_blob_store
-from registry.exceptions import BadRequest, Conflict, NotFound, RegistryError, Unauthorized, Unprocessable
+from registry.exceptions import AccessDenied, InvalidContent, InvalidRequest, NotAuthenticated, NotFound, RegistryError, StateConflict
 from registry.models import AdapterVersion, VersionFile
 from registry.models.uploads import UploadBlob, UploadSession, UploadStatus
 from storage import (
@@ -77,7 +77,7 @@ def part_url_lifetime() -> int:
 def multipart_store() -> MultipartBlobStore:
     store = get_blob_store()
     if not isinstance(store, MultipartBlobStore):
-        raise BadRequest(
+        raise InvalidRequest(
             "this hub's blob store takes no resumable uploads; push with multipart/form-data", code="no_uploads"
         )
     return store
@@ -152,7 +152,7 @@ def start_upload(
     3. Give each missing blob a multipart upload, and answer which parts still need sending.
     """
     if not actor.is_authenticated:
-        raise Unauthorized("sign in or send a token with write scope", code="auth_required")
+        raise NotAuthenticated("sign in or send a token with write scope", code="auth_required")
     target = push.check_target(actor=actor, namespace=namespace, name=name, label=label)
     owner, label = target.owner, target.label
     sizes = push.check_file_list([(f.path, f.size) for f in files])
@@ -160,7 +160,7 @@ def start_upload(
         try:
             validate_sha256(spec.sha256)
         except ValueError:
-            raise BadRequest(f"{spec.path}: sha256 must be 64 lowercase hex digits", code="bad_sha256") from None
+            raise InvalidRequest(f"{spec.path}: sha256 must be 64 lowercase hex digits", code="bad_sha256") from None
     # check_file_list keeps the order of `files`, keyed by normalized path.
     normalized = sorted(
         ({"path": path, "sha256": spec.sha256, "size": size} for (path, size), spec in zip(sizes.items(), files)),
@@ -176,7 +176,7 @@ def start_upload(
     if session is not None and session.expires_at <= now:
         _expire(session)
         if UploadSession.objects.filter(pk=session.pk, status=UploadStatus.COMPLETING).exists():
-            raise Conflict(f"upload {session.id} is being completed by another request", code="upload_in_progress")
+            raise StateConflict(f"upload {session.id} is being completed by another request", code="upload_in_progress")
         session = None
     created = False
     if session is None:
@@ -216,7 +216,7 @@ def upload_plan(*, actor: Actor, session_id: str) -> UploadPlan:
 def access_session(actor: Actor, session_id: str) -> UploadSession:
     """The caller's own session; anyone else's is NotFound."""
     if not actor.is_authenticated:
-        raise Unauthorized("sign in or send a token with write scope", code="auth_required")
+        raise NotAuthenticated("sign in or send a token with write scope", code="auth_required")
     session = (
         UploadSession.objects.select_related("namespace", "result_version__adapter__namespace")
         .filter(pk=session_id, created_by_id=actor.user_id)
@@ -346,20 +346,20 @@ def receive_part(
     session = access_session(actor, session_id)
     require_write(actor, session.namespace)
     if session.status != UploadStatus.OPEN or session.expires_at <= timezone.now():
-        raise Conflict(f"upload {session.id} is {session.status}; it takes no more parts", code="upload_closed")
+        raise StateConflict(f"upload {session.id} is {session.status}; it takes no more parts", code="upload_closed")
     blob = session.blobs.filter(sha256=sha256, verified_at__isnull=True).first()
     if blob is None:
         raise NotFound(f"upload {session.id} sends no blob {sha256}", code="blob_not_in_upload")
     if not 1 <= number <= blob.part_count:
-        raise BadRequest(f"part {number} is out of range: this blob has {blob.part_count} parts", code="bad_part")
+        raise InvalidRequest(f"part {number} is out of range: this blob has {blob.part_count} parts", code="bad_part")
     expected = blob.part_length(number)
     if size != expected:
-        raise BadRequest(f"part {number} must have {expected} bytes (Content-Length), not {size}", code="bad_part_size")
+        raise InvalidRequest(f"part {number} must have {expected} bytes (Content-Length), not {size}", code="bad_part_size")
     store = multipart_store()
     try:
         return store.put_part(_upload_of(blob), number, stream, size=expected)
     except UploadNotFound:
-        raise Conflict("the upload was cleaned up meanwhile; push again", code="upload_gone") from None
+        raise StateConflict("the upload was cleaned up meanwhile; push again", code="upload_gone") from None
 
 
 # --- Completing -------------------------------------------------------------------------------------
@@ -423,7 +423,7 @@ class _VerifyingReader(io.RawIOBase):
                 self._inner.seek(self._hashed)
             chunk = self._inner.read(min(READ_CHUNK, self._size - self._hashed))
             if not chunk:
-                raise Unprocessable("the staged upload is shorter than announced", code="upload_truncated")
+                raise InvalidContent("the staged upload is shorter than announced", code="upload_truncated")
             self._hasher.update(chunk)
             self._hashed += len(chunk)
         return self._hasher.hexdigest()
@@ -494,7 +494,7 @@ def complete_upload(*, actor: Actor, session_id: str) -> push.PushResult:
         )  # fmt: skip
         if bad:
             path = next(f["path"] for f in session.files if f["sha256"] == bad[0])
-            raise Unprocessable(
+            raise InvalidContent(
                 f"{path}: the uploaded bytes do not have the announced sha256 {bad[0]} (did the file change "
                 "during the push?); push again",
                 code="digest_mismatch",
@@ -504,7 +504,7 @@ def complete_upload(*, actor: Actor, session_id: str) -> push.PushResult:
     except RegistryError as exc:
         # Missing parts or blobs, and permissions, can be fixed and the completion retried;
         # content refusals cannot (the verified bytes are kept for a corrected push).
-        if exc.code in ("upload_incomplete", "blob_missing") or exc.status in (401, 403):
+        if exc.code in ("upload_incomplete", "blob_missing") or isinstance(exc, (NotAuthenticated, AccessDenied)):
             _release(session)
         else:
             _finish(session, UploadStatus.FAILED, error=exc)
@@ -525,17 +525,17 @@ def _claim(actor: Actor, session_id: str) -> UploadSession:
     if session.status == UploadStatus.COMPLETED:
         return session
     if session.status == UploadStatus.FAILED:
-        raise Conflict(
+        raise StateConflict(
             f"upload {session.id} failed ({session.error_code}: {session.error_message}); push again",
             code="upload_failed",
         )
     now = timezone.now()
     if session.status in (UploadStatus.ABORTED, UploadStatus.EXPIRED) or session.expires_at <= now:
         state = "expired" if session.is_live else session.status
-        raise Conflict(f"upload {session.id} is {state}; push again", code="upload_closed")
+        raise StateConflict(f"upload {session.id} is {state}; push again", code="upload_closed")
     claimable = Q(status=UploadStatus.OPEN) | Q(status=UploadStatus.COMPLETING, updated_at__lt=now - STALE_COMPLETION)
     if not UploadSession.objects.filter(claimable, pk=session.pk).update(status=UploadStatus.COMPLETING, updated_at=now):
-        raise Conflict(f"upload {session.id} is being completed by another request", code="upload_in_progress")
+        raise StateConflict(f"upload {session.id} is being completed by another request", code="upload_in_progress")
     session.status, session.updated_at = UploadStatus.COMPLETING, now
     return session
 
@@ -575,7 +575,7 @@ def _assemble(session: UploadSession, store: MultipartBlobStore) -> dict[str, Up
             parts = _stored_parts(store, blob)
         except UploadNotFound:
             blob.delete()
-            raise Conflict(
+            raise StateConflict(
                 "an upload of this push was cleaned up before it completed; push again", code="blob_missing"
             ) from None
         if parts is None:
@@ -587,14 +587,14 @@ def _assemble(session: UploadSession, store: MultipartBlobStore) -> dict[str, Up
                 continue
             size = store.complete_multipart(upload, [parts[n] for n in range(1, blob.part_count + 1)])
         if size != blob.size:
-            raise Unprocessable(
+            raise InvalidContent(
                 f"blob {blob.sha256} was announced with {blob.size} bytes but {size} were uploaded",
                 code="file_size_mismatch",
             )
         staged[blob.sha256] = blob
     if missing:
         count = sum(len(gaps) for gaps in missing.values())
-        raise Conflict(
+        raise StateConflict(
             f"{count} parts were not uploaded yet; send them, then complete again",
             code="upload_incomplete",
             missing=missing,
@@ -609,7 +609,7 @@ def _open_held(actor: Actor, store: MultipartBlobStore, sha256: str) -> IO[bytes
         return store.open(sha256)
     except BlobNotFound:
         # Garbage-collected (or made private) since the plan was made; the next plan uploads it.
-        raise Conflict(
+        raise StateConflict(
             f"blob {sha256} is no longer available to this upload; push again to send it", code="blob_missing"
         ) from None
 
@@ -636,7 +636,7 @@ def _keep_verified(
 def abort_upload(*, actor: Actor, session_id: str) -> None:
     session = access_session(actor, session_id)
     if session.status == UploadStatus.COMPLETING:
-        raise Conflict(f"upload {session.id} is being completed", code="upload_in_progress")
+        raise StateConflict(f"upload {session.id} is being completed", code="upload_in_progress")
     if session.status == UploadStatus.OPEN:
         _finish(session, UploadStatus.ABORTED)
 

@@ -32,7 +32,8 @@ from hub.web.compose import check_composition
 from registry import push, services
 from registry.access import Actor, access_adapter, access_base_model, access_namespace
 from registry.compositions import submit_composition, version_lineage, visible_job
-from registry.exceptions import NotFound, RegistryError, Unauthorized
+from registry.api.errors import status_of
+from registry.exceptions import NotAuthenticated, NotFound, RegistryError
 from registry.models import (
     LORA_FAMILY,
     Adapter,
@@ -67,10 +68,10 @@ def pages(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBa
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         try:
             return view(request, *args, **kwargs)
-        except Unauthorized:
+        except NotAuthenticated:
             return redirect_to_login(request.get_full_path(), login_url=reverse("web:login"))
         except RegistryError as exc:
-            return error_page(request, exc.status, exc.message)
+            return error_page(request, status_of(exc), exc.message)
 
     return wrapper
 
@@ -392,7 +393,7 @@ def upload(request: HttpRequest) -> HttpResponse:
             except RegistryError as exc:
                 where = f" ({exc.extra['path']})" if exc.extra.get("path") else ""
                 form.add_error(None, f"{exc.message}{where}")
-                status = exc.status
+                status = status_of(exc)
             else:
                 version = result.version
                 if result.created:
@@ -445,7 +446,7 @@ def compose(request: HttpRequest) -> HttpResponse:
                     check = check_composition(actor, form.to_request())
                     if not check.problems:
                         check.problems.append(exc.message)
-                    status = exc.status
+                    status = status_of(exc)
                 else:
                     if not result.created:
                         messages.info(request, "This exact recipe was already submitted; here is its job (tick “compose again” to force a new run).")

@@ -9,7 +9,7 @@ import re
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
 
-from registry.infrastructure import ServiceUnavailable
+from registry.infrastructure import ServiceDown
 from storage import BlobNotFound, BlobStore
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ def blob_response(request: HttpRequest, store: BlobStore, sha256: str, size: int
         # A version's bytes are gone from the store (lost or deleted as broken by gc_blobs --verify):
         # an operator's problem, which a push of the same files repairs.
         log.error("blob %s of %s is missing from the store", sha256, filename)
-        raise ServiceUnavailable(
+        raise ServiceDown(
             f"the stored bytes of {filename} are missing; the hub's operators can restore them", code="file_unavailable"
         ) from None
     response = StreamingHttpResponse(chunks, status=206 if window else 200)

@@ -10,9 +10,45 @@ from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
-from composer.validation import AdapterValidationError
-from registry.exceptions import RegistryError
-from registry.infrastructure import unhandled
+from adaptercheck import AdapterValidationError, Kind
+from registry.exceptions import (
+    AccessDenied,
+    InternalError,
+    InvalidContent,
+    InvalidRequest,
+    NotAuthenticated,
+    NotFound,
+    RateLimited,
+    RegistryError,
+    StateConflict,
+    TooLarge,
+)
+from registry.infrastructure import ServiceDown, unhandled
+
+# The one place domain errors become HTTP statuses (the HF layer and the web pages use it too).
+HTTP_STATUS: dict[type[RegistryError], int] = {
+    InvalidRequest: 400,
+    NotAuthenticated: 401,
+    AccessDenied: 403,
+    NotFound: 404,
+    StateConflict: 409,
+    TooLarge: 413,
+    InvalidContent: 422,
+    RateLimited: 429,
+    InternalError: 500,
+    ServiceDown: 503,
+}
+# What an adapter check's refusal kind means over HTTP.
+KIND_STATUS: dict[Kind, int] = {"request": 400, "conflict": 409, "size": 413, "content": 422}
+
+
+def status_of(exc: RegistryError | AdapterValidationError) -> int:
+    if isinstance(exc, AdapterValidationError):
+        return KIND_STATUS[exc.kind]
+    for cls in type(exc).__mro__:
+        if cls in HTTP_STATUS:
+            return HTTP_STATUS[cls]
+    return 400
 
 _DRF_CODES: dict[type[exceptions.APIException], str] = {
     exceptions.ParseError: "malformed_request",
@@ -34,9 +70,12 @@ def error_response(status_code: int, code: str, message: str, **extra: Any) -> R
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, RegistryError):
-        return error_response(exc.status, exc.code, exc.message, **{k: v for k, v in exc.extra.items() if v})
+        response = error_response(status_of(exc), exc.code, exc.message, **{k: v for k, v in exc.extra.items() if v})
+        if isinstance(exc, RateLimited) and exc.retry_after:
+            response["Retry-After"] = str(exc.retry_after)
+        return response
     if isinstance(exc, AdapterValidationError):
-        return error_response(exc.status, exc.code, exc.message, **({"path": exc.path} if exc.path else {}))
+        return error_response(status_of(exc), exc.code, exc.message, **({"path": exc.path} if exc.path else {}))
     if isinstance(exc, RequestDataTooBig):
         return error_response(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, "too_large", str(exc))
     if isinstance(exc, TooManyFilesSent):
@@ -58,7 +97,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         return response
     # An outage, or a bug: JSON too, with nothing internal in it (the log has the traceback).
     answer = unhandled(exc, type(context.get("view")).__name__)
-    return error_response(answer.status, answer.code, answer.message)
+    return error_response(status_of(answer), answer.code, answer.message)
 
 
 def _first_message(detail: Any) -> str:

@@ -15,7 +15,7 @@ from registry import evaluations, scores
 from registry.access import access_adapter, access_base_model, visible_base_models
 from registry.api.throttles import JobRateThrottle
 from registry.api.views import actor_of, paginated
-from registry.exceptions import BadRequest, NotFound
+from registry.exceptions import InvalidRequest, NotFound
 from registry.models import EvalResult, EvalSuite, EvaluationRequest, SuiteKind
 from registry.services import resolve_version
 
@@ -150,7 +150,7 @@ class LeaderboardView(APIView):
             raise NotFound(f"{base.name} has no eval suite {suite_name!r}", code="suite_not_found")
         limit = request.query_params.get("limit", "50")
         if not limit.isdigit() or not 1 <= int(limit) <= 500:
-            raise BadRequest("limit must be 1 to 500", code="bad_limit")
+            raise InvalidRequest("limit must be 1 to 500", code="bad_limit")
         rows = scores.leaderboard(actor_of(request), suite, limit=int(limit))
         return Response(
             {

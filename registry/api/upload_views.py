@@ -16,7 +16,7 @@ from rest_framework.views import APIView
 from registry import uploads
 from registry.api.serializers import AdapterMetadataInput, VersionSerializer
 from registry.api.views import actor_of
-from registry.exceptions import BadRequest
+from registry.exceptions import InvalidRequest
 from registry.services import AdapterMetadata
 
 # --- Serializers ----------------------------------------------------------------------------------
@@ -118,7 +118,7 @@ def plan_json(plan: uploads.UploadPlan) -> dict[str, Any]:
 def _split_adapter(reference: str) -> tuple[str, str]:
     namespace, _, name = reference.partition("/")
     if not namespace or not name or "/" in name:
-        raise BadRequest(f"adapter {reference!r} must be ns/name", code="bad_reference")
+        raise InvalidRequest(f"adapter {reference!r} must be ns/name", code="bad_reference")
     return namespace, name
 
 

@@ -11,7 +11,7 @@ from django.http.multipartparser import MultiPartParserError
 from rest_framework import parsers
 from rest_framework.exceptions import ParseError
 
-from registry.exceptions import PayloadTooLarge
+from registry.exceptions import TooLarge
 
 # Room for multipart boundaries and form fields on top of the file bytes.
 MULTIPART_OVERHEAD = 1024 * 1024
@@ -44,13 +44,13 @@ class SizeCapUploadHandler(FileUploadHandler):
     def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes:
         self.total += len(raw_data)
         if start + len(raw_data) > settings.MAX_FILE_SIZE:
-            raise PayloadTooLarge(
+            raise TooLarge(
                 f"{self.file_name} is larger than the {settings.MAX_FILE_SIZE:,}-byte limit per file",
                 code="file_too_large",
                 path=self.file_name,
             )
         if self.total > settings.MAX_VERSION_SIZE:
-            raise PayloadTooLarge(
+            raise TooLarge(
                 f"the files add up to more than the {settings.MAX_VERSION_SIZE:,}-byte limit per version",
                 code="version_too_large",
             )
@@ -67,7 +67,7 @@ class PushMultiPartParser(parsers.MultiPartParser):
         meta = request.META.copy()
         length = int(meta.get("CONTENT_LENGTH") or 0)
         if length > settings.MAX_VERSION_SIZE + MULTIPART_OVERHEAD:
-            raise PayloadTooLarge(
+            raise TooLarge(
                 f"the request has {length:,} bytes; a version may hold at most {settings.MAX_VERSION_SIZE:,}",
                 code="version_too_large",
             )

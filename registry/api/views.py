@@ -21,7 +21,7 @@ from registry.api.downloads import blob_response
 from registry.api.pagination import PageNumberPagination
 from registry.api.uploads import PushMultiPartParser, uploaded_paths
 from registry.blobs import get_blob_store
-from registry.exceptions import Forbidden, Unauthorized
+from registry.exceptions import AccessDenied, NotAuthenticated
 from registry.models import Membership, Visibility
 
 
@@ -138,7 +138,7 @@ class VersionListView(APIView):
         actor = actor_of(request)
         if not actor.is_authenticated:
             # Checked before the body is read, so an anonymous upload is not streamed to disk.
-            raise Unauthorized("sign in or send a token with write scope", code="auth_required")
+            raise NotAuthenticated("sign in or send a token with write scope", code="auth_required")
         form = s.PushInput(data=request.data)
         form.is_valid(raise_exception=True)
         sent = request.FILES.getlist("files")
@@ -236,7 +236,7 @@ class BaseModelListView(APIView):
     @extend_schema(summary="Register a base model (admin)", request=s.BaseModelCreateInput, responses=s.BaseModelSerializer)
     def post(self, request: Request) -> Response:
         if not actor_of(request).is_admin:
-            raise Forbidden("only admins register base models", code="admin_required")
+            raise AccessDenied("only admins register base models", code="admin_required")
         form = s.BaseModelCreateInput(data=request.data)
         form.is_valid(raise_exception=True)
         base = services.register_base_model(**form.validated_data)
@@ -264,7 +264,7 @@ class BaseModelFilesView(APIView):
     def post(self, request: Request, name: str) -> Response:
         if not actor_of(request).is_admin:
             # Checked before the body is read, so a refused upload is not streamed to disk.
-            raise Forbidden("only admins register base models", code="admin_required")
+            raise AccessDenied("only admins register base models", code="admin_required")
         form = s.BaseModelFilesInput(data=request.data)
         form.is_valid(raise_exception=True)
         sent = request.FILES.getlist("files")
@@ -291,7 +291,7 @@ class TokenListView(APIView):
     def post(self, request: Request) -> Response:
         if request.auth is not None and not request.auth.allows("admin"):
             # A leaked read or write token must not be able to mint itself new powers.
-            raise Forbidden("tokens are created from a session or with an admin-scoped token", code="token_scope")
+            raise AccessDenied("tokens are created from a session or with an admin-scoped token", code="token_scope")
         form = s.TokenCreateInput(data=request.data)
         form.is_valid(raise_exception=True)
         issued = services.issue_token(user=request.user, **form.validated_data)

@@ -24,14 +24,14 @@ import yaml
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 
-from composer.validation import (
+from adaptercheck import (
     AdapterValidationError,
     normalize_filename,
 )
 from registry import push, services
 from registry.access import Actor, access_namespace, require_write
 from registry.blobs import get_blob_store
-from registry.exceptions import BadRequest, Conflict, PayloadTooLarge, Unauthorized
+from registry.exceptions import InvalidRequest, StateConflict, TooLarge, NotAuthenticated
 from registry.hf.errors import EntryNotFound, HfError, RevisionNotFound
 from registry.hf.revisions import head_version, is_branch
 from registry.models import PENDING_BASE_MODEL
@@ -58,7 +58,7 @@ def create_repo(*, actor: Actor, name: str, organization: str | None, private: b
     An existing repo is returned with created=False (the client's exist_ok answer is a 409).
     """
     if not actor.is_authenticated or actor.user is None:
-        raise Unauthorized("send a hub token with write scope (HF_TOKEN) to create a repo", code="auth_required")
+        raise NotAuthenticated("send a hub token with write scope (HF_TOKEN) to create a repo", code="auth_required")
     user: AbstractBaseUser = actor.user  # type: ignore[assignment]
     namespace = organization or user.get_username()
     if namespace == user.get_username():
@@ -75,7 +75,7 @@ def create_repo(*, actor: Actor, name: str, organization: str | None, private: b
     )
     try:
         adapter = services.create_adapter(actor=actor, namespace=namespace, name=name, meta=meta)
-    except Conflict:  # created concurrently
+    except StateConflict:  # created concurrently
         return CreatedRepo(Adapter.objects.get(namespace=owner, name=name), created=False)
     return CreatedRepo(adapter, created=True)
 
@@ -91,7 +91,7 @@ def upload_modes(files: list[dict[str, Any]]) -> list[dict[str, Any]]:
     so unchanged files are re-sent and the identical result maps back to the existing version.
     """
     if len(files) > settings.MAX_FILES_PER_VERSION:
-        raise PayloadTooLarge(
+        raise TooLarge(
             f"a commit of {len(files)} files is refused: a version holds at most {settings.MAX_FILES_PER_VERSION}",
             code="too_many_files",
         )
@@ -99,11 +99,11 @@ def upload_modes(files: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for entry in files:
         path = entry.get("path")
         if not isinstance(path, str):
-            raise BadRequest("every preupload entry needs a 'path'", code="malformed_request")
+            raise InvalidRequest("every preupload entry needs a 'path'", code="malformed_request")
         size = entry.get("size")
         if isinstance(size, int) and size > settings.MAX_FILE_SIZE:
             # Refused before the client builds a commit body around it.
-            raise PayloadTooLarge(
+            raise TooLarge(
                 f"{path} is {size} bytes; at most {settings.MAX_FILE_SIZE} bytes are allowed per file",
                 code="file_too_large",
                 path=path,
@@ -177,7 +177,7 @@ def read_commit(stream: LineReader) -> Iterator[ParsedCommit]:
         seen_header = False
         while line := stream.readline(line_cap + 1):
             if len(line) > line_cap:
-                raise PayloadTooLarge(
+                raise TooLarge(
                     f"a commit line exceeds {line_cap} bytes: files are limited to {settings.MAX_FILE_SIZE} bytes",
                     code="file_too_large",
                 )
@@ -189,7 +189,7 @@ def read_commit(stream: LineReader) -> Iterator[ParsedCommit]:
             except (ValueError, KeyError, TypeError):
                 key, value = None, None
             if not isinstance(value, dict):
-                raise BadRequest("the commit body must be NDJSON lines of {key, value}", code="malformed_request")
+                raise InvalidRequest("the commit body must be NDJSON lines of {key, value}", code="malformed_request")
             if key == "header":
                 seen_header = True
                 commit.summary = str(value.get("summary") or "")
@@ -205,31 +205,31 @@ def read_commit(stream: LineReader) -> Iterator[ParsedCommit]:
                 # A folder may be named with its trailing slash ("notes/").
                 commit.operations.append(Delete(path=_path(value, folder=True), folder=key == "deletedFolder"))
             else:
-                raise BadRequest(f"unsupported commit operation {key!r}", code="malformed_request")
+                raise InvalidRequest(f"unsupported commit operation {key!r}", code="malformed_request")
         if not seen_header:
-            raise BadRequest("the commit has no header line", code="malformed_request")
+            raise InvalidRequest("the commit has no header line", code="malformed_request")
         yield commit
 
 
 def _path(value: dict[str, Any], *, folder: bool = False) -> str:
     path = value.get("path")
     if not isinstance(path, str) or not path:
-        raise BadRequest("a commit operation has no 'path'", code="malformed_request")
+        raise InvalidRequest("a commit operation has no 'path'", code="malformed_request")
     try:
         return normalize_filename(path.rstrip("/") if folder else path)
     except AdapterValidationError as exc:
-        raise BadRequest(exc.message, code=exc.code, path=path) from None
+        raise InvalidRequest(exc.message, code=exc.code, path=path) from None
 
 
 @contextmanager
 def _closing_add(value: dict[str, Any]) -> Iterator[AddFile]:
     path = _path(value)
     if value.get("encoding", "base64") != "base64":
-        raise BadRequest(f"{path}: only base64 file content is supported", code="malformed_request")
+        raise InvalidRequest(f"{path}: only base64 file content is supported", code="malformed_request")
     try:
         data = base64.b64decode(value.get("content", ""), validate=True)
     except (binascii.Error, ValueError, TypeError):
-        raise BadRequest(f"{path}: the content is not valid base64", code="malformed_request", path=path) from None
+        raise InvalidRequest(f"{path}: the content is not valid base64", code="malformed_request", path=path) from None
     spool = tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES, dir=settings.FILE_UPLOAD_TEMP_DIR)
     try:
         spool.write(data)
@@ -339,14 +339,14 @@ def _known_blob(adapter: Adapter, op: CopyBlob) -> _Stored:
     would let anyone who learns it copy another repo's private file into theirs."""
     known = VersionFile.objects.filter(version__adapter=adapter, sha256=op.sha256).first()
     if known is None:
-        raise BadRequest(
+        raise InvalidRequest(
             f"{op.path}: LFS object {op.sha256} is not part of {adapter.full_name}; send the file inline "
             "(this hub answers uploadMode 'regular', so unmodified clients do)",
             code="lfs_not_supported",
             path=op.path,
         )
     if op.size is not None and op.size != known.size:
-        raise BadRequest(f"{op.path}: LFS object {op.sha256} has {known.size} bytes, not {op.size}", code="size_mismatch")
+        raise InvalidRequest(f"{op.path}: LFS object {op.sha256} has {known.size} bytes, not {op.size}", code="size_mismatch")
     return _Stored(known.sha256, known.size)
 
 

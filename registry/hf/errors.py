@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from composer.validation import AdapterValidationError
+from adaptercheck import AdapterValidationError
+from registry.api.errors import status_of
 from registry.exceptions import RegistryError
 
 # The message huggingface_hub recognises as a bad token (it then skips its "repo not found" guess).
@@ -71,10 +72,10 @@ class EntryNotFound(HfError):
 def from_registry_error(exc: RegistryError | AdapterValidationError) -> HfError:
     """The HF answer for a domain error, keeping its status, code, message and file path."""
     if isinstance(exc, AdapterValidationError):
-        return HfError(exc.message, status=exc.status, error_code=exc.code, code=exc.code, path=exc.path)
+        return HfError(exc.message, status=status_of(exc), error_code=exc.code, code=exc.code, path=exc.path)
     return HfError(
         exc.message,
-        status=exc.status,
+        status=status_of(exc),
         # The client maps only the Hub's own codes to exceptions; any other code still tells a
         # script (and a person reading the headers) what happened.
         error_code=_NOT_FOUND_CODES.get(exc.code, exc.code),

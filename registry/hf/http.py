@@ -12,7 +12,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import get_script_prefix
 from django.views.decorators.csrf import csrf_exempt
 
-from composer.validation import AdapterValidationError
+from adaptercheck import AdapterValidationError
 from registry.access import Actor
 from registry.api.throttles import HubRateThrottle
 from registry.exceptions import RegistryError

@@ -7,7 +7,7 @@ import io
 import pytest
 import torch
 
-from composer.validation import (
+from adaptercheck import (
     CONFIG_NAME,
     WEIGHTS_NAME,
     AdapterValidationError,
@@ -15,7 +15,7 @@ from composer.validation import (
     parse_safetensors_header,
     validate_adapter,
 )
-from tests.registry_validation.builders import (
+from tests.adaptercheck.builders import (
     BASE_NAME,
     adapter,
     as_files,

@@ -19,7 +19,7 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from composer.validation import CONFIG_NAME, WEIGHTS_NAME
+from adaptercheck import CONFIG_NAME, WEIGHTS_NAME
 
 BASE_NAME = "tests/tiny-llama"
 

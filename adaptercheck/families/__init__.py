@@ -1,0 +1,1 @@
+"""Shape rules, one module per adapter family, each checked against the tensors PEFT saves."""

@@ -1,0 +1,231 @@
+"""The whole upload: file names, config, every tensor file, the family's shape rules."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import BinaryIO
+
+
+from adaptercheck._util import is_int, read_exact
+from adaptercheck.base_model import check_base_shapes, same_base_model
+from adaptercheck.config_schema import PROMPT_TYPES, resolve_method, validate_adapter_config
+from adaptercheck.errors import refuse
+from adaptercheck.families.adalora import check_adalora
+from adaptercheck.families.common import Ctx
+from adaptercheck.families.ia3 import check_ia3
+from adaptercheck.families.loha import check_loha
+from adaptercheck.families.lokr import check_lokr
+from adaptercheck.families.lora import check_lora
+from adaptercheck.families.prompt import check_prompt
+from adaptercheck.filenames import normalize_filename
+from adaptercheck.limits import CONFIG_NAME, Limits, MAX_CONFIG_SIZE, OTHER_PICKLE_CAPABLE, PICKLE_EXTENSIONS, WEIGHTS_NAME
+from adaptercheck.safetensors_header import FLOAT_DTYPES, check_finite, parse_header
+from adaptercheck.validated import ValidatedAdapter
+
+
+# --------------------------------------------------------------------------------------------------
+# The whole upload
+
+
+def validate_adapter(
+    files: Mapping[str, tuple[BinaryIO, int]],
+    *,
+    method: str | None = None,
+    manifest: Mapping[str, Sequence[int]] | None = None,
+    base_model: str | None = None,
+    limits: Limits = Limits(),
+) -> ValidatedAdapter:
+    """Validate a complete adapter upload; every file object is rewound to 0 afterwards, pass or fail."""
+    try:
+        return _validate_adapter(files, method=method, manifest=manifest, base_model=base_model, limits=limits)
+    finally:
+        for fileobj, _ in files.values():
+            try:
+                fileobj.seek(0)
+            except (OSError, ValueError):
+                pass
+
+
+def _validate_adapter(
+    files: Mapping[str, tuple[BinaryIO, int]],
+    *,
+    method: str | None,
+    manifest: Mapping[str, Sequence[int]] | None,
+    base_model: str | None,
+    limits: Limits,
+) -> ValidatedAdapter:
+    # 1. Names and sizes, before reading a single byte of content.
+    if len(files) > limits.max_files:
+        raise refuse(
+            "too_many_files",
+            f"The upload has {len(files)} files; at most {limits.max_files} are allowed per version.",
+            None,
+            "size",
+        )
+    normalized: dict[str, tuple[BinaryIO, int]] = {}
+    folded: dict[str, str] = {}
+    total = 0
+    for raw_name, (fileobj, size) in files.items():
+        name = normalize_filename(raw_name)
+        # Case-insensitive file systems would merge these on download.
+        if name.casefold() in folded:
+            raise refuse(
+                "duplicate_filename",
+                f"Files {folded[name.casefold()]!r} and {raw_name!r} name the same path.",
+                name,
+                "request",
+            )
+        folded[name.casefold()] = raw_name
+        if not is_int(size) or size < 0:
+            raise refuse(
+                "file_size_mismatch",
+                f"{name}: declared size {size!r} is not a non-negative integer.",
+                name,
+                "request",
+            )
+        if size > limits.max_file_size:
+            raise refuse(
+                "file_too_large",
+                f"{name} is {size} bytes; at most {limits.max_file_size} bytes are allowed per file.",
+                name,
+                "size",
+            )
+        total += size
+        if total > limits.max_version_size:
+            raise refuse(
+                "version_too_large",
+                f"The upload is over {limits.max_version_size} bytes in total (reached {total} at {name}); that is "
+                "the per-version limit.",
+                name,
+                "size",
+            )
+        fileobj.seek(0, 2)
+        actual = fileobj.tell()
+        if actual != size:
+            raise refuse(
+                "file_size_mismatch",
+                f"{name}: {size} bytes were declared but {actual} were received.",
+                name,
+                "request",
+            )
+        fileobj.seek(0)
+        normalized[name] = (fileobj, size)
+
+    # 2. Formats that execute code on load never get further.
+    for name in normalized:
+        lower = name.lower()
+        if lower.endswith(PICKLE_EXTENSIONS + OTHER_PICKLE_CAPABLE):
+            raise refuse(
+                "pickle_refused",
+                f"{name} is a pickle-based format, which can run arbitrary code when loaded; re-save the adapter "
+                "with "
+                "`model.save_pretrained(path, safe_serialization=True)` and upload adapter_model.safetensors "
+                "instead.",
+                name,
+                "request",
+            )
+    for name, (fileobj, size) in normalized.items():
+        if name.lower().endswith(".safetensors") and size >= 9:
+            head = read_exact(fileobj, 9)
+            fileobj.seek(0)
+            # A real header starts with '{' at byte 8; pickle protocol 2-5 and torch's zip start differently.
+            disguised = (head[0] == 0x80 and 2 <= head[1] <= 5) or head.startswith(b"PK\x03\x04")
+            if disguised and head[8:9] != b"{":
+                raise refuse(
+                    "pickle_refused",
+                    f"{name} is named .safetensors but contains a pickle or torch.save archive; re-save with "
+                    "`model.save_pretrained(path, safe_serialization=True)`.",
+                    name,
+                    "request",
+                )
+
+    # 3. Required files.
+    if CONFIG_NAME not in normalized:
+        nested = [n for n in normalized if n.endswith("/" + CONFIG_NAME)]
+        hint = f" Found {nested[0]!r}: upload the adapter folder's contents, not the folder." if nested else ""
+        raise refuse("missing_config", f"The upload has no {CONFIG_NAME}.{hint}", CONFIG_NAME, "request")
+    if WEIGHTS_NAME not in normalized:
+        nested = [n for n in normalized if n.endswith("/" + WEIGHTS_NAME)]
+        hint = f" Found {nested[0]!r}: upload the adapter folder's contents, not the folder." if nested else ""
+        raise refuse(
+            "missing_weights",
+            f"The upload has no {WEIGHTS_NAME}; save the adapter with `save_pretrained(path, "
+            f"safe_serialization=True)`.{hint}",
+            WEIGHTS_NAME,
+            "request",
+        )
+
+    # 4. Content: config, then every safetensors header, then the weights' values.
+    config_obj, config_size = normalized[CONFIG_NAME]
+    config_obj.seek(0)
+    config = validate_adapter_config(read_exact(config_obj, min(config_size, MAX_CONFIG_SIZE + 1)), path=CONFIG_NAME)
+    declared_base = config.get("base_model_name_or_path")
+    if base_model and declared_base and not same_base_model(declared_base, base_model):
+        raise refuse(
+            "base_model_mismatch",
+            f"{CONFIG_NAME} says the adapter was trained on {declared_base!r}, but it is being registered for "
+            f"{base_model!r}.",
+            CONFIG_NAME,
+        )
+    resolved = resolve_method(config, method, CONFIG_NAME)
+
+    weights_obj, weights_size = normalized[WEIGHTS_NAME]
+    tensors, data_offset = parse_header(weights_obj, weights_size, limits, WEIGHTS_NAME)
+    for name, (fileobj, size) in normalized.items():
+        if name != WEIGHTS_NAME and name.lower().endswith(".safetensors"):
+            parse_header(fileobj, size, limits, name)
+    if not tensors:
+        raise refuse("empty_adapter", f"{WEIGHTS_NAME} contains no tensors.", WEIGHTS_NAME)
+    for info in tensors.values():
+        # Adapter weights are trained parameters: an integer or boolean tensor is no adapter's.
+        if info.dtype not in FLOAT_DTYPES:
+            raise refuse(
+                "bad_dtype",
+                f"{WEIGHTS_NAME}: tensor {info.name!r} has dtype {info.dtype}; adapter weights are floating point "
+                f"({', '.join(sorted(FLOAT_DTYPES))}).",
+                WEIGHTS_NAME,
+            )
+    check_finite(weights_obj, tensors, path=WEIGHTS_NAME, data_offset=data_offset)
+
+    # 5. Tensors against the config, then against the base model.
+    ctx = Ctx(config=config, tensors=tensors, path=WEIGHTS_NAME)
+    peft_type = config.get("peft_type") or ""
+    modules: dict[str, tuple[int, int]] = {}
+    scaled: dict[str, tuple[str, int]] = {}
+    rank: int | None = None
+    alpha: float | None = None
+    if peft_type == "LORA":
+        modules = check_lora(ctx)
+        rank = max([int(config["r"]), *(int(v) for v in (config.get("rank_pattern") or {}).values())])
+        alpha = float(config["lora_alpha"])
+    elif peft_type == "ADALORA":
+        modules, rank = check_adalora(ctx)
+        alpha = float(config["lora_alpha"])
+    elif peft_type in ("LOHA", "LOKR"):
+        modules = check_loha(ctx) if peft_type == "LOHA" else check_lokr(ctx)
+        rank = max([int(config["r"]), *(int(v) for v in (config.get("rank_pattern") or {}).values())])
+        alpha = float(config["alpha"])
+    elif peft_type == "IA3":
+        scaled = check_ia3(ctx)
+    elif peft_type in PROMPT_TYPES:
+        check_prompt(ctx)
+
+    validated = ValidatedAdapter(
+        config=config,
+        peft_type=peft_type,
+        method=resolved,
+        rank=rank,
+        lora_alpha=alpha,
+        target_modules=config.get("target_modules"),
+        base_model=declared_base,
+        tensors=tensors,
+        modules=modules,
+        total_size=total,
+        files=tuple(sorted(normalized)),
+        scaled=scaled,
+    )
+    if manifest is not None:
+        check_base_shapes(validated, manifest)
+    return validated
+
+

@@ -1,0 +1,29 @@
+"""What a successful validation knows of an adapter."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+from adaptercheck.safetensors_header import TensorInfo
+
+
+@dataclass(frozen=True)
+class ValidatedAdapter:
+    config: dict[str, Any]
+    peft_type: str
+    method: str
+    rank: int | None
+    lora_alpha: float | None
+    target_modules: list[str] | str | None
+    base_model: str | None
+    tensors: dict[str, TensorInfo]
+    # Module name -> shape of the base weight it modifies: (out, in) for Linear, (num_embeddings,
+    # embedding_dim) for Embedding. LoRA family only (lora/dora/rslora/qlora, adalora, loha, lokr).
+    modules: dict[str, tuple[int, int]]
+    total_size: int
+    files: tuple[str, ...] = field(default=())
+    # IA3 only: module -> ("out"|"in", size) of the base features its vector scales.
+    scaled: dict[str, tuple[str, int]] = field(default_factory=dict)
+

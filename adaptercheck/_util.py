@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
-from typing import Any, BinaryIO, Callable
-
+from collections.abc import Callable, Sequence
+from typing import IO, Any
 
 from adaptercheck.errors import refuse
 from adaptercheck.limits import MAX_REGEX_LENGTH
@@ -27,7 +26,7 @@ def shape_str(shape: Sequence[int]) -> str:
     return "(" + ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
-def read_exact(fileobj: BinaryIO, n: int) -> bytes:
+def read_exact(fileobj: IO[bytes], n: int) -> bytes:
     # Raw streams may return short reads; keep reading until n bytes or end of file.
     chunks: list[bytes] = []
     remaining = n
@@ -102,5 +101,3 @@ def check_regex(pattern: str, what: str, path: str, *, wrap: Callable[[str], str
             f"{path}: {what} {pattern!r} is not a valid regular expression ({exc}).",
             path,
         ) from None
-
-

@@ -7,12 +7,10 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 
-
 from adaptercheck._util import shape_str
 from adaptercheck.errors import AdapterValidationError, refuse
 from adaptercheck.limits import CONFIG_NAME, WEIGHTS_NAME
 from adaptercheck.validated import ValidatedAdapter
-
 
 # --------------------------------------------------------------------------------------------------
 # Base model checks
@@ -212,5 +210,3 @@ def with_base_model(raw: bytes, name: str) -> bytes:
         return replaced.encode("utf-8")
     # The key is missing (or spelled with escapes): write the config again, as PEFT does.
     return (json.dumps({**config, "base_model_name_or_path": name}, indent=2, sort_keys=True) + "\n").encode()
-
-

@@ -6,11 +6,9 @@ import difflib
 from collections.abc import Mapping
 from typing import Any
 
-
 from adaptercheck._util import DuplicateKey, check_regex, is_int, is_number, strict_json_loads
 from adaptercheck.errors import AdapterValidationError, refuse
 from adaptercheck.limits import CONFIG_NAME, MAX_CONFIG_SIZE, METHODS
-
 
 # Every peft_type PEFT knows (PeftType in peft 0.21). A type outside this set is a typo or a forgery;
 # a known type outside _SUPPORTED_PEFT_TYPES is real but cannot be registered here.
@@ -312,5 +310,3 @@ def resolve_method(config: Mapping[str, Any], claimed: str | None, path: str) ->
         f"Method {claimed!r} was declared but {path} describes a {inferred!r} adapter ({variant}).",
         path,
     )
-
-

@@ -21,7 +21,13 @@ class AdapterValidationError(ValueError):
     """An upload is refused; ``code`` is stable for clients, ``message`` is for humans."""
 
     def __init__(
-        self, code: str, message: str, *, path: str | None = None, kind: Kind = "content", candidates: Sequence[str] = ()
+        self,
+        code: str,
+        message: str,
+        *,
+        path: str | None = None,
+        kind: Kind = "content",
+        candidates: Sequence[str] = (),
     ) -> None:
         super().__init__(message)
         self.code = code

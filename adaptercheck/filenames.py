@@ -6,10 +6,15 @@ import re
 import unicodedata
 from collections.abc import Sequence
 
-
 from adaptercheck.errors import AdapterValidationError, refuse
-from adaptercheck.limits import CONFIG_NAME, FORBIDDEN_FILENAME_CHARS, Limits, MAX_FILENAME_LENGTH, MAX_PATH_DEPTH, WINDOWS_RESERVED
-
+from adaptercheck.limits import (
+    CONFIG_NAME,
+    FORBIDDEN_FILENAME_CHARS,
+    MAX_FILENAME_LENGTH,
+    MAX_PATH_DEPTH,
+    WINDOWS_RESERVED,
+    Limits,
+)
 
 # --------------------------------------------------------------------------------------------------
 # File names
@@ -89,7 +94,10 @@ def check_file_list(files: Sequence[tuple[str, int]], limits: Limits = Limits())
         sizes[path] = size
     if CONFIG_NAME not in sizes:
         raise refuse(
-            "missing_config", f"{CONFIG_NAME} is missing: push the whole folder that save_pretrained wrote", CONFIG_NAME, "request"
+            "missing_config",
+            f"{CONFIG_NAME} is missing: push the whole folder that save_pretrained wrote",
+            CONFIG_NAME,
+            "request",
         )
     if len(sizes) > limits.max_files:
         raise refuse(
@@ -101,7 +109,10 @@ def check_file_list(files: Sequence[tuple[str, int]], limits: Limits = Limits())
     for path, size in sizes.items():
         if size > limits.max_file_size:
             raise refuse(
-                "file_too_large", f"{path} is {size} bytes; at most {limits.max_file_size} bytes are allowed per file.", path, "size"
+                "file_too_large",
+                f"{path} is {size} bytes; at most {limits.max_file_size} bytes are allowed per file.",
+                path,
+                "size",
             )
     if sum(sizes.values()) > limits.max_version_size:
         raise refuse(
@@ -111,5 +122,3 @@ def check_file_list(files: Sequence[tuple[str, int]], limits: Limits = Limits())
             "size",
         )
     return sizes
-
-

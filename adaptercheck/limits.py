@@ -4,9 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-
-
-
 METHODS = (
     "lora",
     "qlora",
@@ -39,11 +36,11 @@ WINDOWS_RESERVED = frozenset(
 )
 # Refused so that a file stored here can be downloaded onto any OS unchanged.
 FORBIDDEN_FILENAME_CHARS = frozenset('<>:"|?*')
+
+
 @dataclass(frozen=True)
 class Limits:
     max_file_size: int = 2 * 1024**3
     max_version_size: int = 4 * 1024**3
     max_header_size: int = 100 * 1024 * 1024
     max_files: int = 64
-
-

@@ -6,14 +6,13 @@ import struct
 import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import IO
 
 import numpy as np
 
 from adaptercheck._util import DuplicateKey, is_int, read_exact, shape_str, strict_json_loads
 from adaptercheck.errors import refuse
-from adaptercheck.limits import Limits, MAX_TENSOR_NAME_LENGTH, WEIGHTS_NAME
-
+from adaptercheck.limits import MAX_TENSOR_NAME_LENGTH, WEIGHTS_NAME, Limits
 
 # Bytes per element. Sub-byte formats (F4, F6_*) are left out on purpose: their sizes do not fit the
 # "numel * itemsize" rule and no PEFT adapter is saved in them.
@@ -51,6 +50,7 @@ _NONFINITE_BITS: dict[str, tuple[str, int, int]] = {
 # Mantissa bits: an all-ones exponent with zero mantissa is an infinity rather than a NaN.
 _MANTISSA_BITS = {"F64": 0x000F_FFFF_FFFF_FFFF, "F32": 0x007F_FFFF, "F16": 0x03FF, "BF16": 0x007F, "F8_E5M2": 0x03}
 
+
 @dataclass(frozen=True)
 class TensorInfo:
     """One tensor of a safetensors file; ``start``/``end`` are relative to the data section."""
@@ -70,7 +70,7 @@ class TensorInfo:
 # safetensors
 
 
-def parse_header(fileobj: BinaryIO, size: int, limits: Limits, path: str) -> tuple[dict[str, TensorInfo], int]:
+def parse_header(fileobj: IO[bytes], size: int, limits: Limits, path: str) -> tuple[dict[str, TensorInfo], int]:
     """Parse and check a safetensors header; return its tensors and the absolute data offset."""
     if size < 8:
         raise refuse(
@@ -93,8 +93,7 @@ def parse_header(fileobj: BinaryIO, size: int, limits: Limits, path: str) -> tup
     if header_len > limits.max_header_size:
         raise refuse(
             "header_too_large",
-            f"{path}: the safetensors JSON header is {header_len} bytes, over the {limits.max_header_size}-byte "
-            "limit.",
+            f"{path}: the safetensors JSON header is {header_len} bytes, over the {limits.max_header_size}-byte limit.",
             path,
             "size",
         )
@@ -232,7 +231,7 @@ def parse_header(fileobj: BinaryIO, size: int, limits: Limits, path: str) -> tup
 
 
 def parse_safetensors_header(
-    fileobj: BinaryIO, size: int, *, limits: Limits = Limits(), path: str = WEIGHTS_NAME
+    fileobj: IO[bytes], size: int, *, limits: Limits = Limits(), path: str = WEIGHTS_NAME
 ) -> dict[str, TensorInfo]:
     """Parse a safetensors header without touching tensor data; refuse anything malformed.
 
@@ -244,7 +243,7 @@ def parse_safetensors_header(
 
 
 def check_finite(
-    fileobj: BinaryIO,
+    fileobj: IO[bytes],
     tensors: Mapping[str, TensorInfo],
     *,
     path: str,

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import BinaryIO
-
+from typing import IO
 
 from adaptercheck._util import is_int, read_exact
 from adaptercheck.base_model import check_base_shapes, same_base_model
@@ -18,17 +17,23 @@ from adaptercheck.families.lokr import check_lokr
 from adaptercheck.families.lora import check_lora
 from adaptercheck.families.prompt import check_prompt
 from adaptercheck.filenames import normalize_filename
-from adaptercheck.limits import CONFIG_NAME, Limits, MAX_CONFIG_SIZE, OTHER_PICKLE_CAPABLE, PICKLE_EXTENSIONS, WEIGHTS_NAME
+from adaptercheck.limits import (
+    CONFIG_NAME,
+    MAX_CONFIG_SIZE,
+    OTHER_PICKLE_CAPABLE,
+    PICKLE_EXTENSIONS,
+    WEIGHTS_NAME,
+    Limits,
+)
 from adaptercheck.safetensors_header import FLOAT_DTYPES, check_finite, parse_header
 from adaptercheck.validated import ValidatedAdapter
-
 
 # --------------------------------------------------------------------------------------------------
 # The whole upload
 
 
 def validate_adapter(
-    files: Mapping[str, tuple[BinaryIO, int]],
+    files: Mapping[str, tuple[IO[bytes], int]],
     *,
     method: str | None = None,
     manifest: Mapping[str, Sequence[int]] | None = None,
@@ -47,7 +52,7 @@ def validate_adapter(
 
 
 def _validate_adapter(
-    files: Mapping[str, tuple[BinaryIO, int]],
+    files: Mapping[str, tuple[IO[bytes], int]],
     *,
     method: str | None,
     manifest: Mapping[str, Sequence[int]] | None,
@@ -62,7 +67,7 @@ def _validate_adapter(
             None,
             "size",
         )
-    normalized: dict[str, tuple[BinaryIO, int]] = {}
+    normalized: dict[str, tuple[IO[bytes], int]] = {}
     folded: dict[str, str] = {}
     total = 0
     for raw_name, (fileobj, size) in files.items():
@@ -227,5 +232,3 @@ def _validate_adapter(
     if manifest is not None:
         check_base_shapes(validated, manifest)
     return validated
-
-

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-
 from adaptercheck.safetensors_header import TensorInfo
 
 
@@ -26,4 +25,3 @@ class ValidatedAdapter:
     files: tuple[str, ...] = field(default=())
     # IA3 only: module -> ("out"|"in", size) of the base features its vector scales.
     scaled: dict[str, tuple[str, int]] = field(default_factory=dict)
-

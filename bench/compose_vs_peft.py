@@ -200,9 +200,7 @@ def exact_targets(peft_model: PeftModel, weights: list[float]) -> dict[str, torc
     """sum_i w_i dW_i per module, dense, fp32, straight from PEFT's own layers."""
     targets: dict[str, torch.Tensor] = {}
     for name, module in lora_layers(peft_model, "a0"):
-        targets[name] = sum(
-            w * module.get_delta_weight(f"a{i}").detach().float() for i, w in enumerate(weights)
-        )  # type: ignore[assignment]
+        targets[name] = sum(w * module.get_delta_weight(f"a{i}").detach().float() for i, w in enumerate(weights))  # type: ignore[assignment]
     return targets
 
 
@@ -298,9 +296,7 @@ def refactor_over_optimum(
     ratios = []
     for report in result.modules:
         module = report.module
-        deltas = torch.stack(
-            [a.scaling(module) * (lambda f: f[0] @ f[1])(a.factors(module, device)) for a in adapters]
-        )
+        deltas = torch.stack([a.scaling(module) * (lambda f: f[0] @ f[1])(a.factors(module, device)) for a in adapters])
         kwargs: dict[str, Any] = {"density": DENSITY}
         if spec.uses_seed:
             kwargs["generator"] = _generator(0, module, "mask", device)
@@ -316,8 +312,10 @@ def refactor_over_optimum(
 
 def print_header(device: torch.device) -> None:
     memory = "peak RSS growth" if device.type == "cpu" else "peak CUDA alloc growth"
-    print(f"composer {composer.__version__} vs peft add_weighted_adapter, device={device}, "
-          f"torch threads={torch.get_num_threads()}, {os.cpu_count()} CPUs")
+    print(
+        f"composer {composer.__version__} vs peft add_weighted_adapter, device={device}, "
+        f"torch threads={torch.get_num_threads()}, {os.cpu_count()} CPUs"
+    )
     print(f"memory = {memory}; err = mean over modules of ||R - sum w dW||_F / ||sum w dW||_F")
     print(HEADER)
     print("-" * len(HEADER), flush=True)
@@ -350,14 +348,23 @@ def print_footer() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="small shapes (hidden 256, 2 layers; 1024/2816 single modules)")
+    parser.add_argument(
+        "--quick", action="store_true", help="small shapes (hidden 256, 2 layers; 1024/2816 single modules)"
+    )
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")
-    parser.add_argument("--threads", type=int, default=0,
-                        help="torch CPU threads for both sides (default: torch's choice); 1 is robust on a busy machine")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch CPU threads for both sides (default: torch's choice); 1 is robust on a busy machine",
+    )
     parser.add_argument("--cases", default="", help="comma-separated subset, e.g. model-n2,7b-4096x4096")
     args = parser.parse_args()
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if args.device == "auto" else args.device))
+    device = torch.device(
+        "cuda"
+        if args.device == "auto" and torch.cuda.is_available()
+        else ("cpu" if args.device == "auto" else args.device)
+    )
     if args.threads:
         torch.set_num_threads(args.threads)
     started = time.perf_counter()
@@ -381,8 +388,14 @@ def main() -> None:
             if kind == "model":
                 torch.manual_seed(0)
                 model: nn.Module = LlamaForCausalLM(
-                    LlamaConfig(hidden_size=hidden, intermediate_size=intermediate, num_hidden_layers=layers,
-                                num_attention_heads=heads, num_key_value_heads=heads, vocab_size=1000)
+                    LlamaConfig(
+                        hidden_size=hidden,
+                        intermediate_size=intermediate,
+                        num_hidden_layers=layers,
+                        num_attention_heads=heads,
+                        num_key_value_heads=heads,
+                        vocab_size=1000,
+                    )
                 )
                 peft_model, folders = add_random_adapters(model, TARGETS, int(spec), Path(scratch) / case)  # type: ignore[arg-type]
                 check = spec == 2

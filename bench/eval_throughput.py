@@ -29,7 +29,9 @@ from composer.evaluation import LoadedModel, evaluate, pick_device  # noqa: E402
 
 SIZES = {
     "small": dict(hidden_size=512, intermediate_size=1376, num_hidden_layers=8, num_attention_heads=8, vocab_size=8000),
-    "1b": dict(hidden_size=2048, intermediate_size=5632, num_hidden_layers=22, num_attention_heads=32, vocab_size=32000),
+    "1b": dict(
+        hidden_size=2048, intermediate_size=5632, num_hidden_layers=22, num_attention_heads=32, vocab_size=32000
+    ),
 }
 
 
@@ -41,22 +43,32 @@ def word_tokenizer(vocab_size: int) -> object:
     vocab = {token: i for i, token in enumerate([*specials, *(f"w{i}" for i in range(vocab_size - len(specials)))])}
     tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token="<pad>", bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, pad_token="<pad>", bos_token="<s>", eos_token="</s>", unk_token="<unk>"
+    )
 
 
 def build(size: str, device: torch.device, folder: Path) -> tuple[LoadedModel, Path, float]:
     from peft import LoraConfig, get_peft_model
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    config = LlamaConfig(**SIZES[size], num_key_value_heads=SIZES[size]["num_attention_heads"], max_position_embeddings=2048)
+    config = LlamaConfig(
+        **SIZES[size], num_key_value_heads=SIZES[size]["num_attention_heads"], max_position_embeddings=2048
+    )
     torch.manual_seed(0)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     model = LlamaForCausalLM(config).to(dtype=dtype, device=device).eval()
     params = sum(p.numel() for p in model.parameters()) / 1e9
-    peft_model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    peft_model = get_peft_model(
+        model, LoraConfig(r=16, lora_alpha=32, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    )
     peft_model.save_pretrained(folder / "adapter")
     base = peft_model.unload()  # the pristine base, LoRA layers removed
-    return LoadedModel(model=base, tokenizer=word_tokenizer(config.vocab_size), device=device), folder / "adapter", params
+    return (
+        LoadedModel(model=base, tokenizer=word_tokenizer(config.vocab_size), device=device),
+        folder / "adapter",
+        params,
+    )
 
 
 def naive_peft_loop(loaded: LoadedModel, adapter: Path, examples: list[dict[str, str]]) -> tuple[float, int, float]:
@@ -68,7 +80,11 @@ def naive_peft_loop(loaded: LoadedModel, adapter: Path, examples: list[dict[str,
     started = time.perf_counter()
     with torch.no_grad():
         for example in examples:
-            ids = [tokenizer.bos_token_id, *tokenizer(example["text"], add_special_tokens=False)["input_ids"], tokenizer.eos_token_id]
+            ids = [
+                tokenizer.bos_token_id,
+                *tokenizer(example["text"], add_special_tokens=False)["input_ids"],
+                tokenizer.eos_token_id,
+            ]
             batch = torch.tensor([ids], device=loaded.device)
             loss = model(input_ids=batch, labels=batch).loss
             nll += float(loss) * (len(ids) - 1)
@@ -93,17 +109,28 @@ def main() -> None:
         loaded, adapter, params = build(args.size, device, Path(tmp))
         rng = random.Random(0)
         vocab = loaded.tokenizer.vocab_size - 4
-        examples = [{"text": " ".join(f"w{rng.randrange(vocab)}" for _ in range(rng.randint(32, 256)))} for _ in range(args.examples)]
+        examples = [
+            {"text": " ".join(f"w{rng.randrange(vocab)}" for _ in range(rng.randint(32, 256)))}
+            for _ in range(args.examples)
+        ]
         evaluate(loaded, adapter, "perplexity", examples[:4], batch_size=args.batch_size)  # warm-up
         ours = evaluate(loaded, adapter, "perplexity", examples, batch_size=args.batch_size)
         naive_seconds, naive_tokens, naive_ppl = naive_peft_loop(loaded, adapter, examples)
 
     naive_tps = naive_tokens / naive_seconds
-    print(f"model: Llama {args.size} ({params:.2f} B parameters), device {ours.device}, {len(examples)} examples, LoRA r=16 on q,v")
+    print(
+        f"model: Llama {args.size} ({params:.2f} B parameters), device {ours.device}, {len(examples)} examples, LoRA r=16 on q,v"
+    )
     print(f"{'path':<34}{'seconds':>10}{'tokens':>10}{'tokens/s':>12}{'perplexity':>14}")
-    print(f"{'ours (merged, batched, sorted)':<34}{ours.seconds:>10.2f}{ours.tokens:>10}{ours.tokens_per_second:>12.0f}{ours.value:>14.2f}")
-    print(f"{'naive PEFT loop (per example)':<34}{naive_seconds:>10.2f}{naive_tokens:>10}{naive_tps:>12.0f}{naive_ppl:>14.2f}")
-    print(f"speed-up: {ours.tokens_per_second / naive_tps:.2f}x  (same perplexity within {abs(ours.value - naive_ppl) / naive_ppl:.1e} relative)")
+    print(
+        f"{'ours (merged, batched, sorted)':<34}{ours.seconds:>10.2f}{ours.tokens:>10}{ours.tokens_per_second:>12.0f}{ours.value:>14.2f}"
+    )
+    print(
+        f"{'naive PEFT loop (per example)':<34}{naive_seconds:>10.2f}{naive_tokens:>10}{naive_tps:>12.0f}{naive_ppl:>14.2f}"
+    )
+    print(
+        f"speed-up: {ours.tokens_per_second / naive_tps:.2f}x  (same perplexity within {abs(ours.value - naive_ppl) / naive_ppl:.1e} relative)"
+    )
 
 
 if __name__ == "__main__":

@@ -100,7 +100,9 @@ def start_hub(work: Path, weed: SeaweedServer) -> tuple[subprocess.Popen[bytes],
         return done.stdout
 
     manage("migrate", "--run-syncdb", "--noinput", "-v", "0")
-    manage("shell", "-c", "from django.contrib.auth import get_user_model; get_user_model().objects.create_user('bench')")
+    manage(
+        "shell", "-c", "from django.contrib.auth import get_user_model; get_user_model().objects.create_user('bench')"
+    )
     token = manage("issue_token", "bench", "--scope", "write").strip()
     port = free_port()
     log = open(work / "gunicorn.log", "wb")
@@ -274,7 +276,9 @@ def main() -> int:
             rows["push"].append(sample)
             phases.append(pushed["timings"])
             settle()
-            pulled, sample = meter.run_client("pull", url, token, str(work / f"pull-cache-{round_}"), f"bench/adapter-{round_}")
+            pulled, sample = meter.run_client(
+                "pull", url, token, str(work / f"pull-cache-{round_}"), f"bench/adapter-{round_}"
+            )
             rows["pull"].append(sample)
             pulled_weights = Path(pulled["path"]) / weights.name
             assert _sha256(pulled_weights) == _sha256(weights), "the pulled bytes differ"

@@ -11,8 +11,6 @@ It talks HTTP only (requests); nothing here imports Django or torch.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from client.api import HubClient
 from client.errors import (
     AuthenticationError,
@@ -38,6 +36,7 @@ from client.types import (
     User,
     Version,
 )
+from client.version import VERSION as __version__
 
 __all__ = [
     "AdapterInfo",

@@ -42,6 +42,7 @@ from client.types import (
     User,
     Version,
 )
+from client.version import VERSION
 
 # Completing a push makes the hub read every uploaded byte back (to verify its sha256) and copy
 # it into place: minutes for gigabytes on a slow store.
@@ -106,8 +107,9 @@ class HubClient:
         self.workers = max(1, workers)
         self.timeout = timeout
         self.session = session or requests.Session()
-        if str(self.session.headers.get("User-Agent", "")).startswith("python-requests"):
-            self.session.headers["User-Agent"] = f"ahub/{_version()} {self.session.headers['User-Agent']}"
+        agent = self.session.headers.get("User-Agent", "")
+        if isinstance(agent, str) and agent.startswith("python-requests"):
+            self.session.headers["User-Agent"] = f"ahub/{_version()} {agent}"
 
     def __repr__(self) -> str:
         return f"HubClient({self.url!r}, token={'set' if self.token else 'none'})"
@@ -131,7 +133,9 @@ class HubClient:
         except requests.Timeout:
             raise ConnectionFailed(f"the hub at {self.url} did not answer in time", code="timeout") from None
         except requests.RequestException as exc:
-            raise ConnectionFailed(f"cannot reach the hub at {self.url}: {scrubbed(exc)}", code="connection_failed") from None
+            raise ConnectionFailed(
+                f"cannot reach the hub at {self.url}: {scrubbed(exc)}", code="connection_failed"
+            ) from None
         if response.status_code >= 400:
             raise error_from_response(response)
         return response
@@ -210,7 +214,9 @@ class HubClient:
     def versions(self, repo: str, *, include_yanked: bool = False) -> list[Version]:
         namespace, name, _ = parse_ref(repo)
         params = {"include_yanked": "1" if include_yanked else None}
-        return [Version.from_json(v) for v in self._pages(f"/api/v1/adapters/{namespace}/{name}/versions/", params, None)]
+        return [
+            Version.from_json(v) for v in self._pages(f"/api/v1/adapters/{namespace}/{name}/versions/", params, None)
+        ]
 
     def version(self, repo: str, version: str | int | None = None) -> Version:
         """One version, by number, label or `latest` (default: the reference's, else latest)."""
@@ -619,7 +625,9 @@ class HubClient:
         return [Evaluation.from_json(e) for e in (data if isinstance(data, list) else data.get("results", []))]
 
     def evaluations(self, repo: str, version: str | int | None = None) -> list[Evaluation]:
-        return [Evaluation.from_json(e) for e in self._pages(f"{self._version_path(repo, version)}evaluations/", {}, None)]
+        return [
+            Evaluation.from_json(e) for e in self._pages(f"{self._version_path(repo, version)}evaluations/", {}, None)
+        ]
 
     def scores(self, repo: str, version: str | int | None = None) -> list[Score]:
         """The newest score of a version on each suite."""
@@ -666,6 +674,4 @@ def _input_of(item: Any) -> dict[str, Any]:
 
 
 def _version() -> str:
-    from client import __version__
-
-    return __version__
+    return VERSION

@@ -35,7 +35,7 @@ def _size(n: int | float) -> str:
 def _table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
     cells = [[str(h) for h in headers], *[["" if c is None else str(c) for c in row] for row in rows]]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells)
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)).rstrip() for row in cells)
 
 
 def _clip(text: str, width: int = 50) -> str:
@@ -208,7 +208,9 @@ def cmd_info(args: argparse.Namespace, out: Output) -> int:
             ]
             if version.yanked:
                 lines.append(f"YANKED: {version.yanked_reason}")
-            lines.append(_table([(f.path, _size(f.size), f.sha256[:16]) for f in version.files], ("FILE", "SIZE", "SHA256")))
+            lines.append(
+                _table([(f.path, _size(f.size), f.sha256[:16]) for f in version.files], ("FILE", "SIZE", "SHA256"))
+            )
             return "\n".join(lines)
 
         out.result(human_version, _version_json(version))
@@ -334,8 +336,15 @@ def cmd_tokens(args: argparse.Namespace, out: Output) -> int:
 
     def human() -> str:
         rows = [
-            (t.id, t.name, t.key_prefix + "…", t.scope, t.namespace or "", t.expires_at or "",
-             "revoked" if t.revoked_at else "")
+            (
+                t.id,
+                t.name,
+                t.key_prefix + "…",
+                t.scope,
+                t.namespace or "",
+                t.expires_at or "",
+                "revoked" if t.revoked_at else "",
+            )
             for t in tokens
         ]
         return _table(rows, ("ID", "NAME", "PREFIX", "SCOPE", "NAMESPACE", "EXPIRES", "")) if rows else "no tokens"

@@ -2,7 +2,7 @@
 
     adapter = composer.load_lora("path/to/adapter")
     result = composer.compose([(adapter, 0.7), ("other/adapter", -0.3)], method="linear", rank=16)
-    composer.save_lora(result, "out/")   # adapter_config.json, adapter_model.safetensors, composition.json
+    result.save("out/")   # adapter_config.json, adapter_model.safetensors, composition.json
 
 From the hub:
     1. Before queueing (answer 4xx with CompositionError.code):
@@ -11,14 +11,12 @@ From the hub:
        check_compatible([load_lora(folder, reference="ns/a:3", sha256=digest), ...])
     2. In the worker:
        result = compose(inputs, method, rank=..., density=..., seed=..., progress=on_progress)
-       save_lora(result, tmpdir); result.modules / result.summary / result.recipe for the job record.
+       result.save(tmpdir); result.modules / result.summary / result.recipe for the job record.
 
 People without a hub use `python -m composer` (see composer/cli.py).
 """
 
 from __future__ import annotations
-
-__version__ = "0.1.0"
 
 from composer.compat import Compatibility, check_compatible
 from composer.compose import CompositionParams, CompositionResult, compose, compose_expression
@@ -27,6 +25,7 @@ from composer.expression import parse_expression
 from composer.io import LoraAdapter, load_lora, save_lora
 from composer.registry import ALIASES, METHODS, MergeMethod, get_method
 from composer.types import ModuleReport, ProgressCallback
+from composer.version import VERSION as __version__
 
 __all__ = [
     "ALIASES",
@@ -48,4 +47,3 @@ __all__ = [
     "parse_expression",
     "save_lora",
 ]
-

@@ -1,9 +1,9 @@
 """Command line for people without a hub.
 
-    python -m composer METHOD --input DIR:WEIGHT [--input DIR:WEIGHT ...] --out DIR
-                       [--rank N|auto] [--energy E] [--density D] [--seed S]
-                       [--majority-sign total|frequency] [--dtype fp16|bf16|fp32] [--device auto|cpu|cuda]
-    python -m composer expr "0.7*DIR_A + 0.5*DIR_B - 0.3*DIR_C" --out DIR [options as above]
+python -m composer METHOD --input DIR:WEIGHT [--input DIR:WEIGHT ...] --out DIR
+                   [--rank N|auto] [--energy E] [--density D] [--seed S]
+                   [--majority-sign total|frequency] [--dtype fp16|bf16|fp32] [--device auto|cpu|cuda]
+python -m composer expr "0.7*DIR_A + 0.5*DIR_B - 0.3*DIR_C" --out DIR [options as above]
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from composer.compose import compose
 from composer.errors import CompositionError
 from composer.expression import parse_expression
-from composer.io import load_lora, save_lora
+from composer.io import load_lora
 from composer.registry import ALIASES, METHODS
 
 EXIT_REFUSED = 2
@@ -66,13 +66,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    expression: str | None = args.expression
     if args.method == "expr":
-        if args.expression is None or args.input:
+        if expression is None or args.input:
             parser.error('expr takes one expression argument and no --input, e.g. expr "0.7*A - 0.3*B"')
-    elif args.expression is not None or not args.input:
+    elif expression is not None or not args.input:
         parser.error(f"{args.method} takes --input DIR:WEIGHT (at least once) and no expression")
     try:
-        pairs = parse_expression(args.expression) if args.method == "expr" else args.input
+        # Only expr gets here with an expression (checked above); the other methods take --input.
+        pairs = parse_expression(expression) if expression is not None else args.input
         inputs = [(load_lora(folder), weight) for folder, weight in pairs]
         result = compose(
             inputs,
@@ -86,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             device=args.device,
             expression=args.expression,
         )
-        save_lora(result, args.out)
+        result.save(args.out)
     except CompositionError as error:
         print(f"error [{error.code}]: {error}", file=sys.stderr)
         return EXIT_REFUSED

@@ -81,7 +81,8 @@ def check_compatible(adapters: Sequence[LoraAdapter | str | os.PathLike[str]]) -
     task_types = {a.config.get("task_type") for a in loaded} - {None}
     if len(task_types) > 1:
         raise CompositionError(
-            "config_mismatch", f"inputs were trained for different task types: {', '.join(sorted(map(str, task_types)))}"
+            "config_mismatch",
+            f"inputs were trained for different task types: {', '.join(sorted(map(str, task_types)))}",
         )
     dtypes = {a.dtype for a in loaded}
     return Compatibility(
@@ -112,7 +113,9 @@ def check_plain_lora_config(config: Mapping[str, Any], name: str) -> None:
             "base model; re-save it with path_initial_model_for_weight_conversion",
         )
     if isinstance(init, str) and init.startswith(_VARIANT_INITS):
-        raise CompositionError("unsupported_variant", f"{name} sets init_lora_weights={init!r}, a LoRA variant that is not supported")
+        raise CompositionError(
+            "unsupported_variant", f"{name} sets init_lora_weights={init!r}, a LoRA variant that is not supported"
+        )
 
 
 def _check_plain_lora(adapter: LoraAdapter) -> None:

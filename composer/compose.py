@@ -8,6 +8,7 @@ import os
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -31,6 +32,7 @@ from composer.types import (
     ScaledFactors,
     SignMethod,
 )
+from composer.version import VERSION
 
 InputItem = tuple[LoraAdapter | str | os.PathLike[str], float]
 
@@ -65,12 +67,15 @@ class CompositionParams:
         if spec.uses_density:
             if self.density is None:
                 raise CompositionError(
-                    "missing_parameter", f"{spec.name} needs density, the fraction of each task vector to keep (0 < density <= 1)"
+                    "missing_parameter",
+                    f"{spec.name} needs density, the fraction of each task vector to keep (0 < density <= 1)",
                 )
             if not (isinstance(self.density, (int, float)) and 0.0 < self.density <= 1.0):
                 raise CompositionError("bad_input", f"density must be in (0, 1], got {self.density!r}")
         elif self.density is not None:
-            raise CompositionError("bad_input", f"{spec.name} does not use density (only ties, dare_*, magnitude_prune do)")
+            raise CompositionError(
+                "bad_input", f"{spec.name} does not use density (only ties, dare_*, magnitude_prune do)"
+            )
         if self.majority_sign_method not in ("total", "frequency"):
             raise CompositionError(
                 "bad_input", f"majority_sign_method must be 'total' or 'frequency', got {self.majority_sign_method!r}"
@@ -142,8 +147,9 @@ class CompositionResult:
     def summary(self) -> dict[str, Any]:
         return summarize(self.modules)
 
-    def save(self, path: str | os.PathLike[str]) -> None:
-        save_lora(self.adapter, path)
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the adapter folder with its composition.json; returns the folder."""
+        return save_lora(self.adapter, path)
 
 
 def compose(
@@ -184,7 +190,7 @@ def compose(
         expression: the arithmetic expression the weights came from, recorded in the recipe.
 
     Returns:
-        A `CompositionResult`; `save_lora(result, folder)` writes it.
+        A `CompositionResult`; `result.save(folder)` writes it.
     """
     params = CompositionParams(
         method=method,
@@ -233,12 +239,13 @@ def compose(
     config = build_output_config(adapters, compat, {r.module: r.rank for r in reports})
     recipe = Recipe(
         library="composer",
-        version=_library_version(),
+        version=VERSION,
         method=spec.name,
         parameters=params.recorded(out_dtype),
         seed=params.effective_seed,
         inputs=tuple(
-            RecipeInput(reference=a.reference, weight=w, sha256=a.sha256) for a, w in zip(adapters, weights, strict=True)
+            RecipeInput(reference=a.reference, weight=w, sha256=a.sha256)
+            for a, w in zip(adapters, weights, strict=True)
         ),
         base_model=compat.base_model,
         revision=compat.revision,
@@ -258,12 +265,6 @@ def compose_expression(expression: str, **params: Any) -> CompositionResult:
     return compose(inputs, method="expr", expression=expression, **params)
 
 
-def _library_version() -> str:
-    from composer import __version__
-
-    return __version__
-
-
 def _normalize_inputs(inputs: Sequence[InputItem]) -> tuple[list[LoraAdapter], list[float]]:
     adapters: list[LoraAdapter] = []
     weights: list[float] = []
@@ -281,7 +282,11 @@ def _normalize_inputs(inputs: Sequence[InputItem]) -> tuple[list[LoraAdapter], l
 
 
 def _merge_module(
-    module: str, adapters: Sequence[LoraAdapter], weights: Sequence[float], params: CompositionParams, device: torch.device
+    module: str,
+    adapters: Sequence[LoraAdapter],
+    weights: Sequence[float],
+    params: CompositionParams,
+    device: torch.device,
 ) -> tuple[LowRankDelta, Tensor | None]:
     """Merge one module; inputs without it contribute nothing (a zero delta)."""
     spec = params.spec
@@ -377,7 +382,9 @@ _NEUTRAL_FIELDS: dict[str, Any] = {
 }
 
 
-def build_output_config(adapters: Sequence[LoraAdapter], compat: Compatibility, ranks: dict[str, int]) -> dict[str, Any]:
+def build_output_config(
+    adapters: Sequence[LoraAdapter], compat: Compatibility, ranks: dict[str, int]
+) -> dict[str, Any]:
     """adapter_config.json of the composed adapter.
 
     Source scaling is folded into the factors, so every module runs at scaling 1: lora_alpha = r,

@@ -108,7 +108,10 @@ def load_base_model(path: Path, device: torch.device) -> LoadedModel:
         raise EvaluationError("base_model_unavailable", f"{path} has no config.json")
     # bf16 halves GPU memory; on CPU fp32 is both faster and exact.
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, local_files_only=True).to(device).eval()
+    # Typed as a Module: transformers wraps PreTrainedModel.to with functools.wraps, which its
+    # typing turns into an unbound function (the device would be taken for `self`).
+    pretrained: nn.Module = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, local_files_only=True)
+    model = pretrained.to(device).eval()
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -144,13 +147,14 @@ def merged_lora(model: nn.Module, adapter_dir: Path) -> Iterator[nn.Module]:
     saved: list[tuple[Tensor, Tensor]] = []
     try:
         with torch.no_grad():
-            for name, entry in adapter.modules.items():
+            for name in adapter.modules:
                 layer = modules[name]
                 b, a, bias = adapter.factors(name, device=layer.weight.device)
                 delta = (b @ a) * adapter.scaling(name)  # (d_out, d_in)
                 if delta.shape != layer.weight.shape:
                     raise EvaluationError(
-                        "shape_mismatch", f"{name}: the adapter's delta is {tuple(delta.shape)}, the weight {tuple(layer.weight.shape)}"
+                        "shape_mismatch",
+                        f"{name}: the adapter's delta is {tuple(delta.shape)}, the weight {tuple(layer.weight.shape)}",
                     )
                 saved.append((layer.weight, layer.weight.detach().clone()))
                 layer.weight.add_(delta.to(layer.weight.dtype))
@@ -246,7 +250,9 @@ def perplexity(
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
     nll, count = 0.0, 0
     for batch in _batches(order, batch_size, on_batch):
-        totals, counts = _sequence_logprobs(model, loaded.device, [encoded[i] for i in batch], [1] * len(batch), tokenizer.pad_token_id)
+        totals, counts = _sequence_logprobs(
+            model, loaded.device, [encoded[i] for i in batch], [1] * len(batch), tokenizer.pad_token_id
+        )
         nll -= sum(totals)
         count += sum(counts)
     if count == 0:
@@ -292,6 +298,8 @@ def exact_match(
     on_batch: OnBatch | None = None,
 ) -> tuple[float, int]:
     """Greedy decoding, left-padded batches; an answer matches when equal after trimming spaces."""
+    # The model is a causal LM or a PEFT model around one; nn.Module's typing knows no generate.
+    generate: Callable[..., Tensor] = getattr(model, "generate")  # noqa: B009  (nn.Module declares no generate)
     tokenizer = loaded.tokenizer
     prompts = [_encode(tokenizer, ex["prompt"], eos=False) for ex in examples]
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
@@ -304,7 +312,7 @@ def exact_match(
             ids[row, width - len(prompts[i]) :] = torch.tensor(prompts[i])
             mask[row, width - len(prompts[i]) :] = 1
         with _autocast(loaded.device):
-            generated = model.generate(
+            generated = generate(
                 input_ids=ids.to(loaded.device),
                 attention_mask=mask.to(loaded.device),
                 max_new_tokens=max_new_tokens,
@@ -408,7 +416,8 @@ def _check_example(example: dict[str, Any], kind: str, line: int) -> None:
         value = example.get(name)
         if not isinstance(value, str) or not value.strip() or len(value) > MAX_TEXT_CHARS:
             raise EvaluationError(
-                "bad_suite", f"line {line}: {kind} examples need a non-empty string {name!r} (at most {MAX_TEXT_CHARS} characters)"
+                "bad_suite",
+                f"line {line}: {kind} examples need a non-empty string {name!r} (at most {MAX_TEXT_CHARS} characters)",
             )
 
     if kind == "perplexity":
@@ -423,4 +432,6 @@ def _check_example(example: dict[str, Any], kind: str, line: int) -> None:
             raise EvaluationError("bad_suite", f"line {line}: 'choices' must list at least two non-empty strings")
         answer = example.get("answer")
         if isinstance(answer, bool) or not isinstance(answer, int) or not 0 <= answer < len(choices):
-            raise EvaluationError("bad_suite", f"line {line}: 'answer' must be the index of the right choice (0 to {len(choices) - 1})")
+            raise EvaluationError(
+                "bad_suite", f"line {line}: 'answer' must be the index of the right choice (0 to {len(choices) - 1})"
+            )

@@ -26,7 +26,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import torch
 from safetensors import safe_open
@@ -36,9 +36,6 @@ from torch import Tensor
 
 from composer.errors import CompositionError
 from composer.types import ModuleEntry, ModuleKind, ModuleShape
-
-if TYPE_CHECKING:
-    from composer.compose import CompositionResult
 
 CONFIG_FILE = "adapter_config.json"
 WEIGHTS_FILE = "adapter_model.safetensors"
@@ -315,8 +312,11 @@ class LoraAdapter:
         b_shape = self.source.shape(slots["lora_B"])
         kind: ModuleKind = "embedding" if embedding else ("conv" if len(a_shape) > 2 else "linear")
         conv_b_ok = len(b_shape) == len(a_shape) and all(d == 1 for d in b_shape[2:])
-        if len(a_shape) < 2 or len(b_shape) < 2 or (kind == "conv" and not conv_b_ok) or (
-            kind != "conv" and len(b_shape) != 2
+        if (
+            len(a_shape) < 2
+            or len(b_shape) < 2
+            or (kind == "conv" and not conv_b_ok)
+            or (kind != "conv" and len(b_shape) != 2)
         ):
             raise CompositionError(
                 "bad_input",
@@ -352,14 +352,18 @@ def load_lora(path: str | os.PathLike[str], *, reference: str | None = None, sha
         sha256: the file's digest if the caller already knows it, to skip hashing it again.
     """
     location = Path(path)
-    folder, weights = (location.parent, location) if location.suffix == ".safetensors" else (location, location / WEIGHTS_FILE)
+    folder, weights = (
+        (location.parent, location) if location.suffix == ".safetensors" else (location, location / WEIGHTS_FILE)
+    )
     config_path = folder / CONFIG_FILE
     if not config_path.is_file():
         raise CompositionError("bad_input", f"{folder} has no {CONFIG_FILE}; is it a PEFT adapter folder?")
     if not weights.is_file():
-        hint = " (pickled adapter_model.bin is not read for safety; convert it to safetensors)" if (
-            folder / "adapter_model.bin"
-        ).is_file() else ""
+        hint = (
+            " (pickled adapter_model.bin is not read for safety; convert it to safetensors)"
+            if (folder / "adapter_model.bin").is_file()
+            else ""
+        )
         raise CompositionError("bad_input", f"{folder} has no {weights.name}{hint}")
     try:
         config = json.loads(config_path.read_text(encoding="utf-8"))
@@ -367,18 +371,17 @@ def load_lora(path: str | os.PathLike[str], *, reference: str | None = None, sha
         raise CompositionError("bad_input", f"{config_path} is not valid JSON: {exc}") from None
     if not isinstance(config, dict):
         raise CompositionError("bad_input", f"{config_path} must hold a JSON object")
-    return LoraAdapter(config=config, source=SafetensorsSource(weights), path=folder, reference=reference, sha256=sha256)
+    return LoraAdapter(
+        config=config, source=SafetensorsSource(weights), path=folder, reference=reference, sha256=sha256
+    )
 
 
-def save_lora(adapter: LoraAdapter | CompositionResult, path: str | os.PathLike[str]) -> Path:
-    """Write a standard PEFT adapter folder, plus composition.json when the adapter has a recipe.
+def save_lora(adapter: LoraAdapter, path: str | os.PathLike[str]) -> Path:
+    """Write a standard PEFT adapter folder, plus composition.json when the adapter has a recipe
+    (a composition's result saves itself: `result.save(path)`).
 
     Returns the folder. Existing files of the same names are replaced.
     """
-    from composer.compose import CompositionResult  # the result type imports this module
-
-    if isinstance(adapter, CompositionResult):
-        adapter = adapter.adapter
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)
     # One metadata key only: safetensors writes several in hash order, which would make
@@ -392,4 +395,3 @@ def save_lora(adapter: LoraAdapter | CompositionResult, path: str | os.PathLike[
 
 def _write_json(path: Path, payload: Mapping[str, Any]) -> None:
     path.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-

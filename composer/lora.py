@@ -197,8 +197,3 @@ def _energy_rank(matrix: Tensor, singular_values: Tensor, energy: float | None) 
     cumulative = torch.cumsum(singular_values.double() ** 2, dim=0) / total
     reached = torch.nonzero(cumulative >= energy - 1e-12)
     return int(reached[0]) + 1 if reached.numel() else int(singular_values.numel())
-
-
-def dense_delta(b: Tensor, a: Tensor, coefficient: float, out: Tensor | None = None) -> Tensor:
-    """coefficient * b @ a as a dense (d_out, d_in) matrix, optionally written into `out`."""
-    return torch.mm(b * coefficient, a, out=out)

@@ -26,7 +26,10 @@ app.conf.update(
     accept_content=["json"],
     broker_connection_retry_on_startup=True,
     beat_schedule={
-        "reconcile-jobs": {"task": "registry.tasks.reconcile_jobs", "schedule": float(os.environ.get("JOB_RECONCILE_SECONDS", "60"))},
+        "reconcile-jobs": {
+            "task": "registry.tasks.reconcile_jobs",
+            "schedule": float(os.environ.get("JOB_RECONCILE_SECONDS", "60")),
+        },
     },
 )
 app.autodiscover_tasks()

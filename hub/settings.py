@@ -67,6 +67,8 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "registry",
+    # The demo's commands (bootstrap_demo, seed_demo), which `make run` calls.
+    "demo",
 ]
 
 MIDDLEWARE = [
@@ -109,8 +111,7 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    if DATABASES["default"]["NAME"] != ":memory:":
-        Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+    # (Its folder is made when Django starts, in registry/apps.py: importing settings writes nothing.)
     # WAL and a busy timeout let the web server and the Celery worker share the embedded database.
     DATABASES["default"]["OPTIONS"] = {
         "timeout": 30,

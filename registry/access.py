@@ -12,16 +12,29 @@ from typing import TYPE_CHECKING
 from django.conf import settings
 from django.db.models import Q, QuerySet
 
-from registry.exceptions import AccessDenied, NotFound, NotAuthenticated
-from registry.models import WRITE_ROLES, Adapter, ApiToken, BaseModel, Membership, Namespace, Role, TokenScope, Visibility
+from registry.exceptions import AccessDenied, NotAuthenticated, NotFound
+from registry.models import (
+    WRITE_ROLES,
+    Adapter,
+    ApiToken,
+    BaseModel,
+    Membership,
+    Namespace,
+    Role,
+    TokenScope,
+    Visibility,
+)
+
+# What a non-member reads wherever a private adapter would be named (cards, recipes, lineage, gates).
+PRIVATE_REFERENCE = "(a private adapter)"
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+    from django.contrib.auth.models import User
 
 
 @dataclass
 class Actor:
-    user: AbstractBaseUser | AnonymousUser | None
+    user: User | None
     token: ApiToken | None = None
     _roles: dict[int, Role | None] = field(default_factory=dict, repr=False)
 
@@ -31,7 +44,7 @@ class Actor:
 
     @property
     def user_id(self) -> int | None:
-        return self.user.pk if self.is_authenticated else None  # type: ignore[union-attr]
+        return self.user.pk if self.user is not None and self.user.is_authenticated else None
 
     def _token_reaches(self, namespace: Namespace) -> bool:
         return self.token is None or self.token.namespace_id is None or self.token.namespace_id == namespace.pk
@@ -41,15 +54,14 @@ class Actor:
 
     def role_in(self, namespace: Namespace) -> Role | None:
         """The user's own role in the namespace, before any token narrowing."""
-        if not self.is_authenticated:
+        user_id = self.user_id
+        if not self.is_authenticated or user_id is None:
             return None
         if namespace.pk not in self._roles:
             if namespace.user_id is not None:
-                role: Role | None = Role.OWNER if namespace.user_id == self.user_id else None
+                role: Role | None = Role.OWNER if namespace.user_id == user_id else None
             else:
-                found = Membership.objects.filter(namespace=namespace, user_id=self.user_id).values_list(
-                    "role", flat=True
-                )
+                found = Membership.objects.filter(namespace=namespace, user_id=user_id).values_list("role", flat=True)
                 role = Role(found[0]) if found else None
             self._roles[namespace.pk] = role
         return self._roles[namespace.pk]
@@ -73,22 +85,24 @@ class Actor:
 
     @property
     def is_admin(self) -> bool:
-        return bool(self.is_authenticated and self.user.is_staff and self._scope_allows(TokenScope.ADMIN))  # type: ignore[union-attr]
+        return bool(
+            self.user is not None
+            and self.user.is_authenticated
+            and self.user.is_staff
+            and self._scope_allows(TokenScope.ADMIN)
+        )
 
     def can_read_adapter(self, adapter: Adapter) -> bool:
         return adapter.visibility == Visibility.PUBLIC or self.can_read_private(adapter.namespace)
 
-    def readable_private_namespace_ids(self) -> QuerySet[Namespace]:
+    def readable_private_namespace_ids(self) -> QuerySet[Namespace, int]:
         if not self.is_authenticated:
-            return Namespace.objects.none()
+            return Namespace.objects.none().values_list("pk", flat=True)
         owned = Q(user_id=self.user_id) | Q(memberships__user_id=self.user_id)
         namespaces = Namespace.objects.filter(owned)
         if self.token is not None and self.token.namespace_id is not None:
             namespaces = namespaces.filter(pk=self.token.namespace_id)
-        return namespaces.values("pk")
-
-
-ANONYMOUS = Actor(user=None)
+        return namespaces.values_list("pk", flat=True)
 
 
 def visible_adapters(actor: Actor) -> QuerySet[Adapter]:
@@ -130,9 +144,7 @@ def access_adapter(actor: Actor, namespace: str, name: str, *, write: bool = Fal
     anonymous): only adapters one can see reveal their existence.
     """
     adapter = (
-        Adapter.objects.select_related("namespace", "base_model")
-        .filter(namespace__name=namespace, name=name)
-        .first()
+        Adapter.objects.select_related("namespace", "base_model").filter(namespace__name=namespace, name=name).first()
     )
     if adapter is None or not actor.can_read_adapter(adapter):
         raise NotFound(f"adapter {namespace}/{name} does not exist", code="adapter_not_found")

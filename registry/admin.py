@@ -7,20 +7,20 @@ from django.http import HttpRequest
 
 from registry.models import (
     Adapter,
-    CompositionJob,
-    EvalSuite,
-    EvaluationRequest,
-    VersionParent,
     AdapterVersion,
     ApiToken,
     BaseModel,
     BaseModelFile,
     BlobClaim,
+    CompositionJob,
     EvalResult,
+    EvalSuite,
+    EvaluationRequest,
     Membership,
     Namespace,
     Tag,
     VersionFile,
+    VersionParent,
 )
 from registry.models.uploads import UploadBlob, UploadSession
 
@@ -125,8 +125,21 @@ class AdapterVersionAdmin(admin.ModelAdmin):
     search_fields = ("adapter__name", "adapter__namespace__name", "label", "digest")
     inlines = [VersionFileInline]
     fields = (
-        "adapter", "number", "label", "peft_type", "rank", "lora_alpha", "target_modules", "config",
-        "total_size", "digest", "created_by", "created_at", "yanked", "yanked_reason", "yanked_at",
+        "adapter",
+        "number",
+        "label",
+        "peft_type",
+        "rank",
+        "lora_alpha",
+        "target_modules",
+        "config",
+        "total_size",
+        "digest",
+        "created_by",
+        "created_at",
+        "yanked",
+        "yanked_reason",
+        "yanked_at",
     )
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:

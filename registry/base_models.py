@@ -23,11 +23,11 @@ from django.db import transaction
 
 from adaptercheck import CONFIG_NAME, WEIGHTS_NAME, ValidatedAdapter, looks_like_path, validate_adapter
 from registry import blob_claims, services
-from registry.push import match_base_by_shapes, sha256_of
 from registry.blobs import get_blob_store
-from registry.exceptions import InvalidRequest, RegistryError, InvalidContent
+from registry.exceptions import InvalidContent, InvalidRequest, RegistryError
 from registry.manifests import manifest_from_folder
 from registry.models import BASE_MODEL_FILE_PATTERNS, AdapterVersion, BaseModel, BaseModelFile, Visibility
+from registry.push import match_base_by_shapes, sha256_of
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,9 @@ def _store_file(path: Path, sha: str) -> None:
 def names_revision(base: BaseModel, revision: str | None) -> bool:
     """Whether a revision names the base model's (only) file set: `main` or its commit id."""
     rev = revision or "main"
-    return rev in ("main", "latest") or (bool(base.files_digest) and len(rev) in (40, 64) and base.files_digest.startswith(rev))
+    return rev in ("main", "latest") or (
+        bool(base.files_digest) and len(rev) in (40, 64) and base.files_digest.startswith(rev)
+    )
 
 
 # --- Fetching (workers) ----------------------------------------------------------------------------

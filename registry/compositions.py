@@ -24,11 +24,11 @@ from django.utils import timezone
 import composer
 from composer import CompositionError, CompositionParams, parse_expression
 from composer.compat import check_plain_lora_config
-from registry import jobs
-from registry.access import Actor, access_adapter, access_namespace, require_write
-from registry.infrastructure import as_unavailable
-from registry.reconcile import dispatch
+from registry import enqueue, jobs
+from registry.access import PRIVATE_REFERENCE, Actor, access_adapter, access_namespace, require_write
+from registry.evaluations import start_validation
 from registry.exceptions import InvalidContent, InvalidRequest, NotAuthenticated, NotFound, RegistryError, StateConflict
+from registry.infrastructure import as_unavailable
 from registry.models import (
     LORA_FAMILY,
     Adapter,
@@ -91,9 +91,6 @@ class ResolvedInput:
         return PRIVATE_REFERENCE if self.version.adapter.is_private else self.reference
 
 
-PRIVATE_REFERENCE = "(a private adapter)"
-
-
 # --- Submitting ---------------------------------------------------------------------------------
 
 
@@ -107,8 +104,9 @@ def submit_composition(*, actor: Actor, request: CompositionRequest) -> SubmitRe
     4. Canonicalize the recipe; unless `force`, an identical recipe returns its existing job.
     5. Create the job and enqueue its task once the transaction commits.
     """
-    if not actor.is_authenticated:
+    if actor.user is None or not actor.is_authenticated:
         raise NotAuthenticated("sign in or send a token with write scope", code="auth_required")
+    requester = actor.user
     method, specs = method_and_inputs(request)
     resolved = [resolve_input(actor, spec) for spec in specs]
     base_model = check_inputs(resolved)
@@ -118,8 +116,7 @@ def submit_composition(*, actor: Actor, request: CompositionRequest) -> SubmitRe
     recipe = {
         "method": params.spec.name,
         "inputs": [
-            {"adapter": r.version.adapter.full_name, "version": r.version.number, "weight": r.weight}
-            for r in resolved
+            {"adapter": r.version.adapter.full_name, "version": r.version.number, "weight": r.weight} for r in resolved
         ],
         "parameters": {k: request.parameters[k] for k in sorted(request.parameters)},
         "expression": request.expression,
@@ -134,7 +131,7 @@ def submit_composition(*, actor: Actor, request: CompositionRequest) -> SubmitRe
     try:
         with transaction.atomic():
             job = CompositionJob.objects.create(
-                created_by=actor.user,
+                created_by=requester,
                 recipe=recipe,
                 recipe_hash=recipe_hash,
                 target_namespace=target_ns,
@@ -142,7 +139,7 @@ def submit_composition(*, actor: Actor, request: CompositionRequest) -> SubmitRe
                 description=request.description[:500],
                 forced=request.force,
             )
-            transaction.on_commit(lambda: _enqueue(job))
+            enqueue.on_commit(CompositionJob, job.pk, if_broker_down=lambda exc: _forget(job, exc))
     except IntegrityError:
         # An identical request created it first (the database allows one live job per recipe).
         existing = _live_job(recipe_hash)
@@ -162,18 +159,14 @@ def _live_job(recipe_hash: str) -> CompositionJob | None:
     return found
 
 
-def _enqueue(job: CompositionJob) -> None:
-    from registry.tasks import compose_adapter
-
-    try:
-        dispatch(CompositionJob, job.pk, compose_adapter.delay)
-    except Exception as exc:
-        outage = as_unavailable(exc)
-        if outage is None:
-            raise
-        # No worker will ever hear of it: the job must not stay queued (the caller gets a 503).
-        CompositionJob.objects.filter(pk=job.pk, status=JobStatus.QUEUED).delete()
-        raise outage from exc
+def _forget(job: CompositionJob, exc: BaseException) -> None:
+    """The broker refused the job: no worker will ever hear of it, so it must not stay queued (the
+    caller gets a 503 and may ask again)."""
+    outage = as_unavailable(exc)
+    if outage is None:
+        raise exc
+    CompositionJob.objects.filter(pk=job.pk, status=JobStatus.QUEUED).delete()
+    raise outage from exc
 
 
 def method_and_inputs(request: CompositionRequest) -> tuple[str, list[InputSpec]]:
@@ -197,7 +190,9 @@ def _spec_from_reference(reference: str, weight: float) -> InputSpec:
     """`ns/name` or `ns/name:version` (a number, a label or `latest`)."""
     name, _, version = reference.partition(":")
     if name.count("/") != 1:
-        raise InvalidContent(f"{reference!r} is not an adapter reference of the form ns/name[:version]", code="bad_reference")
+        raise InvalidContent(
+            f"{reference!r} is not an adapter reference of the form ns/name[:version]", code="bad_reference"
+        )
     return InputSpec(adapter=name, weight=weight, version=version or None)
 
 
@@ -288,9 +283,9 @@ class _ProgressReporter:
         self.last = now
         jobs.renew(CompositionJob, self.job.pk, progress=min(max(percent, 0), 100))
 
-    def modules(self, done: int, total: int) -> None:
+    def modules(self, done_modules: int, total_modules: int) -> None:
         low, high = COMPOSE_BAND
-        self(low + (high - low) * done // max(total, 1))
+        self(low + (high - low) * done_modules // max(total_modules, 1))
 
 
 def run_composition(job_id: str, *, worker: str) -> CompositionJob | None:
@@ -321,17 +316,20 @@ def run_composition(job_id: str, *, worker: str) -> CompositionJob | None:
             timings["compose_seconds"] = round(time.monotonic() - started, 3)
 
             started = time.monotonic()
-            out = composer.save_lora(result, Path(tmp) / "out")
+            out = result.save(Path(tmp) / "out")
             (out / "README.md").write_text(composition_card(job, inputs, result))
             version, created = _publish(job, inputs, out)
             timings["publish_seconds"] = round(time.monotonic() - started, 3)
     except (CompositionError, RegistryError) as exc:
-        jobs.fail(CompositionJob, job.pk, code=getattr(exc, "code", "composition_failed"), message=str(getattr(exc, "message", exc)))
+        jobs.fail(
+            CompositionJob,
+            job.pk,
+            code=getattr(exc, "code", "composition_failed"),
+            message=str(getattr(exc, "message", exc)),
+        )
         job.refresh_from_db()
         return job
     if created:
-        from registry.evaluations import start_validation
-
         start_validation(version)
     CompositionJob.objects.filter(pk=job.pk).update(
         status=JobStatus.SUCCEEDED,
@@ -463,7 +461,8 @@ def composition_card(
         if adapter.is_private:
             lines.append(f"- {PRIVATE_REFERENCE} with weight {resolved.weight:+g}")
             continue
-        link = f"/api/v1/adapters/{adapter.namespace.name}/{adapter.name}/versions/{resolved.version.number}/"
+        # The repo's page on this hub, relative as model cards link other repos (no API route here).
+        link = f"/{adapter.namespace.name}/{adapter.name}/?version={resolved.version.number}"
         lines.append(f"- [{resolved.reference}]({link}) with weight {resolved.weight:+g}")
     lines += ["", f"Method: `{recipe['method']}`", ""]
     expression = published_expression(recipe.get("expression"), [resolved for resolved, _ in inputs])
@@ -473,7 +472,14 @@ def composition_card(
         lines += ["Parameters:", ""] + [f"- `{key}`: `{value}`" for key, value in sorted(parameters.items())] + [""]
     summary = result.summary
     if summary:
-        lines += ["Quality of the re-factorisation:", "", "```json", json.dumps(summary, indent=2, sort_keys=True), "```", ""]
+        lines += [
+            "Quality of the re-factorisation:",
+            "",
+            "```json",
+            json.dumps(summary, indent=2, sort_keys=True),
+            "```",
+            "",
+        ]
     lines += ["The full recipe is in `composition.json`.", ""]
     return "\n".join(lines)
 

@@ -8,23 +8,28 @@ import logging
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from composer.errors import CompositionError
-from composer.evaluation import BaseModelCache, EvaluationError, evaluate, parse_suite, pick_device
-from registry import blob_claims, jobs
-from registry.access import Actor, access_base_model
+from composer.evaluation import BaseModelCache, EvaluationError, Kind, evaluate, parse_suite, pick_device
+from registry import blob_claims, enqueue, jobs
+from registry.access import PRIVATE_REFERENCE, Actor, access_base_model
 from registry.base_models import BaseModelUnavailable, fetch_base_model
 from registry.blobs import get_blob_store
-from registry.compositions import PRIVATE_REFERENCE
+from registry.exceptions import (
+    AccessDenied,
+    InvalidContent,
+    NotAuthenticated,
+    NotFound,
+    RegistryError,
+    StateConflict,
+    TooLarge,
+)
 from registry.infrastructure import as_unavailable
-from registry.reconcile import dispatch
-from registry.services import copy_version_files
-from registry.exceptions import StateConflict, AccessDenied, NotFound, TooLarge, RegistryError, NotAuthenticated, InvalidContent
 from registry.models import (
     SUITE_METRICS,
     AdapterVersion,
@@ -39,6 +44,7 @@ from registry.models import (
     SuiteKind,
     Validation,
 )
+from registry.services import copy_version_files
 
 log = logging.getLogger(__name__)
 
@@ -154,21 +160,16 @@ def request_evaluations(
             request = EvaluationRequest.objects.create(
                 version=version, suite=suite, created_by=actor.user if actor is not None else None
             )
-            transaction.on_commit(lambda pk=request.pk: _enqueue(pk))
+            enqueue.on_commit(EvaluationRequest, request.pk, if_broker_down=_leave_queued)
             created.append(request)
     return created
 
 
-def _enqueue(request_id: Any) -> None:
-    from registry.tasks import evaluate_version
-
-    try:
-        dispatch(EvaluationRequest, request_id, evaluate_version.delay)
-    except Exception as exc:
-        if as_unavailable(exc) is None:
-            raise
-        # The row stays queued: the reconciler sends it once the broker is back.
-        log.warning("evaluation %s stays queued: the broker is down (%s)", request_id, exc)
+def _leave_queued(exc: BaseException) -> None:
+    if as_unavailable(exc) is None:
+        raise exc
+    # The row stays queued: the reconciler sends it once the broker is back.
+    log.warning("an evaluation stays queued: the broker is down (%s)", exc)
 
 
 # --- Running (on a GPU worker) ------------------------------------------------------------------------
@@ -193,7 +194,9 @@ def find_base_model_folder(name: str) -> Path:
             ref = cache / "refs" / "main"
             if ref.is_file() and (snapshots / ref.read_text().strip() / "config.json").is_file():
                 return snapshots / ref.read_text().strip()
-            found = sorted((p for p in snapshots.iterdir() if (p / "config.json").is_file()), key=lambda p: p.stat().st_mtime)
+            found = sorted(
+                (p for p in snapshots.iterdir() if (p / "config.json").is_file()), key=lambda p: p.stat().st_mtime
+            )
             if found:
                 return found[-1]
     searched = ", ".join(map(str, settings.HUB_BASE_MODEL_PATHS)) or "(none)"
@@ -215,7 +218,9 @@ def base_model_folder(base: BaseModel) -> Path:
     try:
         cached = fetch_base_model(base)
     except (BaseModelUnavailable, OSError) as exc:
-        raise EvaluationError("base_model_unavailable", f"could not fetch {base.name} from the blob store: {exc}") from exc
+        raise EvaluationError(
+            "base_model_unavailable", f"could not fetch {base.name} from the blob store: {exc}"
+        ) from exc
     if cached.fetched_bytes:
         log.info("fetched %s from the blob store: %d bytes", base.name, cached.fetched_bytes)
     return cached.folder
@@ -237,7 +242,12 @@ def run_evaluation(request_id: str, *, worker: str, cache: BaseModelCache = MODE
     try:
         outcome = _evaluate(request, cache)
     except (CompositionError, EvaluationError, RegistryError) as exc:
-        jobs.fail(EvaluationRequest, request.pk, code=getattr(exc, "code", "evaluation_failed"), message=str(getattr(exc, "message", exc)))
+        jobs.fail(
+            EvaluationRequest,
+            request.pk,
+            code=getattr(exc, "code", "evaluation_failed"),
+            message=str(getattr(exc, "message", exc)),
+        )
         update_validation(request.version)
         request.refresh_from_db()
         return request
@@ -277,7 +287,7 @@ def _evaluate(request: EvaluationRequest, cache: BaseModelCache) -> Any:
         return evaluate(
             loaded,
             folder,
-            suite.kind,
+            cast(Kind, suite.kind),  # a SuiteKind choice; evaluate() refuses any other kind
             examples,
             batch_size=settings.EVAL_BATCH_SIZE,
             max_new_tokens=suite.max_new_tokens,
@@ -292,11 +302,15 @@ def start_validation(version: AdapterVersion) -> list[EvaluationRequest]:
     """Evaluate a composed version on every suite a parent has a score on, plus its base model's
     default suites, and mark it pending until the gate decides."""
     parents = [link.parent for link in version.parent_links.select_related("parent")]
-    suites = set(
-        EvalSuite.objects.filter(results__version__in=parents).values_list("name", flat=True)
-    ) | set(version.adapter.base_model.eval_suites.filter(is_default=True).values_list("name", flat=True))
+    suites = set(EvalSuite.objects.filter(results__version__in=parents).values_list("name", flat=True)) | set(
+        version.adapter.base_model.eval_suites.filter(is_default=True).values_list("name", flat=True)
+    )
     if not suites:
-        _set_validation(version, Validation.NONE, [{"reason": "no eval suite applies: neither the parents nor the base model have one"}])
+        _set_validation(
+            version,
+            Validation.NONE,
+            [{"reason": "no eval suite applies: neither the parents nor the base model have one"}],
+        )
         return []
     _set_validation(version, Validation.PENDING, [])
     return request_evaluations(actor=None, version=version, suites=sorted(suites))
@@ -369,9 +383,11 @@ def gate_checks(version: AdapterVersion) -> list[GateCheck]:
     )
     by_suite: dict[int, list[EvalResult]] = {}
     for result in parent_results:
-        by_suite.setdefault(result.eval_suite_id, []).append(result)
+        if result.eval_suite_id is not None:  # the query keeps only results with a suite
+            by_suite.setdefault(result.eval_suite_id, []).append(result)
     for results in by_suite.values():
         suite = results[0].eval_suite
+        assert suite is not None
         best = (max if suite.higher_is_better else min)(results, key=lambda r: r.value)
         required = best.value * fraction if suite.higher_is_better else best.value / fraction
         mine = own.get(suite.pk)

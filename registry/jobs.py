@@ -8,7 +8,7 @@ task redelivered after a worker died can take the job over, and a duplicate of a
 from __future__ import annotations
 
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TypeVar
 
 from django.conf import settings
@@ -45,7 +45,7 @@ def check_active_jobs(user_id: object) -> None:
         )
 
 
-def lease_deadline() -> timezone.datetime:
+def lease_deadline() -> datetime:
     return timezone.now() + timedelta(seconds=settings.JOB_LEASE_SECONDS)
 
 
@@ -67,7 +67,7 @@ def claim(model: type[Job], job_id: str, worker: str) -> Job | None:
         if job.started_at is None:
             model.objects.filter(pk=job_id).update(started_at=now)  # type: ignore[attr-defined]
             job.started_at = now
-        return job  # type: ignore[no-any-return]
+        return job
     if job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED):
         return None
     remaining = (job.lease_expires_at - now).total_seconds() if job.lease_expires_at else 1.0

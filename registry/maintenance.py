@@ -16,7 +16,6 @@ from registry.models.uploads import UploadSession, UploadStatus
 from registry.uploads import STALE_COMPLETION, expire_sessions
 from storage import BlobStore
 
-
 TEMP_IDLE = timedelta(minutes=30)
 
 
@@ -136,7 +135,9 @@ def _stuck_jobs(*, settled: bool) -> list[str]:
     # What the reconciler acts on: a queued job not sent for a round past the redispatch delay,
     # a running job whose lease ran out.
     forgotten = now - timedelta(seconds=settings.JOB_REDISPATCH_SECONDS + settings.JOB_RECONCILE_SECONDS)
-    stuck = Q(status=JobStatus.QUEUED) & (Q(dispatched_at__lt=forgotten) | Q(dispatched_at=None, created_at__lt=forgotten))
+    stuck = Q(status=JobStatus.QUEUED) & (
+        Q(dispatched_at__lt=forgotten) | Q(dispatched_at=None, created_at__lt=forgotten)
+    )
     stuck |= Q(status=JobStatus.RUNNING, lease_expires_at__lt=now)
     if settled:
         stuck |= Q(status__in=(JobStatus.QUEUED, JobStatus.RUNNING))

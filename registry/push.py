@@ -35,7 +35,6 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 
-from adaptercheck import check_file_list as validation_file_list
 from adaptercheck import (
     CONFIG_NAME,
     AdapterValidationError,
@@ -51,10 +50,11 @@ from adaptercheck import (
     validate_adapter,
     with_base_model,
 )
+from adaptercheck import check_file_list as validation_file_list
 from registry import blob_claims
 from registry.access import Actor, access_namespace, require_write, visible_base_models
 from registry.blobs import get_blob_store
-from registry.exceptions import InvalidRequest, StateConflict, TooLarge, InvalidContent
+from registry.exceptions import InvalidContent, InvalidRequest, StateConflict, TooLarge
 from registry.models import (
     PENDING_BASE_MODEL,
     Adapter,
@@ -98,7 +98,12 @@ def upload_limits() -> Limits:
 
 
 def as_registry_error(exc: AdapterValidationError) -> InvalidRequest | StateConflict | TooLarge | InvalidContent:
-    kind = {"request": InvalidRequest, "conflict": StateConflict, "size": TooLarge}.get(exc.kind, InvalidContent)
+    kinds: dict[str, type[InvalidRequest | StateConflict | TooLarge | InvalidContent]] = {
+        "request": InvalidRequest,
+        "conflict": StateConflict,
+        "size": TooLarge,
+    }
+    kind = kinds.get(exc.kind, InvalidContent)
     if exc.candidates:
         return kind(exc.message, code=exc.code, path=exc.path, candidates=list(exc.candidates))
     return kind(exc.message, code=exc.code, path=exc.path)
@@ -133,7 +138,9 @@ def check_label(label: str | None) -> str | None:
     if label.casefold() in ("main", "latest"):
         raise InvalidRequest(f"{label!r} names the newest version already; choose another label", code="bad_label")
     if _COMMIT_LIKE.fullmatch(label):
-        raise InvalidRequest(f"{label!r} reads as a commit id; choose a label that is not hexadecimal", code="bad_label")
+        raise InvalidRequest(
+            f"{label!r} reads as a commit id; choose a label that is not hexadecimal", code="bad_label"
+        )
     if len(label) > 64:
         raise InvalidRequest("a label has at most 64 characters", code="bad_label")
     return label
@@ -182,11 +189,13 @@ def read_card(stream: IO[bytes] | None) -> Card:
     stream.seek(0)
     if not text.lstrip("\ufeff").startswith("---"):
         return Card(text=text)  # no metadata block (ModelCard would log a warning per push)
-    from huggingface_hub import ModelCard
+    from huggingface_hub import ModelCard, ModelCardData
 
     try:
         data = ModelCard(text, ignore_metadata_errors=True).data
     except Exception:  # the YAML itself does not parse; huggingface_hub raises several kinds
+        return Card(text=text)
+    if not isinstance(data, ModelCardData):  # a ModelCard's data always is; its annotation says CardData
         return Card(text=text)
     base = data.base_model
     if isinstance(base, list):
@@ -285,10 +294,13 @@ def resolve_base_model(
     if looks_like_path(chosen):
         base = match_base_by_shapes(chosen, candidates.exclude(manifest={}), validated)
         return _checked(ResolvedBase(base.name, base, _differs(trained_from, base.name)), validated)
-    base = candidates.filter(name__iexact=chosen).first()
-    if base is not None:
-        return _checked(ResolvedBase(base.name, base, _differs(trained_from, base.name)), validated)
-    if settings.ALLOW_UNREGISTERED_BASE_MODELS and not BaseModel.objects.filter(name__iexact=chosen, registered=True).exists():
+    named = candidates.filter(name__iexact=chosen).first()
+    if named is not None:
+        return _checked(ResolvedBase(named.name, named, _differs(trained_from, named.name)), validated)
+    if (
+        settings.ALLOW_UNREGISTERED_BASE_MODELS
+        and not BaseModel.objects.filter(name__iexact=chosen, registered=True).exists()
+    ):
         unverified = BaseModel.objects.filter(name__iexact=chosen, registered=False).first()
         name = unverified.name if unverified is not None else chosen
         return ResolvedBase(name, unverified, _differs(trained_from, name))
@@ -513,7 +525,9 @@ def _commit_version(
                 then(same)
             return PushResult(version=same, created=False)
         if label is not None and adapter.versions.filter(label=label).exists():
-            raise StateConflict(f"label {label} already names another version of {adapter.full_name}", code="label_taken")
+            raise StateConflict(
+                f"label {label} already names another version of {adapter.full_name}", code="label_taken"
+            )
         number = (adapter.versions.aggregate(n=Max("number"))["n"] or 0) + 1
         validated = checked.validated
         version = AdapterVersion.objects.create(
@@ -594,7 +608,8 @@ def folder_files(folder: Path) -> Iterator[list[IncomingFile]]:
     paths = sorted(p for p in folder.rglob("*") if p.is_file())
     with contextlib.ExitStack() as stack:
         yield [
-            IncomingFile(path=p.relative_to(folder).as_posix(), stream=stack.enter_context(p.open("rb")), size=p.stat().st_size)
+            IncomingFile(
+                path=p.relative_to(folder).as_posix(), stream=stack.enter_context(p.open("rb")), size=p.stat().st_size
+            )
             for p in paths
         ]
-

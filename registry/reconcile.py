@@ -16,16 +16,14 @@ A broker still down leaves the rows as they are for the next round.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
 
 from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
-from registry import jobs
+from registry import enqueue, jobs
 from registry.infrastructure import as_unavailable
 from registry.models import CompositionJob, EvaluationRequest, JobStatus
 
@@ -40,24 +38,12 @@ class ReconcileReport:
     broker_down: bool = False
 
 
-def _senders() -> list[tuple[type[Any], Callable[[str], Any]]]:
-    from registry.tasks import compose_adapter, evaluate_version
-
-    return [(CompositionJob, compose_adapter.delay), (EvaluationRequest, evaluate_version.delay)]
-
-
-def dispatch(model: type[Any], job_id: Any, send: Callable[[str], Any]) -> None:
-    """Send a job's task and record when; raises what the broker raised."""
-    send(str(job_id))
-    model.objects.filter(pk=job_id).update(dispatched_at=timezone.now())
-
-
 def reconcile_jobs(*, limit: int = 500) -> ReconcileReport:
     """One round of the reconciler (see the module's docstring); at most `limit` jobs per kind."""
     now = timezone.now()
     stale = now - timedelta(seconds=settings.JOB_REDISPATCH_SECONDS)
     report = ReconcileReport()
-    for model, send in _senders():
+    for model in (CompositionJob, EvaluationRequest):
         expired = model.objects.filter(status=JobStatus.RUNNING, lease_expires_at__lt=now)
         for job in expired.order_by("lease_expires_at")[:limit]:
             if job.attempts >= settings.JOB_MAX_ATTEMPTS:
@@ -74,7 +60,7 @@ def reconcile_jobs(*, limit: int = 500) -> ReconcileReport:
         )
         for job in waiting.order_by("created_at")[:limit]:
             try:
-                dispatch(model, job.pk, send)
+                enqueue.send(model, job.pk)
             except Exception as exc:
                 if as_unavailable(exc) is None:
                     raise

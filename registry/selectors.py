@@ -71,7 +71,11 @@ def search_adapters(actor: Actor, query: AdapterQuery) -> QuerySet[Adapter]:
 def _suite_for_sort(query: AdapterQuery) -> EvalSuite | None:
     if query.sort != "score":
         return None
-    suite = EvalSuite.objects.select_related("base_model").filter(pk=int(query.suite)).first() if query.suite.isdigit() else None
+    suite = (
+        EvalSuite.objects.select_related("base_model").filter(pk=int(query.suite)).first()
+        if query.suite.isdigit()
+        else None
+    )
     if suite is None:
         raise InvalidRequest("sort=score needs suite=<id of an eval suite>", code="bad_sort")
     return suite

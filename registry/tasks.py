@@ -7,7 +7,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ConnectionError as BotoConnectionError
+from botocore.exceptions import BotoCoreError
+from botocore.exceptions import ConnectionError as BotoConnectionError
 from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
@@ -49,7 +50,7 @@ def _run_job(task: Task, model: type[Any], job_id: str, run: Callable[..., Any],
             raise
         log.warning("%s %s: transient error, retrying: %s", model.__name__, job_id, exc)
         jobs.release(model, job_id)
-        raise task.retry(exc=exc, countdown=min(2 ** task.request.retries, 60)) from None
+        raise task.retry(exc=exc, countdown=min(2**task.request.retries, 60)) from None
     return job.status if job is not None else None
 
 
@@ -71,7 +72,11 @@ def compose_adapter(self: Task, job_id: str) -> str | None:
 def reconcile_jobs() -> dict[str, int]:
     """Send lost jobs again and reclaim abandoned ones (registry/reconcile.py); run by beat."""
     report = reconcile.reconcile_jobs()
-    return {"redispatched": len(report.redispatched), "reclaimed": len(report.reclaimed), "abandoned": len(report.abandoned)}
+    return {
+        "redispatched": len(report.redispatched),
+        "reclaimed": len(report.reclaimed),
+        "abandoned": len(report.abandoned),
+    }
 
 
 @shared_task(

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import IO, Any, BinaryIO
+from typing import IO, Any, BinaryIO, cast
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -40,7 +40,15 @@ from django.utils import timezone
 from registry import blob_claims, push, services
 from registry.access import Actor, require_write, visible_adapters
 from registry.blobs import get_blob_store
-from registry.exceptions import AccessDenied, InvalidContent, InvalidRequest, NotAuthenticated, NotFound, RegistryError, StateConflict
+from registry.exceptions import (
+    AccessDenied,
+    InvalidContent,
+    InvalidRequest,
+    NotAuthenticated,
+    NotFound,
+    RegistryError,
+    StateConflict,
+)
 from registry.models import AdapterVersion, VersionFile
 from registry.models.uploads import UploadBlob, UploadSession, UploadStatus
 from storage import (
@@ -151,7 +159,8 @@ def start_upload(
     2. Find the caller's live session with the same target and file set, or create one.
     3. Give each missing blob a multipart upload, and answer which parts still need sending.
     """
-    if not actor.is_authenticated:
+    user_id = actor.user_id
+    if not actor.is_authenticated or user_id is None:
         raise NotAuthenticated("sign in or send a token with write scope", code="auth_required")
     target = push.check_target(actor=actor, namespace=namespace, name=name, label=label)
     owner, label = target.owner, target.label
@@ -162,15 +171,16 @@ def start_upload(
         except ValueError:
             raise InvalidRequest(f"{spec.path}: sha256 must be 64 lowercase hex digits", code="bad_sha256") from None
     # check_file_list keeps the order of `files`, keyed by normalized path.
-    normalized = sorted(
-        ({"path": path, "sha256": spec.sha256, "size": size} for (path, size), spec in zip(sizes.items(), files)),
-        key=lambda f: f["path"],
+    entries = sorted(
+        ((path, spec.sha256, size) for (path, size), spec in zip(sizes.items(), files, strict=True)),
+        key=lambda f: f[0],
     )
-    digest = AdapterVersion.compute_digest([(f["path"], f["sha256"], f["size"]) for f in normalized])
+    normalized = [{"path": path, "sha256": sha256, "size": size} for path, sha256, size in entries]
+    digest = AdapterVersion.compute_digest(entries)
     _expire_some()
     metadata = {**_metadata_json(meta), "label": label}
     now = timezone.now()
-    mine = Q(created_by_id=actor.user_id, namespace=owner, name=name, files_digest=digest)
+    mine = Q(created_by_id=user_id, namespace=owner, name=name, files_digest=digest)
     live = Q(status__in=[UploadStatus.OPEN, UploadStatus.COMPLETING])
     session = UploadSession.objects.filter(mine, live).first()
     if session is not None and session.expires_at <= now:
@@ -183,7 +193,7 @@ def start_upload(
         try:
             with transaction.atomic():
                 session = UploadSession.objects.create(
-                    created_by_id=actor.user_id,
+                    created_by_id=user_id,
                     namespace=owner,
                     name=name,
                     files=normalized,
@@ -354,7 +364,9 @@ def receive_part(
         raise InvalidRequest(f"part {number} is out of range: this blob has {blob.part_count} parts", code="bad_part")
     expected = blob.part_length(number)
     if size != expected:
-        raise InvalidRequest(f"part {number} must have {expected} bytes (Content-Length), not {size}", code="bad_part_size")
+        raise InvalidRequest(
+            f"part {number} must have {expected} bytes (Content-Length), not {size}", code="bad_part_size"
+        )
     store = multipart_store()
     try:
         return store.put_part(_upload_of(blob), number, stream, size=expected)
@@ -466,7 +478,8 @@ def complete_upload(*, actor: Actor, session_id: str) -> push.PushResult:
             if blob is not None:
                 verifier = _VerifyingReader(store.open_multipart(_upload_of(blob)), blob.size)
                 verifying.setdefault(f["sha256"], verifier)
-                reader = verifier
+                # A RawIOBase is a binary file object at runtime; typeshed only does not declare it IO[bytes].
+                reader = cast(IO[bytes], verifier)
             else:
                 reader = _open_held(actor, store, f["sha256"])
             readers.append(reader)
@@ -534,7 +547,9 @@ def _claim(actor: Actor, session_id: str) -> UploadSession:
         state = "expired" if session.is_live else session.status
         raise StateConflict(f"upload {session.id} is {state}; push again", code="upload_closed")
     claimable = Q(status=UploadStatus.OPEN) | Q(status=UploadStatus.COMPLETING, updated_at__lt=now - STALE_COMPLETION)
-    if not UploadSession.objects.filter(claimable, pk=session.pk).update(status=UploadStatus.COMPLETING, updated_at=now):
+    if not UploadSession.objects.filter(claimable, pk=session.pk).update(
+        status=UploadStatus.COMPLETING, updated_at=now
+    ):
         raise StateConflict(f"upload {session.id} is being completed by another request", code="upload_in_progress")
     session.status, session.updated_at = UploadStatus.COMPLETING, now
     return session
@@ -676,8 +691,9 @@ def _expire_some() -> None:
 
 
 def _metadata_json(meta: services.AdapterMetadata) -> dict[str, Any]:
-    data = {k: getattr(meta, k) for k in ("base_model", "method", "task", "tags", "license", "visibility", "description")}
+    data = {
+        k: getattr(meta, k) for k in ("base_model", "method", "task", "tags", "license", "visibility", "description")
+    }
     if data["tags"] is not None:
         data["tags"] = list(data["tags"])
     return {k: v for k, v in data.items() if v is not None}
-

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from typing import BinaryIO
+from typing import IO
 
 from storage.interfaces import BlobInfo, BlobTooLarge
 
@@ -17,7 +17,7 @@ class HashingReader:
     (or endless) upload costs at most one chunk beyond the cap, never the whole stream.
     """
 
-    def __init__(self, stream: BinaryIO, *, max_size: int | None = None) -> None:
+    def __init__(self, stream: IO[bytes], *, max_size: int | None = None) -> None:
         if max_size is not None and max_size < 0:
             raise ValueError(f"max_size must be >= 0, got {max_size}")
         self._stream = stream
@@ -49,7 +49,7 @@ class HashingReader:
         return BlobInfo(sha256=self._hasher.hexdigest(), size=self.size)
 
 
-def verify_stream(stream: BinaryIO, sha256: str) -> str | None:
+def verify_stream(stream: IO[bytes], sha256: str) -> str | None:
     """None when the stream's bytes hash to sha256, else a sentence saying what they hash to."""
     reader = HashingReader(stream)
     while reader.read(CHUNK_SIZE):

@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import BinaryIO, Protocol, runtime_checkable
+from typing import IO, BinaryIO, Protocol, runtime_checkable
 
 # Blobs live under one prefix so a bucket or directory can also hold temp data (and later other
 # things) without the garbage collector mistaking them for blobs.
@@ -89,7 +89,7 @@ def blob_key(sha256: str) -> str:
 
 @runtime_checkable
 class BlobStore(Protocol):
-    def put(self, stream: BinaryIO, *, max_size: int | None = None) -> BlobInfo:
+    def put(self, stream: IO[bytes], *, max_size: int | None = None) -> BlobInfo:
         """Stream into the store, hashing on the fly; identical bytes are stored once.
 
         Raises BlobTooLarge as soon as more than max_size bytes have been read. Temp data is
@@ -121,9 +121,7 @@ class BlobStore(Protocol):
         """Remove the blob; deleting a missing blob is not an error."""
         ...
 
-    def presigned_url(
-        self, sha256: str, *, filename: str | None = None, expires: int = 300
-    ) -> str | None:
+    def presigned_url(self, sha256: str, *, filename: str | None = None, expires: int = 300) -> str | None:
         """A time-limited GET URL (as an attachment named filename), or None if unsupported."""
         ...
 

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import IO, TYPE_CHECKING, BinaryIO
 
 from storage.hashing import CHUNK_SIZE, HashingReader, verify_stream
 from storage.interfaces import (
@@ -58,7 +58,7 @@ class LocalBlobStore:
         """Where the blob's file is (or would be)."""
         return self.root / blob_key(sha256)
 
-    def put(self, stream: BinaryIO, *, max_size: int | None = None) -> BlobInfo:
+    def put(self, stream: IO[bytes], *, max_size: int | None = None) -> BlobInfo:
         """Store a stream under its sha256.
 
         1. Copy the stream into a temp file in root/tmp, hashing and counting as it goes.
@@ -119,9 +119,7 @@ class LocalBlobStore:
     def delete(self, sha256: str) -> None:
         self.path(sha256).unlink(missing_ok=True)
 
-    def presigned_url(
-        self, sha256: str, *, filename: str | None = None, expires: int = 300
-    ) -> str | None:
+    def presigned_url(self, sha256: str, *, filename: str | None = None, expires: int = 300) -> str | None:
         validate_sha256(sha256)
         return None
 

@@ -8,7 +8,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import IO, TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import quote
 
 from boto3.s3.transfer import TransferConfig
@@ -20,7 +20,8 @@ from storage.hashing import CHUNK_SIZE, HashingReader, verify_stream
 from storage.interfaces import (
     BLOB_PREFIX,
     EMPTY_SHA256,
-    UPLOAD_PREFIX,
+    MAX_PARTS,
+    MIN_PART_SIZE,
     BlobInfo,
     BlobNotFound,
     MultipartUpload,
@@ -33,7 +34,7 @@ from storage.interfaces import (
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
-    from mypy_boto3_s3.type_defs import CompletedPartTypeDef
+    from mypy_boto3_s3.type_defs import CompletedPartTypeDef, CopySourceTypeDef
 
     from storage.interfaces import BlobStore, MultipartBlobStore
 
@@ -46,8 +47,6 @@ OBJECT_PREFIX = "objects/"
 # User metadata of a link object at a blob key: where the bytes are, and how many there are.
 LINK_META = "ahub-link"
 LINK_SIZE_META = "ahub-size"
-MIN_PART_SIZE = 5 * 1024 * 1024  # S3 rejects smaller parts (except the last) at completion
-MAX_PARTS = 10_000  # S3's limit on parts per multipart upload
 # CopyObject is a single request only up to 5 GiB; beyond that the copy itself must be multipart.
 MAX_SINGLE_COPY = 5 * 1024**3
 
@@ -122,7 +121,7 @@ class S3BlobStore:
 
     # --- writing ---------------------------------------------------------------------------
 
-    def put(self, stream: BinaryIO, *, max_size: int | None = None) -> BlobInfo:
+    def put(self, stream: IO[bytes], *, max_size: int | None = None) -> BlobInfo:
         """Store a stream under its sha256, holding about two parts in memory, never the stream.
 
         1. Read up to multipart_threshold + 1 bytes. If the stream ends within that, its hash
@@ -144,9 +143,7 @@ class S3BlobStore:
             return info
 
         tmp_key = f"{TMP_PREFIX}{uuid.uuid4().hex}"
-        upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=tmp_key)[
-            "UploadId"
-        ]
+        upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=tmp_key)["UploadId"]
         completed = False
         try:
             parts = self._upload_parts(reader, buf, tmp_key, upload_id)
@@ -175,8 +172,7 @@ class S3BlobStore:
                 if len(parts) == MAX_PARTS:
                     # At the default 8 MiB parts that is ~78 GiB, far above any sane max_size.
                     raise StorageError(
-                        f"stream needs more than {MAX_PARTS} parts of {self.part_size} bytes;"
-                        " raise part_size"
+                        f"stream needs more than {MAX_PARTS} parts of {self.part_size} bytes; raise part_size"
                     )
                 if len(buf) <= self.part_size:
                     # Hand the buffer itself to botocore rather than copying a whole part.
@@ -186,7 +182,12 @@ class S3BlobStore:
                     del buf[: self.part_size]
                 number = len(parts) + 1
                 resp = self.client.upload_part(
-                    Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body
+                    # botocore takes a bytearray as a blob; the stubs list only bytes, str and file objects.
+                    Bucket=self.bucket,
+                    Key=key,
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    Body=body,  # type: ignore[arg-type]
                 )
                 del body  # let the part go before the next one is read
                 parts.append({"PartNumber": number, "ETag": resp["ETag"]})
@@ -194,7 +195,7 @@ class S3BlobStore:
                 return parts
 
     def _copy(self, src: str, dst: str, size: int) -> None:
-        source = {"Bucket": self.bucket, "Key": src}
+        source: CopySourceTypeDef = {"Bucket": self.bucket, "Key": src}
         if size <= self._single_copy_limit:
             self.client.copy_object(Bucket=self.bucket, Key=dst, CopySource=source)
             return
@@ -216,9 +217,7 @@ class S3BlobStore:
             if completed:
                 self.client.delete_object(Bucket=self.bucket, Key=tmp_key)
             else:
-                self.client.abort_multipart_upload(
-                    Bucket=self.bucket, Key=tmp_key, UploadId=upload_id
-                )
+                self.client.abort_multipart_upload(Bucket=self.bucket, Key=tmp_key, UploadId=upload_id)
         except Exception:
             logger.warning("could not clean up temp upload %s", tmp_key, exc_info=True)
 
@@ -280,9 +279,7 @@ class S3BlobStore:
             # An empty slice; an empty HTTP range cannot be expressed.
             return iter(())
         try:
-            resp = self.client.get_object(
-                Bucket=self.bucket, Key=key, Range=f"bytes={start}-{end - 1}"
-            )
+            resp = self.client.get_object(Bucket=self.bucket, Key=key, Range=f"bytes={start}-{end - 1}")
         except ClientError as exc:
             _raise_not_found(exc, sha256)
             raise
@@ -322,9 +319,7 @@ class S3BlobStore:
         with f:
             return verify_stream(f, sha256)
 
-    def presigned_url(
-        self, sha256: str, *, filename: str | None = None, expires: int = 300
-    ) -> str | None:
+    def presigned_url(self, sha256: str, *, filename: str | None = None, expires: int = 300) -> str | None:
         """A GET URL valid for expires seconds of the key that holds the blob's bytes (resolving
         a link costs one HEAD); a missing blob gets a URL that answers 404."""
         try:
@@ -334,9 +329,7 @@ class S3BlobStore:
         params: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
         if filename is not None:
             params["ResponseContentDisposition"] = content_disposition(filename)
-        url: str = self.client.generate_presigned_url(
-            "get_object", Params=params, ExpiresIn=expires
-        )
+        url: str = self.client.generate_presigned_url("get_object", Params=params, ExpiresIn=expires)
         return url
 
     # --- garbage collection ----------------------------------------------------------------
@@ -388,9 +381,7 @@ class S3BlobStore:
         stale: list[str] = []
         paginator = self.client.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self.bucket, Prefix=TMP_PREFIX):
-            stale.extend(
-                obj["Key"] for obj in page.get("Contents", []) if obj["LastModified"] < cutoff
-            )
+            stale.extend(obj["Key"] for obj in page.get("Contents", []) if obj["LastModified"] < cutoff)
         # DeleteObjects takes at most 1000 keys per request.
         for i in range(0, len(stale), 1000):
             batch = stale[i : i + 1000]
@@ -521,10 +512,8 @@ class S3BlobStore:
                 self._drop_upload(upload)
             return False
         if _announced_sha256(upload.key) != sha256:
-            # Staged where no link may lead (begun before links existed, under uploads/): copy.
-            self._copy(upload.key, key, size)
-            self._drop_upload(upload)
-            return True
+            # A link may lead only to bytes staged for that very blob (objects/<sha256>/...).
+            raise StorageError(f"upload {upload.key} was not staged for blob {sha256}")
         try:
             self.client.put_object(
                 Bucket=self.bucket,
@@ -566,24 +555,22 @@ class S3BlobStore:
 
     def abort_stale_multiparts(self, older_than: timedelta) -> int:
         """Abort uploads, and delete assembled objects no blob links to, begun more than
-        older_than ago (under objects/, and uploads/ where uploads began before links)."""
+        older_than ago (under objects/)."""
         cutoff = datetime.now(UTC) - older_than
         stale: list[MultipartUpload] = []
-        for prefix in (OBJECT_PREFIX, UPLOAD_PREFIX):
-            for page in self.client.get_paginator("list_multipart_uploads").paginate(
-                Bucket=self.bucket, Prefix=prefix
-            ):
-                stale.extend(
-                    MultipartUpload(key=u["Key"], upload_id=u["UploadId"])
-                    for u in page.get("Uploads", [])
-                    if u["Initiated"] < cutoff
-                )
-            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
-                stale.extend(
-                    MultipartUpload(key=obj["Key"], upload_id="")
-                    for obj in page.get("Contents", [])
-                    if obj["LastModified"] < cutoff and not self._is_linked(obj["Key"])
-                )
+        prefix = OBJECT_PREFIX
+        for page in self.client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket, Prefix=prefix):
+            stale.extend(
+                MultipartUpload(key=u["Key"], upload_id=u["UploadId"])
+                for u in page.get("Uploads", [])
+                if u["Initiated"] < cutoff
+            )
+        for listing in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+            stale.extend(
+                MultipartUpload(key=obj["Key"], upload_id="")
+                for obj in listing.get("Contents", [])
+                if obj["LastModified"] < cutoff and not self._is_linked(obj["Key"])
+            )
         # Collected first, then removed: removing while paging would shift the listings under us.
         for upload in stale:
             if upload.upload_id:
@@ -635,9 +622,7 @@ class _S3ObjectReader(io.RawIOBase):
         if self._pos >= self._size:
             return 0
         if self._body is None:
-            resp = self._client.get_object(
-                Bucket=self._bucket, Key=self._key, Range=f"bytes={self._pos}-"
-            )
+            resp = self._client.get_object(Bucket=self._bucket, Key=self._key, Range=f"bytes={self._pos}-")
             self._body = resp["Body"]
         view = memoryview(b).cast("B")
         data = self._body.read(min(len(view), self._size - self._pos))
@@ -669,9 +654,7 @@ def content_disposition(filename: str) -> str:
     The quoted ASCII fallback drops what could break the header (quotes, backslashes, control
     and non-ASCII characters); filename* carries the exact name for clients that read it.
     """
-    fallback = "".join(
-        c if 0x20 <= ord(c) < 0x7F and c not in '"\\' else "_" for c in filename
-    )
+    fallback = "".join(c if 0x20 <= ord(c) < 0x7F and c not in '"\\' else "_" for c in filename)
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 

@@ -6,21 +6,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+from demo.tiny_llama import tiny_llama_config as demo_tiny_llama_config
+
 BASE_MODEL_NAME = "hub-test/tiny-llama"
 
 
 def tiny_llama_config(hidden_size: int = 64) -> Any:
-    from transformers import LlamaConfig
-
-    return LlamaConfig(
-        hidden_size=hidden_size,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        vocab_size=128,
-        max_position_embeddings=64,
-    )
+    return demo_tiny_llama_config(hidden_size=hidden_size, intermediate_size=128)
 
 
 def tiny_llama(seed: int = 0, hidden_size: int = 64) -> Any:

@@ -65,8 +65,6 @@ def json_of(response: Any) -> Any:
     return json.loads(response.content)
 
 
-
-
 def dead_port() -> int:
     """A loopback port nothing listens on (bound, then closed)."""
     import socket
@@ -82,7 +80,9 @@ def broker_down() -> Iterator[None]:
     from hub.celery import app
 
     saved = {key: app.conf[key] for key in ("broker_url", "broker_transport_options", "task_publish_retry")}
-    app.conf.update(broker_url=f"redis://127.0.0.1:{dead_port()}/0", broker_transport_options={}, task_publish_retry=False)
+    app.conf.update(
+        broker_url=f"redis://127.0.0.1:{dead_port()}/0", broker_transport_options={}, task_publish_retry=False
+    )
     _reconnect(app)
     try:
         yield

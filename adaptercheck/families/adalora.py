@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import re
 
-
 from adaptercheck._util import shape_str
-from adaptercheck.families.common import Ctx, PEFT_PREFIX, group, require_2d, require_parts
-
+from adaptercheck.families.common import PEFT_PREFIX, Ctx, group, require_2d, require_parts
 
 _ADALORA_RE = re.compile(r"(?P<module>.+)\.(?P<kind>lora_A|lora_B|lora_E)(?:\.[^.]+)?")
 
@@ -20,7 +18,7 @@ def check_adalora(ctx: Ctx) -> tuple[dict[str, tuple[int, int]], int]:
     masks: dict[str, int] = {}
     for key, mask in (cfg.get("rank_pattern") or {}).items():
         module = key.split(".lora_E")[0]
-        masks[module[len(PEFT_PREFIX):] if module.startswith(PEFT_PREFIX) else module] = sum(bool(b) for b in mask)
+        masks[module[len(PEFT_PREFIX) :] if module.startswith(PEFT_PREFIX) else module] = sum(bool(b) for b in mask)
     bound = int(cfg.get("init_r") or cfg["r"])
     shapes: dict[str, tuple[int, int]] = {}
     top = 0
@@ -42,5 +40,3 @@ def check_adalora(ctx: Ctx) -> tuple[dict[str, tuple[int, int]], int]:
         shapes[module] = (b[0], a[1])
         top = max(top, rank)
     return shapes, top
-
-

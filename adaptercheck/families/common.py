@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable
-
+from typing import Any
 
 from adaptercheck._util import shape_str
 from adaptercheck.errors import AdapterValidationError, refuse
 from adaptercheck.limits import CONFIG_NAME
 from adaptercheck.safetensors_header import TensorInfo
-
 
 PEFT_PREFIX = "base_model.model."
 # --------------------------------------------------------------------------------------------------
@@ -109,7 +107,7 @@ class Ctx:
     config_path: str = CONFIG_NAME
 
     def local(self, name: str) -> str:
-        return name[len(PEFT_PREFIX):] if name.startswith(PEFT_PREFIX) else name
+        return name[len(PEFT_PREFIX) :] if name.startswith(PEFT_PREFIX) else name
 
     def unexpected(self, name: str, expected: str) -> AdapterValidationError:
         return refuse(
@@ -170,9 +168,7 @@ def group(
     return modules
 
 
-def require_parts(
-    ctx: Ctx, module: str, parts: Mapping[str, TensorInfo], needed: Sequence[str], family: str
-) -> None:
+def require_parts(ctx: Ctx, module: str, parts: Mapping[str, TensorInfo], needed: Sequence[str], family: str) -> None:
     missing = [p for p in needed if p not in parts]
     if missing:
         have = ", ".join(sorted(parts)) or "nothing"
@@ -195,5 +191,3 @@ def require_2d(ctx: Ctx, module: str, parts: Mapping[str, TensorInfo], names: Se
                 "adapter; only Linear and Embedding layers are supported.",
                 ctx.path,
             )
-
-

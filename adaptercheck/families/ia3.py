@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import re
 
-
 from adaptercheck._util import shape_str
 from adaptercheck.errors import refuse
 from adaptercheck.families.common import Ctx, group, spec_matches
-
 
 _IA3_RE = re.compile(r"(?P<module>.+)\.(?P<kind>ia3_l)(?:\.[^.]+)?")
 
@@ -25,8 +23,7 @@ def check_ia3(ctx: Ctx) -> dict[str, tuple[str, int]]:
         if len(shape) != 2:
             raise refuse(
                 "unsupported_layer",
-                f"{ctx.path}: module {module!r}: ia3_l has shape {shape_str(shape)}; only Linear layers are "
-                "supported.",
+                f"{ctx.path}: module {module!r}: ia3_l has shape {shape_str(shape)}; only Linear layers are supported.",
                 ctx.path,
             )
         if spec_matches(cfg.get("feedforward_modules"), module):
@@ -44,5 +41,3 @@ def check_ia3(ctx: Ctx) -> dict[str, tuple[str, int]]:
                 )
             scaled[module] = ("out", shape[0])
     return scaled
-
-

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import re
 
-
 from adaptercheck._util import shape_str
 from adaptercheck.errors import refuse
 from adaptercheck.families.common import Ctx, group, rank_for, require_2d, require_parts
-
 
 _LOHA_RE = re.compile(
     r"(?P<module>.+)\.(?P<kind>hada_w1_a|hada_w1_b|hada_w2_a|hada_w2_b|hada_t1|hada_t2)(?:\.[^.]+)?",
@@ -50,5 +48,3 @@ def check_loha(ctx: Ctx) -> dict[str, tuple[int, int]]:
                 )
         shapes[module] = (out, inp)
     return shapes
-
-

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import re
 
-
 from adaptercheck.errors import refuse
 from adaptercheck.families.common import Ctx, group, rank_for, require_2d
-
 
 _LOKR_RE = re.compile(
     r"(?P<module>.+)\.(?P<kind>lokr_w1|lokr_w1_a|lokr_w1_b|lokr_w2|lokr_w2_a|lokr_w2_b|lokr_t2)(?:\.[^.]+)?",
@@ -51,5 +49,3 @@ def check_lokr(ctx: Ctx) -> dict[str, tuple[int, int]]:
         (o1, i1), (o2, i2) = factors
         shapes[module] = (o1 * o2, i1 * i2)
     return shapes
-
-

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import re
 
-
 from adaptercheck._util import shape_str
 from adaptercheck.errors import refuse
 from adaptercheck.families.common import Ctx, group, rank_for, require_2d, require_parts
-
 
 _LORA_RE = re.compile(
     r"(?P<module>.+)\.(?:"
@@ -101,5 +99,3 @@ def check_lora(ctx: Ctx) -> dict[str, tuple[int, int]]:
                     "one bias per output feature",
                 )
     return shapes
-
-

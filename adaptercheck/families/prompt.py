@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-
-
 from adaptercheck._util import shape_str
 from adaptercheck.errors import refuse
 from adaptercheck.families.common import Ctx, is_allowed_extra
@@ -57,5 +55,3 @@ def check_prompt(ctx: Ctx) -> None:
             f"but is {shape_str(shape)}.",
             ctx.path,
         )
-
-

@@ -81,7 +81,9 @@ class Card:
             parts.append('<span class="muted">no version</span>')
         else:
             rank = f" · r{latest.rank}" if latest.rank else ""
-            parts.append(f'<span title="Latest version">v{latest.number}{rank} · {human_size(latest.total_size)}</span>')
+            parts.append(
+                f'<span title="Latest version">v{latest.number}{rank} · {human_size(latest.total_size)}</span>'
+            )
         if self.score is not None:
             parts.append(f'<span class="score" title="Best score on the chosen suite">★ {self.score:.4f}</span>')
         updated = self.adapter.updated_at

@@ -5,13 +5,13 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-import composer
 from django import forms
 from django.contrib.auth.forms import UserCreationForm
 from django.core.exceptions import ValidationError
 from django.http import QueryDict
 from django.utils import timezone
 
+import composer
 from registry.compositions import CompositionRequest, InputSpec
 from registry.models import (
     RESERVED_NAMESPACES,
@@ -36,7 +36,14 @@ def writable_namespaces(user: Any) -> list[str]:
     return names + list(orgs.values_list("namespace__name", flat=True))
 
 
-class SignupForm(UserCreationForm):  # type: ignore[type-arg]
+def _choice_field(form: forms.Form, name: str) -> forms.ChoiceField:
+    """One of the form's ChoiceFields (form.fields holds them typed as plain Fields)."""
+    field = form.fields[name]
+    assert isinstance(field, forms.ChoiceField), f"{name} is not a ChoiceField"
+    return field
+
+
+class SignupForm(UserCreationForm):
     """A user and, with it, the namespace of the same name."""
 
     def clean_username(self) -> str:
@@ -62,13 +69,15 @@ class UploadForm(forms.Form):
     task = forms.CharField(max_length=64, required=False)
     tags = forms.CharField(max_length=500, required=False, help_text="Comma-separated.")
     license = forms.CharField(max_length=64, required=False)
-    visibility = forms.ChoiceField(choices=[("", "Unchanged (public for a new adapter)"), *Visibility.choices], required=False)
+    visibility = forms.ChoiceField(
+        choices=[("", "Unchanged (public for a new adapter)"), *Visibility.choices], required=False
+    )
     description = forms.CharField(max_length=500, required=False, widget=forms.Textarea(attrs={"rows": 2}))
     label = forms.CharField(max_length=64, required=False, help_text="Optional, e.g. v1.0; never a bare number.")
 
     def __init__(self, *args: Any, namespaces: list[str], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["namespace"].choices = [(n, n) for n in namespaces]
+        _choice_field(self, "namespace").choices = [(n, n) for n in namespaces]
 
     def metadata(self) -> AdapterMetadata:
         data = self.cleaned_data
@@ -109,13 +118,15 @@ class ComposeForm(forms.Form):
 
     def __init__(self, data: QueryDict | None = None, *, namespaces: list[str], **kwargs: Any) -> None:
         super().__init__(data, **kwargs)
-        self.fields["into_namespace"].choices = [(n, n) for n in namespaces]
+        _choice_field(self, "into_namespace").choices = [(n, n) for n in namespaces]
         self.inputs: list[InputSpec] = []
         self.rows: list[dict[str, str]] = []
         if data is not None:
             self.rows = [
                 {"adapter": a.strip(), "version": v.strip(), "weight": w.strip()}
-                for a, v, w in zip(data.getlist("adapter"), data.getlist("version"), data.getlist("weight"), strict=False)
+                for a, v, w in zip(
+                    data.getlist("adapter"), data.getlist("version"), data.getlist("weight"), strict=False
+                )
                 if a.strip()
             ]
 
@@ -126,7 +137,9 @@ class ComposeForm(forms.Form):
             try:
                 weight = float(row["weight"] or "1")
             except ValueError:
-                raise ValidationError(f"The weight of {row['adapter']} must be a number, not {row['weight']!r}.") from None
+                raise ValidationError(
+                    f"The weight of {row['adapter']} must be a number, not {row['weight']!r}."
+                ) from None
             inputs.append(InputSpec(adapter=row["adapter"], weight=weight, version=row["version"] or None))
         self.inputs = inputs
         if not inputs and not data.get("expression"):
@@ -164,20 +177,24 @@ class ComposeForm(forms.Form):
 EXPIRY_CHOICES = [("", "Never"), ("7", "7 days"), ("30", "30 days"), ("90", "90 days"), ("365", "1 year")]
 
 
+# Admin scope is offered to staff only (see TokenForm.__init__).
+TOKEN_SCOPE_CHOICES = [(TokenScope.READ, "read"), (TokenScope.WRITE, "write")]
+
+
 class TokenForm(forms.Form):
     name = forms.CharField(max_length=100, initial="my laptop")
-    scope = forms.ChoiceField(choices=[(TokenScope.READ, "read"), (TokenScope.WRITE, "write")], initial=TokenScope.READ)
+    scope = forms.ChoiceField(choices=TOKEN_SCOPE_CHOICES, initial=TokenScope.READ)
     namespace = forms.ChoiceField(required=False, label="Limit to namespace")
     expires = forms.ChoiceField(choices=EXPIRY_CHOICES, required=False, label="Expires")
 
     def __init__(self, *args: Any, user: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if user.is_staff:
-            self.fields["scope"].choices = [*self.fields["scope"].choices, (TokenScope.ADMIN, "admin")]
+            _choice_field(self, "scope").choices = [*TOKEN_SCOPE_CHOICES, (TokenScope.ADMIN, "admin")]
         names = [n.name for n in Namespace.objects.filter(user=user)] + [
             m.namespace.name for m in Membership.objects.filter(user=user).select_related("namespace")
         ]
-        self.fields["namespace"].choices = [("", "Any namespace")] + [(n, n) for n in names]
+        _choice_field(self, "namespace").choices = [("", "Any namespace")] + [(n, n) for n in names]
 
     def expires_at(self) -> Any:
         days = self.cleaned_data.get("expires")

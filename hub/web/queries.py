@@ -46,13 +46,15 @@ def query_string(params: dict[str, str], **changes: str) -> str:
 TagLink = Adapter.tags.through
 
 
-def catalog_adapters(actor: Actor, query: AdapterQuery, suite: EvalSuite | None, *, skip: frozenset[str] = frozenset()) -> QuerySet[Adapter]:
+def catalog_adapters(
+    actor: Actor, query: AdapterQuery, suite: EvalSuite | None, *, skip: frozenset[str] = frozenset()
+) -> QuerySet[Adapter]:
     """The adapters `registry.selectors.search_adapters` finds for `query`, leaving out the facet
     filters named in `skip`, without ordering.
 
     Same semantics as the selector, but tags are matched with EXISTS instead of a join, so no row
     repeats and GROUP BY can run on it directly: the selector's `pk IN (...)` wrapper made each
-    facet query re-run the whole search (tests/web/test_catalog.py checks the two agree).
+    facet query re-run the whole search (tests/hub/web/test_catalog.py checks the two agree).
     """
     adapters = visible_adapters(actor)
     for word in query.q.split():
@@ -74,7 +76,9 @@ def catalog_adapters(actor: Actor, query: AdapterQuery, suite: EvalSuite | None,
     if query.task and "task" not in skip:
         adapters = adapters.filter(task=query.task)
     if query.tag and "tag" not in skip:
-        adapters = adapters.filter(Exists(TagLink.objects.filter(adapter_id=OuterRef("pk"), tag__name=query.tag.lower())))
+        adapters = adapters.filter(
+            Exists(TagLink.objects.filter(adapter_id=OuterRef("pk"), tag__name=query.tag.lower()))
+        )
     return adapters
 
 
@@ -132,9 +136,14 @@ def facets(actor: Actor, query: AdapterQuery, suite: EvalSuite | None, params: d
         .annotate(n=Count("pk"))
         .order_by("-n", "tags__name")[:FACET_LIMIT]
     )
-    rows = {field: sorted(counters[field].items(), key=lambda item: (-item[1], item[0]))[:FACET_LIMIT] for field in COLUMN_FACETS}
+    rows = {
+        field: sorted(counters[field].items(), key=lambda item: (-item[1], item[0]))[:FACET_LIMIT]
+        for field in COLUMN_FACETS
+    }
     rows["tag"] = list(tag_rows)
-    return FacetCounts(total=total, facets=[_facet(field, title, rows[field], query, params) for field, title in FACETS])
+    return FacetCounts(
+        total=total, facets=[_facet(field, title, rows[field], query, params) for field, title in FACETS]
+    )
 
 
 def _facet(field: str, title: str, rows: list[tuple[str, int]], query: AdapterQuery, params: dict[str, str]) -> Facet:
@@ -173,12 +182,16 @@ def latest_versions(adapter_ids: Sequence[int]) -> dict[int, LatestVersion]:
     if not adapter_ids:
         return {}
     newest = (
-        AdapterVersion.objects.filter(adapter_id=OuterRef("adapter_id"), yanked=False).order_by("-number").values("number")[:1]
+        AdapterVersion.objects.filter(adapter_id=OuterRef("adapter_id"), yanked=False)
+        .order_by("-number")
+        .values("number")[:1]
     )
     rows = AdapterVersion.objects.filter(adapter_id__in=adapter_ids, yanked=False, number=Subquery(newest)).values_list(
         "adapter_id", "number", "rank", "total_size", "validation"
     )
-    return {adapter_id: LatestVersion(number, rank, size, validation) for adapter_id, number, rank, size, validation in rows}
+    return {
+        adapter_id: LatestVersion(number, rank, size, validation) for adapter_id, number, rank, size, validation in rows
+    }
 
 
 def sort_suites() -> list[EvalSuite]:

@@ -83,7 +83,9 @@ def score_chart(series: Sequence[Series], *, metric: str, higher_is_better: bool
     def y_of(value: float) -> float:
         return top + plot_h * (1 - (value - y_low) / ((y_high - y_low) or 1))
 
-    direction = "" if higher_is_better is None else (" (higher is better)" if higher_is_better else " (lower is better)")
+    direction = (
+        "" if higher_is_better is None else (" (higher is better)" if higher_is_better else " (lower is better)")
+    )
     label = f"{metric}{direction} across versions"
     out = [
         f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" aria-label="{_esc(label)}" '
@@ -93,7 +95,9 @@ def score_chart(series: Sequence[Series], *, metric: str, higher_is_better: bool
     for tick in ticks:
         y = _num(y_of(tick))
         out.append(f'<line class="grid" x1="{left}" x2="{width - right}" y1="{y}" y2="{y}"/>')
-        out.append(f'<text class="tick" x="{left - 6}" y="{y}" text-anchor="end" dy="0.35em">{_esc(format_value(tick))}</text>')
+        out.append(
+            f'<text class="tick" x="{left - 6}" y="{y}" text-anchor="end" dy="0.35em">{_esc(format_value(tick))}</text>'
+        )
     for number in versions:
         x = _num(x_of(number))
         out.append(f'<line class="axis" x1="{x}" x2="{x}" y1="{top + plot_h}" y2="{top + plot_h + 4}"/>')
@@ -115,9 +119,9 @@ def score_chart(series: Sequence[Series], *, metric: str, higher_is_better: bool
         if len(coords) > 1:
             points = " ".join(f"{_num(x)},{_num(y)}" for x, y in coords)
             out.append(f'<polyline class="series" data-suite="{_esc(s.name)}" points="{points}" stroke="{colour}"/>')
-        for (number, value), (x, y) in zip(s.points, coords, strict=True):
+        for (number, value), (px, py) in zip(s.points, coords, strict=True):
             out.append(
-                f'<circle cx="{_num(x)}" cy="{_num(y)}" r="4" fill="{colour}">'
+                f'<circle cx="{_num(px)}" cy="{_num(py)}" r="4" fill="{colour}">'
                 f"<title>{_esc(s.name)} v{number}: {_esc(format_value(value))}</title></circle>"
             )
     out.append("</svg>")

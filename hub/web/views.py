@@ -9,14 +9,14 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import composer
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
+from django.core.files.uploadedfile import UploadedFile
 from django.core.paginator import Page, Paginator
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import redirect, render
@@ -25,14 +25,15 @@ from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_POST
 
+import composer
 from hub.web import forms, queries, svg
+from hub.web.compose import check_composition
 from hub.web.display import Card, adapter_url, ago, make_cards
 from hub.web.modelcard import render_card
-from hub.web.compose import check_composition
 from registry import push, services
 from registry.access import Actor, access_adapter, access_base_model, access_namespace
-from registry.compositions import submit_composition, version_lineage, visible_job
 from registry.api.errors import status_of
+from registry.compositions import submit_composition, version_lineage, visible_job
 from registry.exceptions import NotAuthenticated, NotFound, RegistryError
 from registry.models import (
     LORA_FAMILY,
@@ -47,12 +48,21 @@ from registry.models import (
 from registry.scores import leaderboard, suites_of, version_scores
 from registry.selectors import AdapterQuery, list_versions, search_adapters
 
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+
 PAGE_SIZE = 24
 MAX_PAGE_SIZE = 100
 SORT_LABELS = {"downloads": "Most downloaded", "recent": "Recently updated", "name": "Name"}
 CATALOG_PARAMS = ("q", "base_model", "method", "task", "tag", "sort", "suite", "page", "page_size")
 
 signin_required = login_required(login_url="web:login")
+
+
+class AuthenticatedHttpRequest(HttpRequest):
+    """The request of a signin_required view: login_required lets only signed-in users through."""
+
+    user: User
 
 
 def actor_of(request: HttpRequest) -> Actor:
@@ -79,7 +89,10 @@ def pages(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBa
 def error_page(request: HttpRequest, status: int, message: str) -> HttpResponse:
     titles = {403: "Not allowed", 404: "Not found"}
     return render(
-        request, "web/error.html", {"status": status, "title": titles.get(status, "Something is wrong"), "message": message}, status=status
+        request,
+        "web/error.html",
+        {"status": status, "title": titles.get(status, "Something is wrong"), "message": message},
+        status=status,
     )
 
 
@@ -87,12 +100,18 @@ def error_page(request: HttpRequest, status: int, message: str) -> HttpResponse:
 
 
 def _page_links(page: Page[Any], params: dict[str, str]) -> list[dict[str, Any]]:
-    links = []
+    links: list[dict[str, Any]] = []
     for number in page.paginator.get_elided_page_range(page.number, on_each_side=2, on_ends=1):
         if number == Paginator.ELLIPSIS:
             links.append({"ellipsis": True})
         else:
-            links.append({"number": number, "url": queries.query_string(params, page=str(number)), "current": number == page.number})
+            links.append(
+                {
+                    "number": number,
+                    "url": queries.query_string(params, page=str(number)),
+                    "current": number == page.number,
+                }
+            )
     return links
 
 
@@ -100,7 +119,7 @@ def _page_size(value: str | None) -> int:
     return min(int(value), MAX_PAGE_SIZE) if value and value.isdigit() and int(value) > 0 else PAGE_SIZE
 
 
-class CountedPaginator(Paginator):  # type: ignore[type-arg]
+class CountedPaginator(Paginator):
     """A paginator told the number of results (the catalog's facet query already counted them)."""
 
     def __init__(self, object_list: Any, per_page: int, *, count: int) -> None:
@@ -140,14 +159,23 @@ def catalog(request: HttpRequest) -> HttpResponse:
         sort, suite_id = "score", sort.removeprefix("score:")
     suite = None
     if sort == "score":
-        suite = EvalSuite.objects.select_related("base_model").filter(pk=int(suite_id)).first() if suite_id.isdigit() else None
+        suite = (
+            EvalSuite.objects.select_related("base_model").filter(pk=int(suite_id)).first()
+            if suite_id.isdigit()
+            else None
+        )
     if sort not in SORT_LABELS and suite is None:
         sort = "downloads"
     params["sort"] = "" if sort == "downloads" else sort
     params["suite"] = str(suite.pk) if suite is not None else ""
     query = AdapterQuery(
-        q=params["q"], base_model=params["base_model"], method=params["method"], task=params["task"], tag=params["tag"],
-        sort=sort, suite=params["suite"],
+        q=params["q"],
+        base_model=params["base_model"],
+        method=params["method"],
+        task=params["task"],
+        tag=params["tag"],
+        sort=sort,
+        suite=params["suite"],
     )
     counted = queries.facets(actor, query, suite, params)
     sort_value = f"score:{suite.pk}" if suite is not None else sort
@@ -159,7 +187,11 @@ def catalog(request: HttpRequest) -> HttpResponse:
         "facets": counted.facets,
         "sort_options": [{"value": k, "label": v, "selected": k == sort_value} for k, v in SORT_LABELS.items()],
         "suite_options": [
-            {"value": f"score:{s.pk}", "label": f"{s.name} · {s.base_model.name}", "selected": f"score:{s.pk}" == sort_value}
+            {
+                "value": f"score:{s.pk}",
+                "label": f"{s.name} · {s.base_model.name}",
+                "selected": f"score:{s.pk}" == sort_value,
+            }
             for s in queries.sort_suites()
         ],
         "filtered": any(params[k] for k in ("q", "base_model", "method", "task", "tag")),
@@ -276,7 +308,13 @@ def adapter_page(request: HttpRequest, namespace: str, name: str) -> HttpRespons
         job = version.composition_jobs.order_by("created_at").first()
         context.update(
             files=[
-                {"file": f, "url": reverse("api:version-file", kwargs={"namespace": namespace, "name": name, "ref": str(version.number), "path": f.path})}
+                {
+                    "file": f,
+                    "url": reverse(
+                        "api:version-file",
+                        kwargs={"namespace": namespace, "name": name, "ref": str(version.number), "path": f.path},
+                    ),
+                }
                 for f in version.files.all()
             ],
             scores=version_scores(version),
@@ -365,7 +403,7 @@ def base_model_page(request: HttpRequest, name: str) -> HttpResponse:
 
 @pages
 @signin_required
-def upload(request: HttpRequest) -> HttpResponse:
+def upload(request: AuthenticatedHttpRequest) -> HttpResponse:
     """Push a new version (creating the adapter on its first push) from files picked in the browser.
 
     Django keeps only each file's base name, which is all a PEFT adapter folder needs
@@ -379,14 +417,16 @@ def upload(request: HttpRequest) -> HttpResponse:
         form = forms.UploadForm(request.POST, namespaces=namespaces)
         sent = request.FILES.getlist("files") + request.FILES.getlist("folder")
         if not sent:
-            form.add_error(None, "Pick the files of your adapter (adapter_config.json, adapter_model.safetensors, README.md).")
+            form.add_error(
+                None, "Pick the files of your adapter (adapter_config.json, adapter_model.safetensors, README.md)."
+            )
         if form.is_valid():
             try:
                 result = push.push_version(
                     actor=actor,
                     namespace=form.cleaned_data["namespace"],
                     name=form.cleaned_data["name"],
-                    files=[push.IncomingFile(path=f.name, stream=f.file, size=f.size) for f in sent],
+                    files=[_incoming(f) for f in sent],
                     meta=form.metadata(),
                     label=form.cleaned_data["label"] or None,
                 )
@@ -399,7 +439,9 @@ def upload(request: HttpRequest) -> HttpResponse:
                 if result.created:
                     messages.success(request, f"Published {version.adapter.full_name} version {version.number}.")
                 else:
-                    messages.info(request, f"These files are already version {version.number}; nothing new was published.")
+                    messages.info(
+                        request, f"These files are already version {version.number}; nothing new was published."
+                    )
                 return redirect(f"{adapter_url(version.adapter)}?version={version.number}")
             finally:
                 for f in sent:
@@ -419,17 +461,23 @@ def upload(request: HttpRequest) -> HttpResponse:
     return render(request, "web/upload.html", {"form": form, "existing": existing}, status=status)
 
 
+def _incoming(sent: UploadedFile) -> push.IncomingFile:
+    """A file from request.FILES as the push takes it (Django gives those a name, a file and a size)."""
+    assert sent.name is not None and sent.file is not None and sent.size is not None
+    return push.IncomingFile(path=sent.name, stream=sent.file, size=sent.size)
+
+
 # --- Compose ---------------------------------------------------------------------------------------
 
 
-def _compose_form(request: HttpRequest, data: Any = None) -> forms.ComposeForm:
+def _compose_form(request: AuthenticatedHttpRequest, data: Any = None) -> forms.ComposeForm:
     services.ensure_user_namespace(request.user)
     return forms.ComposeForm(data, namespaces=forms.writable_namespaces(request.user))
 
 
 @pages
 @signin_required
-def compose(request: HttpRequest) -> HttpResponse:
+def compose(request: AuthenticatedHttpRequest) -> HttpResponse:
     """The compose form; POST submits the job and goes to its page."""
     actor = actor_of(request)
     check = None
@@ -449,7 +497,10 @@ def compose(request: HttpRequest) -> HttpResponse:
                     status = status_of(exc)
                 else:
                     if not result.created:
-                        messages.info(request, "This exact recipe was already submitted; here is its job (tick “compose again” to force a new run).")
+                        messages.info(
+                            request,
+                            "This exact recipe was already submitted; here is its job (tick “compose again” to force a new run).",
+                        )
                     return redirect("web:job", job_id=result.job.pk)
         else:
             status = 400
@@ -470,7 +521,7 @@ def compose(request: HttpRequest) -> HttpResponse:
 @pages
 @signin_required
 @require_POST
-def compose_check(request: HttpRequest) -> HttpResponse:
+def compose_check(request: AuthenticatedHttpRequest) -> HttpResponse:
     """The check as an HTML fragment, for the form's live feedback."""
     form = _compose_form(request, request.POST)
     check = check_composition(actor_of(request), form.to_request()) if form.is_valid() else None
@@ -483,7 +534,11 @@ def compose_check(request: HttpRequest) -> HttpResponse:
 def compose_search(request: HttpRequest) -> HttpResponse:
     """Composable (LoRA-family) adapters the user can see that match `q`, as an HTML fragment."""
     q = request.GET.get("q", "").strip()
-    found = search_adapters(actor_of(request), AdapterQuery(q=q)).filter(method__in=LORA_FAMILY) if q else Adapter.objects.none()
+    found = (
+        search_adapters(actor_of(request), AdapterQuery(q=q)).filter(method__in=LORA_FAMILY)
+        if q
+        else Adapter.objects.none()
+    )
     adapters = list(found[:8])
     latest = queries.latest_versions([a.pk for a in adapters])
     results = [Card(a, latest.get(a.pk), None, timezone.now()) for a in adapters]
@@ -511,8 +566,10 @@ def job_page(request: HttpRequest, job_id: str) -> HttpResponse:
 @pages
 @signin_required
 @require_GET
-def jobs(request: HttpRequest) -> HttpResponse:
-    mine = CompositionJob.objects.filter(created_by=request.user).select_related("result_version__adapter__namespace")[:50]
+def jobs(request: AuthenticatedHttpRequest) -> HttpResponse:
+    mine = CompositionJob.objects.filter(created_by=request.user).select_related("result_version__adapter__namespace")[
+        :50
+    ]
     return render(request, "web/jobs.html", {"jobs": mine})
 
 
@@ -547,7 +604,7 @@ NEW_TOKEN_KEY = "web:new-token"
 
 @pages
 @signin_required
-def tokens(request: HttpRequest) -> HttpResponse:
+def tokens(request: AuthenticatedHttpRequest) -> HttpResponse:
     """List, create (the secret is shown once, right after) and revoke API tokens."""
     form = forms.TokenForm(request.POST or None, user=request.user)
     if request.method == "POST":
@@ -568,14 +625,15 @@ def tokens(request: HttpRequest) -> HttpResponse:
                 return redirect("web:tokens")
     new = request.session.pop(NEW_TOKEN_KEY, None)
     mine = request.user.api_tokens.select_related("namespace").all()
-    return render(request, "web/tokens.html", {"form": form, "tokens": mine, "new": new}, status=400 if form.errors else 200)
+    return render(
+        request, "web/tokens.html", {"form": form, "tokens": mine, "new": new}, status=400 if form.errors else 200
+    )
 
 
 @pages
 @signin_required
 @require_POST
-def token_revoke(request: HttpRequest, token_id: int) -> HttpResponse:
+def token_revoke(request: AuthenticatedHttpRequest, token_id: int) -> HttpResponse:
     services.revoke_token(user=request.user, token_id=token_id)
     messages.success(request, "Token revoked: it no longer works.")
     return redirect("web:tokens")
-

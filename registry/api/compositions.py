@@ -59,8 +59,23 @@ class JobSerializer(serializers.ModelSerializer[CompositionJob]):
     class Meta:
         model = CompositionJob
         fields = (
-            "id", "status", "progress", "target", "description", "recipe", "recipe_hash", "error", "result",
-            "report", "timings", "attempts", "worker", "created_by", "created_at", "started_at", "finished_at",
+            "id",
+            "status",
+            "progress",
+            "target",
+            "description",
+            "recipe",
+            "recipe_hash",
+            "error",
+            "result",
+            "report",
+            "timings",
+            "attempts",
+            "worker",
+            "created_by",
+            "created_at",
+            "started_at",
+            "finished_at",
         )
 
     def get_error(self, job: CompositionJob) -> dict[str, str] | None:
@@ -113,7 +128,9 @@ class JobListView(APIView):
 
     @extend_schema(summary="Your composition jobs, newest first", responses=JobSerializer(many=True))
     def get(self, request: Request) -> Response:
-        jobs = CompositionJob.objects.filter(created_by=request.user).select_related(
+        user = request.user
+        assert user.is_authenticated  # IsAuthenticated let the request through
+        jobs = CompositionJob.objects.filter(created_by=user).select_related(
             "created_by", "result_version__adapter__namespace"
         )
         if status_filter := request.query_params.get("status"):
@@ -140,7 +157,11 @@ class LineageView(APIView):
         if job is not None:
             shown = {(e.version.adapter.full_name, e.version.number) for e in lineage.parents}
             inputs = [i for i in job.recipe["inputs"] if (i["adapter"], i["version"]) in shown]
-            recipe = {**job.recipe, "inputs": inputs, "expression": job.recipe["expression"] if len(inputs) == len(job.recipe["inputs"]) else None}
+            recipe = {
+                **job.recipe,
+                "inputs": inputs,
+                "expression": job.recipe["expression"] if len(inputs) == len(job.recipe["inputs"]) else None,
+            }
         return Response(
             {
                 "adapter": version.adapter.full_name,

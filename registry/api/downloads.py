@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 
+from registry.blobs import get_blob_store
 from registry.infrastructure import ServiceDown
+from registry.models import BaseModelFile, VersionFile
+from registry.services.versions import counts_as_download
 from storage import BlobNotFound, BlobStore
 
 log = logging.getLogger(__name__)
@@ -41,10 +46,10 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     return start, end
 
 
-def blob_response(request: HttpRequest, store: BlobStore, sha256: str, size: int, filename: str) -> HttpResponse:
+def blob_response(request: HttpRequest, store: BlobStore, sha256: str, size: int, filename: str) -> HttpResponseBase:
     url = store.presigned_url(sha256, filename=filename, expires=settings.PRESIGNED_URL_EXPIRES)
     if url is not None:
-        response: HttpResponse = HttpResponseRedirect(url)
+        response: HttpResponseBase = HttpResponseRedirect(url)
         response["Cache-Control"] = "no-store"
         return response
     try:
@@ -73,3 +78,29 @@ def blob_response(request: HttpRequest, store: BlobStore, sha256: str, size: int
     response["ETag"] = f'"{sha256}"'
     response["X-Content-Sha256"] = sha256
     return response
+
+
+def serve_file(
+    request: HttpRequest, found: VersionFile | BaseModelFile, *, on_download: Callable[[], None] | None = None
+) -> HttpResponseBase:
+    """A stored file's bytes for a GET (what the REST API and the HF routes both serve), calling
+    `on_download` when the GET counts as a download: weights fetched from their first byte, so a
+    resumed transfer or a probe of the config is not counted again."""
+    response = blob_response(request, get_blob_store(), found.sha256, found.size, found.path)
+    if (
+        on_download is not None
+        and request.method == "GET"
+        and response.status_code < 400
+        and counts_as_download(found.path, range_start(request))
+    ):
+        on_download()
+    return response
+
+
+def range_start(request: HttpRequest) -> int:
+    """The first byte a GET asks for: 0 without Range; a suffix or malformed range is not a start."""
+    header = request.headers.get("Range", "")
+    if not header.startswith("bytes="):
+        return 0
+    first = header[len("bytes=") :].split("-", 1)[0].strip()
+    return int(first) if first.isdigit() else 1

@@ -50,6 +50,7 @@ def status_of(exc: RegistryError | AdapterValidationError) -> int:
             return HTTP_STATUS[cls]
     return 400
 
+
 _DRF_CODES: dict[type[exceptions.APIException], str] = {
     exceptions.ParseError: "malformed_request",
     exceptions.AuthenticationFailed: "bad_token",

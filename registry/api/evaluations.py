@@ -26,8 +26,19 @@ class SuiteSerializer(serializers.ModelSerializer[EvalSuite]):
     class Meta:
         model = EvalSuite
         fields = (
-            "id", "name", "base_model", "kind", "description", "metric", "higher_is_better", "is_default",
-            "examples", "data_sha256", "data_size", "max_new_tokens", "created_at",
+            "id",
+            "name",
+            "base_model",
+            "kind",
+            "description",
+            "metric",
+            "higher_is_better",
+            "is_default",
+            "examples",
+            "data_sha256",
+            "data_size",
+            "max_new_tokens",
+            "created_at",
         )
 
 
@@ -38,7 +49,8 @@ class SuiteInput(serializers.Serializer[Any]):
     description = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
     is_default = serializers.BooleanField(required=False, default=False)
     max_new_tokens = serializers.IntegerField(min_value=1, max_value=512, required=False, default=16)
-    data = serializers.FileField(help_text="JSONL: one example per line")
+    # A declared field (SerializerMetaclass pops it off the class), not Serializer.data, which the stubs see.
+    data = serializers.FileField(help_text="JSONL: one example per line")  # type: ignore[assignment]
 
 
 class ScoreSerializer(serializers.ModelSerializer[EvalResult]):
@@ -48,8 +60,18 @@ class ScoreSerializer(serializers.ModelSerializer[EvalResult]):
     class Meta:
         model = EvalResult
         fields = (
-            "suite", "suite_id", "metric", "value", "higher_is_better", "source", "samples", "tokens_per_second",
-            "device", "duration_seconds", "worker", "created_at",
+            "suite",
+            "suite_id",
+            "metric",
+            "value",
+            "higher_is_better",
+            "source",
+            "samples",
+            "tokens_per_second",
+            "device",
+            "duration_seconds",
+            "worker",
+            "created_at",
         )
 
 
@@ -60,7 +82,18 @@ class RequestSerializer(serializers.ModelSerializer[EvaluationRequest]):
 
     class Meta:
         model = EvaluationRequest
-        fields = ("id", "suite", "version", "status", "error", "attempts", "worker", "created_at", "started_at", "finished_at")
+        fields = (
+            "id",
+            "suite",
+            "version",
+            "status",
+            "error",
+            "attempts",
+            "worker",
+            "created_at",
+            "started_at",
+            "finished_at",
+        )
 
     def get_error(self, request: EvaluationRequest) -> dict[str, str] | None:
         return {"code": request.error_code, "message": request.error_message} if request.error_code else None
@@ -78,7 +111,9 @@ class SuiteListView(APIView):
         summary="Eval suites", parameters=[OpenApiParameter("base_model", str)], responses=SuiteSerializer(many=True)
     )
     def get(self, request: Request) -> Response:
-        suites = EvalSuite.objects.select_related("base_model").filter(base_model__in=visible_base_models(actor_of(request)))
+        suites = EvalSuite.objects.select_related("base_model").filter(
+            base_model__in=visible_base_models(actor_of(request))
+        )
         if base := request.query_params.get("base_model"):
             suites = suites.filter(base_model__name=base)
         return paginated(self, request, suites, SuiteSerializer)
@@ -117,7 +152,10 @@ class VersionEvaluationsView(APIView):
         form = EvaluationInput(data=request.data)
         form.is_valid(raise_exception=True)
         requests = evaluations.request_evaluations(
-            actor=actor, version=version, suites=form.validated_data.get("suites") or None, force=form.validated_data["force"]
+            actor=actor,
+            version=version,
+            suites=form.validated_data.get("suites") or None,
+            force=form.validated_data["force"],
         )
         return Response(RequestSerializer(requests, many=True).data, status=status.HTTP_202_ACCEPTED)
 

@@ -13,7 +13,6 @@ from registry.models import (
     ApiToken,
     BaseModel,
     BaseModelFile,
-    EvalResult,
     Membership,
     Method,
     Namespace,
@@ -40,12 +39,6 @@ class FileSerializer(serializers.ModelSerializer[VersionFile]):
             "api:version-file",
             kwargs={"namespace": adapter.namespace.name, "name": adapter.name, "ref": version.number, "path": obj.path},
         )
-
-
-class EvalResultSerializer(serializers.ModelSerializer[EvalResult]):
-    class Meta:
-        model = EvalResult
-        fields = ("suite", "metric", "value", "source", "created_at")
 
 
 class VersionSerializer(serializers.ModelSerializer[AdapterVersion]):
@@ -86,7 +79,7 @@ class AdapterSerializer(serializers.ModelSerializer[Adapter]):
 
     class Meta:
         model = Adapter
-        fields = (
+        fields: tuple[str, ...] = (
             "id",
             "namespace",
             "name",
@@ -157,7 +150,17 @@ class TokenSerializer(serializers.ModelSerializer[ApiToken]):
 
     class Meta:
         model = ApiToken
-        fields = ("id", "name", "key_prefix", "scope", "namespace", "expires_at", "created_at", "last_used_at", "revoked_at")
+        fields = (
+            "id",
+            "name",
+            "key_prefix",
+            "scope",
+            "namespace",
+            "expires_at",
+            "created_at",
+            "last_used_at",
+            "revoked_at",
+        )
 
 
 class NamespaceSerializer(serializers.ModelSerializer[Namespace]):
@@ -206,7 +209,8 @@ class AdapterCreateInput(AdapterMetadataInput):
 class PushInput(AdapterMetadataInput):
     """Form fields sent beside the files of a push. Tags may come as one comma-separated field."""
 
-    label = serializers.CharField(max_length=64, required=False, allow_blank=True)
+    # A declared field (SerializerMetaclass pops it off the class), not Field.label, which the stubs see.
+    label = serializers.CharField(max_length=64, required=False, allow_blank=True)  # type: ignore[assignment]
 
     def to_internal_value(self, data: Any) -> Any:
         if hasattr(data, "getlist"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from django.urls import reverse
@@ -31,7 +32,8 @@ class UploadFileInput(serializers.Serializer[Any]):
 class UploadCreateInput(AdapterMetadataInput):
     adapter = serializers.CharField(max_length=200, help_text="the target, ns/name")
     files = UploadFileInput(many=True, allow_empty=False)
-    label = serializers.CharField(max_length=64, required=False, allow_blank=True, allow_null=True)
+    # A declared field (SerializerMetaclass pops it off the class), not Field.label, which the stubs see.
+    label = serializers.CharField(max_length=64, required=False, allow_blank=True, allow_null=True)  # type: ignore[assignment]
 
     def to_metadata(self) -> AdapterMetadata:
         return AdapterMetadata(
@@ -127,7 +129,7 @@ class RawPartParser(parsers.BaseParser):
 
     media_type = "application/octet-stream"
 
-    def parse(self, stream: Any, media_type: str | None = None, parser_context: dict[str, Any] | None = None) -> Any:
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: Mapping[str, Any] | None = None) -> Any:
         raise ParseError("a part is read as a stream")
 
 
@@ -162,7 +164,9 @@ class UploadListView(APIView):
 
 
 class UploadDetailView(APIView):
-    @extend_schema(summary="An upload: its state, and fresh URLs for the parts still to send", responses=UploadSerializer)
+    @extend_schema(
+        summary="An upload: its state, and fresh URLs for the parts still to send", responses=UploadSerializer
+    )
     def get(self, request: Request, session_id: str) -> Response:
         return Response(plan_json(uploads.upload_plan(actor=actor_of(request), session_id=str(session_id))))
 

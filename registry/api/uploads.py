@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from django.conf import settings
@@ -61,7 +62,7 @@ class SizeCapUploadHandler(FileUploadHandler):
 
 
 class PushMultiPartParser(parsers.MultiPartParser):
-    def parse(self, stream: Any, media_type: str | None = None, parser_context: dict[str, Any] | None = None) -> Any:
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: Mapping[str, Any] | None = None) -> Any:
         context = parser_context or {}
         request = context["request"]
         meta = request.META.copy()
@@ -76,7 +77,9 @@ class PushMultiPartParser(parsers.MultiPartParser):
         request._request.upload_paths = cap.names
         handlers = [cap, *request.upload_handlers]
         try:
-            parser = PathPreservingMultiPartParser(meta, stream, handlers, context.get("encoding", settings.DEFAULT_CHARSET))
+            parser = PathPreservingMultiPartParser(
+                meta, stream, handlers, context.get("encoding", settings.DEFAULT_CHARSET)
+            )
             data, files = parser.parse()
         except MultiPartParserError as exc:
             raise ParseError(f"malformed multipart request: {exc}") from None

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib.auth.models import User
 from django.db.models import Count, Q
-from django.http import HttpResponse
+from django.http.response import HttpResponseBase
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.parsers import JSONParser, MultiPartParser
@@ -17,21 +18,33 @@ from rest_framework.views import APIView
 from registry import base_models, push, selectors, services
 from registry.access import Actor, access_adapter, access_base_model, access_namespace, visible_base_models
 from registry.api import serializers as s
-from registry.api.downloads import blob_response
+from registry.api.downloads import serve_file
 from registry.api.pagination import PageNumberPagination
 from registry.api.uploads import PushMultiPartParser, uploaded_paths
-from registry.blobs import get_blob_store
 from registry.exceptions import AccessDenied, NotAuthenticated
-from registry.models import Membership, Visibility
+from registry.models import ApiToken, Membership, Visibility
 
 
 def actor_of(request: Request) -> Actor:
-    return Actor(user=request.user if request.user.is_authenticated else None, token=request.auth)
+    user = request.user if isinstance(request.user, User) and request.user.is_authenticated else None
+    return Actor(user=user, token=token_of(request))
+
+
+def token_of(request: Request) -> ApiToken | None:
+    """The hub token that authenticated the request (None for a browser session)."""
+    return request.auth if isinstance(request.auth, ApiToken) else None
+
+
+def signed_in(request: Request) -> User:
+    """The user of a view that IsAuthenticated guards."""
+    user = request.user
+    assert isinstance(user, User) and user.is_authenticated, "guarded by IsAuthenticated"
+    return user
 
 
 def paginated(view: APIView, request: Request, queryset: Any, serializer: type[Any]) -> Response:
     paginator = PageNumberPagination()
-    page = paginator.paginate_queryset(queryset, request, view=view)
+    page: list[Any] | None = paginator.paginate_queryset(queryset, request, view=view)
     return paginator.get_paginated_response(serializer(page, many=True).data)
 
 
@@ -40,10 +53,10 @@ class WhoAmIView(APIView):
 
     @extend_schema(summary="The signed-in user, their namespaces and the token in use")
     def get(self, request: Request) -> Response:
-        user = request.user
+        user = signed_in(request)
         services.ensure_user_namespace(user)
         orgs = Membership.objects.filter(user=user).select_related("namespace")
-        token = request.auth
+        token = token_of(request)
         return Response(
             {
                 "username": user.username,
@@ -77,12 +90,19 @@ class AdapterListView(APIView):
     def get(self, request: Request) -> Response:
         params = request.query_params
         query = selectors.AdapterQuery(
-            **{field: params.get(field, "") for field in ("q", "base_model", "method", "task", "tag", "namespace", "suite")},
+            **{
+                field: params.get(field, "")
+                for field in ("q", "base_model", "method", "task", "tag", "namespace", "suite")
+            },
             sort=params.get("sort", "downloads"),
         )
         return paginated(self, request, selectors.search_adapters(actor_of(request), query), s.AdapterSerializer)
 
-    @extend_schema(summary="Create an adapter (without versions)", request=s.AdapterCreateInput, responses=s.AdapterDetailSerializer)
+    @extend_schema(
+        summary="Create an adapter (without versions)",
+        request=s.AdapterCreateInput,
+        responses=s.AdapterDetailSerializer,
+    )
     def post(self, request: Request) -> Response:
         form = s.AdapterCreateInput(data=request.data)
         form.is_valid(raise_exception=True)
@@ -103,7 +123,9 @@ class AdapterDetailView(APIView):
         adapter = access_adapter(actor_of(request), namespace, name)
         return Response(s.AdapterDetailSerializer(adapter).data)
 
-    @extend_schema(summary="Update an adapter's metadata", request=s.AdapterMetadataInput, responses=s.AdapterDetailSerializer)
+    @extend_schema(
+        summary="Update an adapter's metadata", request=s.AdapterMetadataInput, responses=s.AdapterDetailSerializer
+    )
     def patch(self, request: Request, namespace: str, name: str) -> Response:
         actor = actor_of(request)
         adapter = access_adapter(actor, namespace, name)
@@ -196,29 +218,20 @@ class VersionFileView(APIView):
         summary="Download a file: 302 to a presigned URL on S3, or the bytes (Range supported)",
         responses={(200, "application/octet-stream"): bytes, 302: None},
     )
-    def get(self, request: Request, namespace: str, name: str, ref: str, path: str) -> HttpResponse:
+    def get(self, request: Request, namespace: str, name: str, ref: str, path: str) -> HttpResponseBase:
         adapter = access_adapter(actor_of(request), namespace, name)
         version = services.resolve_version(adapter, ref)
         found = services.version_file(version, path)
-        range_header = request.headers.get("Range", "")
-        range_start = 0 if not range_header.startswith("bytes=") else _first_byte(range_header)
-        response = blob_response(request._request, get_blob_store(), found.sha256, found.size, found.path)
-        # DRF answers HEAD with this GET handler; a HEAD fetches nothing, so it is no download.
-        is_fetch = request.method == "GET"
-        if is_fetch and response.status_code < 400 and services.counts_as_download(found.path, range_start):
-            services.record_download(adapter)
-        return response
-
-
-def _first_byte(range_header: str) -> int:
-    first = range_header[len("bytes=") :].split("-", 1)[0].strip()
-    return int(first) if first.isdigit() else 1
+        # DRF answers HEAD with this GET handler; serve_file counts GETs only.
+        return serve_file(request._request, found, on_download=lambda: services.record_download(adapter))
 
 
 class BaseModelListView(APIView):
     parser_classes = [JSONParser]
 
-    @extend_schema(summary="Base models with the number of adapters visible to you", responses=s.BaseModelSerializer(many=True))
+    @extend_schema(
+        summary="Base models with the number of adapters visible to you", responses=s.BaseModelSerializer(many=True)
+    )
     def get(self, request: Request) -> Response:
         actor = actor_of(request)
         visible = Q(adapters__visibility=Visibility.PUBLIC)
@@ -233,7 +246,9 @@ class BaseModelListView(APIView):
         )
         return paginated(self, request, bases, s.BaseModelSerializer)
 
-    @extend_schema(summary="Register a base model (admin)", request=s.BaseModelCreateInput, responses=s.BaseModelSerializer)
+    @extend_schema(
+        summary="Register a base model (admin)", request=s.BaseModelCreateInput, responses=s.BaseModelSerializer
+    )
     def post(self, request: Request) -> Response:
         if not actor_of(request).is_admin:
             raise AccessDenied("only admins register base models", code="admin_required")
@@ -284,17 +299,18 @@ class TokenListView(APIView):
 
     @extend_schema(summary="Your tokens (secrets are never shown again)", responses=s.TokenSerializer(many=True))
     def get(self, request: Request) -> Response:
-        tokens = request.user.api_tokens.select_related("namespace").all()
+        tokens = signed_in(request).api_tokens.select_related("namespace").all()
         return paginated(self, request, tokens, s.TokenSerializer)
 
     @extend_schema(summary="Create a token; the answer holds its secret, shown once", request=s.TokenCreateInput)
     def post(self, request: Request) -> Response:
-        if request.auth is not None and not request.auth.allows("admin"):
+        token = token_of(request)
+        if token is not None and not token.allows("admin"):
             # A leaked read or write token must not be able to mint itself new powers.
             raise AccessDenied("tokens are created from a session or with an admin-scoped token", code="token_scope")
         form = s.TokenCreateInput(data=request.data)
         form.is_valid(raise_exception=True)
-        issued = services.issue_token(user=request.user, **form.validated_data)
+        issued = services.issue_token(user=signed_in(request), **form.validated_data)
         return Response(
             {**s.TokenSerializer(issued.token).data, "token": issued.secret}, status=status.HTTP_201_CREATED
         )
@@ -305,14 +321,18 @@ class TokenDetailView(APIView):
 
     @extend_schema(summary="Revoke a token", responses={204: None})
     def delete(self, request: Request, token_id: int) -> Response:
-        services.revoke_token(user=request.user, token_id=token_id)
+        services.revoke_token(user=signed_in(request), token_id=token_id)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class OrganizationListView(APIView):
     parser_classes = [JSONParser]
 
-    @extend_schema(summary="Create an organization; you become its owner", request=s.OrganizationCreateInput, responses=s.NamespaceSerializer)
+    @extend_schema(
+        summary="Create an organization; you become its owner",
+        request=s.OrganizationCreateInput,
+        responses=s.NamespaceSerializer,
+    )
     def post(self, request: Request) -> Response:
         form = s.OrganizationCreateInput(data=request.data)
         form.is_valid(raise_exception=True)
@@ -341,4 +361,3 @@ class MemberListView(APIView):
         if membership is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
         return Response(s.MembershipSerializer(membership).data)
-

@@ -22,7 +22,6 @@ from typing import IO, Any, Protocol
 
 import yaml
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
 
 from adaptercheck import (
     AdapterValidationError,
@@ -31,11 +30,10 @@ from adaptercheck import (
 from registry import push, services
 from registry.access import Actor, access_namespace, require_write
 from registry.blobs import get_blob_store
-from registry.exceptions import InvalidRequest, StateConflict, TooLarge, NotAuthenticated
+from registry.exceptions import InvalidRequest, NotAuthenticated, StateConflict, TooLarge
 from registry.hf.errors import EntryNotFound, HfError, RevisionNotFound
 from registry.hf.revisions import head_version, is_branch
-from registry.models import PENDING_BASE_MODEL
-from registry.models import Adapter, AdapterVersion, Method, VersionFile, Visibility
+from registry.models import PENDING_BASE_MODEL, Adapter, AdapterVersion, Method, VersionFile, Visibility
 
 # Files up to this size stay in memory while a commit is assembled; larger ones go to disk.
 _SPOOL_BYTES = 8 * 1024 * 1024
@@ -59,7 +57,7 @@ def create_repo(*, actor: Actor, name: str, organization: str | None, private: b
     """
     if not actor.is_authenticated or actor.user is None:
         raise NotAuthenticated("send a hub token with write scope (HF_TOKEN) to create a repo", code="auth_required")
-    user: AbstractBaseUser = actor.user  # type: ignore[assignment]
+    user = actor.user
     namespace = organization or user.get_username()
     if namespace == user.get_username():
         services.ensure_user_namespace(user)
@@ -346,7 +344,9 @@ def _known_blob(adapter: Adapter, op: CopyBlob) -> _Stored:
             path=op.path,
         )
     if op.size is not None and op.size != known.size:
-        raise InvalidRequest(f"{op.path}: LFS object {op.sha256} has {known.size} bytes, not {op.size}", code="size_mismatch")
+        raise InvalidRequest(
+            f"{op.path}: LFS object {op.sha256} has {known.size} bytes, not {op.size}", code="size_mismatch"
+        )
     return _Stored(known.sha256, known.size)
 
 
@@ -361,7 +361,7 @@ def _open_entry(entry: _Entry) -> Iterator[IO[bytes]]:
         with get_blob_store().open(entry.sha256) as blob:
             shutil.copyfileobj(blob, copy, length=1024 * 1024)
         copy.seek(0)
-        yield copy  # type: ignore[misc]
+        yield copy
 
 
 def front_matter(text: str) -> dict[str, Any] | None:
@@ -391,4 +391,3 @@ def validate_card(content: str) -> list[str]:
     except ValueError as exc:
         return [str(exc)]
     return []
-

@@ -20,11 +20,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from django.urls import reverse
 
-from registry import services
-from registry.api.downloads import blob_response
-from registry.blobs import get_blob_store
+from registry.api.downloads import serve_file
 from registry.base_models import names_revision
 from registry.hf.errors import EntryNotFound, RevisionNotFound
 from registry.hf.revisions import find_version
@@ -37,7 +36,9 @@ def locate_file(adapter: Adapter, revision: str, path: str) -> tuple[AdapterVers
         raise EntryNotFound(f"{adapter.full_name} has no published version yet, so no file {path}")
     found = version.files.filter(path=path).first()
     if found is None:
-        raise EntryNotFound(f"{adapter.full_name} has no file {path} at {version.commit_id}", commit_id=version.commit_id)
+        raise EntryNotFound(
+            f"{adapter.full_name} has no file {path} at {version.commit_id}", commit_id=version.commit_id
+        )
     return version, found
 
 
@@ -49,10 +50,10 @@ def file_response(
     *,
     revision: str,
     on_download: Callable[[], None] | None = None,
-) -> HttpResponse:
+) -> HttpResponseBase:
     """The answer for one file of a repo (an adapter version or a base model) at `commit_id`;
     `on_download` is called for a GET that counts as a download."""
-    response: HttpResponse
+    response: HttpResponseBase
     if revision != commit_id:
         namespace, name = repo_id.split("/", 1)
         response = HttpResponse(status=307)
@@ -66,11 +67,7 @@ def file_response(
         # Set by hand: the body is empty, the header describes what GET would send.
         response["Content-Length"] = str(found.size)
     else:
-        response = blob_response(request, get_blob_store(), found.sha256, found.size, found.path)
-        if on_download is not None and response.status_code < 400 and services.counts_as_download(
-            found.path, _range_start(request)
-        ):
-            on_download()
+        response = serve_file(request, found, on_download=on_download)
     etag = f'"{found.sha256}"'
     response["X-Repo-Commit"] = commit_id
     response["ETag"] = etag
@@ -84,18 +81,11 @@ def file_response(
 def locate_base_file(base: BaseModel, revision: str, path: str) -> BaseModelFile:
     """A stored file of a base model at `main` or its commit id."""
     if not names_revision(base, revision):
-        raise RevisionNotFound(f"{base.name} has no revision {revision!r}: use main or {base.commit_id or 'its commit id'}")
+        raise RevisionNotFound(
+            f"{base.name} has no revision {revision!r}: use main or {base.commit_id or 'its commit id'}"
+        )
     found = base.files.filter(path=path).first()
     if found is None:
         stored = "" if base.files_digest else " (the hub stores only its manifest)"
         raise EntryNotFound(f"{base.name} has no file {path}{stored}", commit_id=base.commit_id or None)
     return found
-
-
-def _range_start(request: HttpRequest) -> int:
-    """The first byte a GET asks for: 0 without Range; a suffix or malformed range is not a start."""
-    header = request.headers.get("Range", "")
-    if not header.startswith("bytes="):
-        return 0
-    first = header[len("bytes=") :].split("-", 1)[0].strip()
-    return int(first) if first.isdigit() else 1

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 from functools import wraps
 from types import SimpleNamespace
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, JsonResponse
+from django.http.response import HttpResponseBase
 from django.urls import get_script_prefix
 from django.views.decorators.csrf import csrf_exempt
 
@@ -21,9 +22,16 @@ from registry.infrastructure import unhandled
 from registry.services import authenticate_token
 
 T = TypeVar("T")
-HfView = Callable[..., HttpResponse]
+T_co = TypeVar("T_co", covariant=True)
+HfView = Callable[..., HttpResponseBase]
 
 _SAFE_METHODS = frozenset({"GET", "HEAD"})
+
+
+class Sliceable(Protocol[T_co]):
+    """What `paginated` pages through: a sequence, or a queryset (sliced into one query)."""
+
+    def __getitem__(self, index: slice, /) -> Iterable[T_co]: ...
 
 
 def actor_from_request(request: HttpRequest) -> Actor:
@@ -78,7 +86,7 @@ def hf_endpoint(*methods: str) -> Callable[[HfView], HfView]:
     def decorate(view: HfView) -> HfView:
         @csrf_exempt
         @wraps(view)
-        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
             if request.method not in allowed:
                 response = JsonResponse({"error": f"{request.method} is not allowed here"}, status=405)
                 response["Allow"] = ", ".join(sorted(allowed))
@@ -110,7 +118,10 @@ def check_rate(request: HttpRequest, actor: Actor) -> None:
         return
     wait = math.ceil(throttle.wait() or 1)
     raise HfError(
-        f"too many requests; retry in {wait} seconds", status=429, error_code="throttled", headers={"Retry-After": str(wait)}
+        f"too many requests; retry in {wait} seconds",
+        status=429,
+        error_code="throttled",
+        headers={"Retry-After": str(wait)},
     )
 
 
@@ -135,7 +146,7 @@ def parse_cursor(request: HttpRequest) -> int:
     return int(raw)
 
 
-def paginated(request: HttpRequest, items: Sequence[T], *, offset: int, page_size: int) -> tuple[list[T], str | None]:
+def paginated(request: HttpRequest, items: Sliceable[T], *, offset: int, page_size: int) -> tuple[list[T], str | None]:
     """One page of `items` from `offset`, plus the `Link` header value for the next page, if any.
 
     `items` is sliced once for page_size + 1 entries (a queryset stays one query). The client

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, TypedDict
 
 from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
 
@@ -10,6 +12,9 @@ from registry.access import Actor
 from registry.hf.serializers import LIBRARY
 from registry.models import Adapter, AdapterVersion, Method, Tag
 from registry.selectors import AdapterQuery, search_adapters
+
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
 
 # Adapters per page when the client gives no smaller `limit` (the Hub pages at 1000; our items
 # are heavier with `full=true`).
@@ -30,6 +35,14 @@ SORTS: dict[str, tuple[str, ...]] = {
 _UNIVERSAL_TAGS = frozenset({LIBRARY, "safetensors"})
 
 
+class HeadAnnotations(TypedDict):
+    """What search_models annotates each adapter with: its head (newest unyanked) version."""
+
+    head_id: int | None
+    head_digest: str | None
+    head_created_at: datetime | None
+
+
 @dataclass(frozen=True)
 class ModelQuery:
     search: str = ""
@@ -39,7 +52,7 @@ class ModelQuery:
     sort: str = "downloads"
 
 
-def search_models(actor: Actor, query: ModelQuery) -> QuerySet[Adapter]:
+def search_models(actor: Actor, query: ModelQuery) -> QuerySet[WithAnnotations[Adapter, HeadAnnotations]]:
     """Adapters visible to the actor matching the query, each annotated with its head version.
 
     Words of `search` go to the registry's full-text search, except `ns/name` fragments, which
@@ -48,9 +61,7 @@ def search_models(actor: Actor, query: ModelQuery) -> QuerySet[Adapter]:
     words = query.search.split()
     adapters = search_adapters(
         actor,
-        AdapterQuery(
-            q=" ".join(w for w in words if "/" not in w), namespace=query.author, task=query.pipeline_tag
-        ),
+        AdapterQuery(q=" ".join(w for w in words if "/" not in w), namespace=query.author, task=query.pipeline_tag),
     )
     for word in (w for w in words if "/" in w):
         # "a/b" is a substring of "ns/name" exactly when ns ends with a and name starts with b.
@@ -77,7 +88,7 @@ def _tag_filter(value: str) -> Q:
         return Q(license=value[len("license:") :])
     # An Exists, not a join through tags, so an adapter never comes back twice.
     tagged = Exists(Tag.adapters.through.objects.filter(adapter_id=OuterRef("pk"), tag__name=value.lower()))
-    matches = Q(task=value) | tagged
+    matches = Q(task=value) | Q(tagged)
     if value in Method.values:
         matches |= Q(method=value)
     return matches

@@ -11,13 +11,14 @@ from typing import Any
 
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http.response import HttpResponseBase
 
 from registry import services
 from registry.access import Actor, access_adapter, visible_base_models
 from registry.base_models import names_revision
+from registry.exceptions import NotFound
 from registry.hf import commits, downloads, search
 from registry.hf import serializers as s
-from registry.exceptions import NotFound
 from registry.hf.errors import EntryNotFound, HfError, RepoNotFound, RevisionNotFound
 from registry.hf.http import absolute_url, flag, hf_endpoint, json_list, paginated, parse_cursor
 from registry.hf.revisions import file_history, find_version, head_version
@@ -71,7 +72,7 @@ def _files_at(repo: Adapter | BaseModel, rev: str | None) -> tuple[AdapterVersio
 
 
 @hf_endpoint("GET", "HEAD")
-def resolve(request: HttpRequest, actor: Actor, namespace: str, name: str, rev: str, path: str) -> HttpResponse:
+def resolve(request: HttpRequest, actor: Actor, namespace: str, name: str, rev: str, path: str) -> HttpResponseBase:
     repo = _repo(actor, namespace, name)
     if isinstance(repo, BaseModel):
         found = downloads.locate_base_file(repo, rev, path)
@@ -166,7 +167,9 @@ def list_models(request: HttpRequest, actor: Actor) -> JsonResponse:
     )
     limit = params.get("limit", "")
     page_size = min(int(limit), search.PAGE_SIZE) if limit.isdigit() and int(limit) > 0 else search.PAGE_SIZE
-    page, link = paginated(request, search.search_models(actor, query), offset=parse_cursor(request), page_size=page_size)
+    page, link = paginated(
+        request, search.search_models(actor, query), offset=parse_cursor(request), page_size=page_size
+    )
     expand = set(params.getlist("expand"))
     full = flag(request, "full")
     files_by_version = _head_files(page) if full or "siblings" in expand else None
@@ -175,7 +178,11 @@ def list_models(request: HttpRequest, actor: Actor) -> JsonResponse:
             adapter,
             commit_id=adapter.head_digest[:40] if adapter.head_digest else None,
             last_modified=adapter.head_created_at,
-            files=files_by_version.get(adapter.head_id, []) if files_by_version is not None else None,
+            files=(
+                None
+                if files_by_version is None
+                else (files_by_version.get(adapter.head_id, []) if adapter.head_id is not None else [])
+            ),
             with_card=full or flag(request, "cardData") or "cardData" in expand,
         )
         for adapter in page
@@ -218,9 +225,7 @@ def validate_yaml(request: HttpRequest, actor: Actor) -> JsonResponse:
     # The client reads this JSON before it looks at the status, so errors are JSON too.
     content = _json_body(request).get("content")
     errors = commits.validate_card(content) if isinstance(content, str) else []
-    return JsonResponse(
-        {"errors": [{"message": e} for e in errors], "warnings": []}, status=400 if errors else 200
-    )
+    return JsonResponse({"errors": [{"message": e} for e in errors], "warnings": []}, status=400 if errors else 200)
 
 
 @hf_endpoint("POST")

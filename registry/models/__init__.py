@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+from registry.models import uploads as uploads  # noqa: F401  (registers its models)
+from registry.models.compositions import (
+    ACTIVE_STATUSES,
+    CompositionJob,
+    JobStatus,
+    LineageRole,
+    VersionParent,
+)
 from registry.models.core import (
+    BASE_MODEL_FILE_PATTERNS,
     LORA_FAMILY,
     PENDING_BASE_MODEL,
     RESERVED_NAMESPACES,
@@ -13,7 +22,6 @@ from registry.models.core import (
     Adapter,
     AdapterVersion,
     ApiToken,
-    BASE_MODEL_FILE_PATTERNS,
     BaseModel,
     BaseModelFile,
     BlobClaim,
@@ -30,14 +38,6 @@ from registry.models.core import (
     slug_validator,
 )
 from registry.models.evals import SUITE_METRICS, EvalResult, EvalSuite, EvaluationRequest, SuiteKind
-from registry.models.compositions import (
-    ACTIVE_STATUSES,
-    CompositionJob,
-    JobStatus,
-    LineageRole,
-    VersionParent,
-)
-from registry.models import uploads as uploads  # noqa: F401  (registers its models)
 
 __all__ = [
     "RESERVED_NAMESPACES",

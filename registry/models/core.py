@@ -169,7 +169,6 @@ class BaseModelFile(models.Model):
         return f"{self.base_model}/{self.path}"
 
 
-
 class Method(models.TextChoices):
     LORA = "lora", "LoRA"
     QLORA = "qlora", "QLoRA"
@@ -214,9 +213,7 @@ class Adapter(models.Model):
     # The README.md of the latest version, shown as the model card.
     card = models.TextField(blank=True)
     downloads = models.PositiveBigIntegerField(default=0)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
-    )
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
 
@@ -264,9 +261,7 @@ class AdapterVersion(models.Model):
     total_size = models.PositiveBigIntegerField()
     # sha256 over the sorted (path, sha256, size) lines: identical file sets share a digest.
     digest = models.CharField(max_length=64)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
-    )
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(default=timezone.now)
     yanked = models.BooleanField(default=False)
     yanked_reason = models.CharField(max_length=500, blank=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -71,7 +72,6 @@ class UploadSession(models.Model):
     @property
     def is_live(self) -> bool:
         return self.status in (UploadStatus.OPEN, UploadStatus.COMPLETING)
-
 
 
 class UploadBlob(models.Model):

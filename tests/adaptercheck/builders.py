@@ -20,22 +20,14 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from adaptercheck import CONFIG_NAME, WEIGHTS_NAME
+from demo.tiny_llama import tiny_llama_config
 
 BASE_NAME = "tests/tiny-llama"
 
 
 def tiny_config() -> Any:
-    from transformers import LlamaConfig
-
     # Fewer key/value heads than attention heads so k_proj/v_proj (32x64) differ from q_proj (64x64).
-    return LlamaConfig(
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        vocab_size=128,
-    )
+    return tiny_llama_config(hidden_size=64, intermediate_size=128, num_key_value_heads=2, max_position_embeddings=2048)
 
 
 @functools.cache
@@ -76,15 +68,21 @@ def _peft_config(kind: str) -> Any:
             init_lora_weights=False,
         )
     if kind == "rslora":
-        return peft.LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], use_rslora=True, init_lora_weights=False)
+        return peft.LoraConfig(
+            r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], use_rslora=True, init_lora_weights=False
+        )
     if kind == "dora":
-        return peft.LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], use_dora=True, init_lora_weights=False)
+        return peft.LoraConfig(
+            r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], use_dora=True, init_lora_weights=False
+        )
     if kind == "embedding":
         return peft.LoraConfig(r=4, lora_alpha=8, target_modules=["embed_tokens", "q_proj"], lora_bias=False)
     if kind == "lora_bias":
         return peft.LoraConfig(r=4, lora_alpha=8, target_modules=["o_proj"], lora_bias=True, init_lora_weights=False)
     if kind == "regex":
-        return peft.LoraConfig(r=4, lora_alpha=8, target_modules=r".*\.layers\.1\.self_attn\.(k|o)_proj", init_lora_weights=False)
+        return peft.LoraConfig(
+            r=4, lora_alpha=8, target_modules=r".*\.layers\.1\.self_attn\.(k|o)_proj", init_lora_weights=False
+        )
     if kind == "modules_to_save":
         return peft.LoraConfig(
             r=4,
@@ -112,7 +110,9 @@ def _peft_config(kind: str) -> Any:
         # r=2 is small enough that peft stores lokr_w2 as the decomposed pair lokr_w2_a / lokr_w2_b.
         return peft.LoKrConfig(r=2, alpha=4, target_modules=["q_proj", "down_proj"])
     if kind == "adalora":
-        return peft.AdaLoraConfig(r=4, init_r=6, target_r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], total_step=10)
+        return peft.AdaLoraConfig(
+            r=4, init_r=6, target_r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], total_step=10
+        )
     raise KeyError(kind)
 
 

@@ -282,7 +282,9 @@ def test_infer_method() -> None:
 
 
 def test_build_manifest_from_headers() -> None:
-    shard_1 = _parse(st_save({"m.q.weight": torch.zeros(8, 4), "m.norm.weight": torch.zeros(4), "m.q.bias": torch.zeros(8)}))
+    shard_1 = _parse(
+        st_save({"m.q.weight": torch.zeros(8, 4), "m.norm.weight": torch.zeros(4), "m.q.bias": torch.zeros(8)})
+    )
     shard_2 = _parse(st_save({"m.conv.weight": torch.zeros(2, 2, 3, 3), "lm_head.weight": torch.zeros(16, 4)}))
     assert build_manifest_from_safetensors_headers([shard_1, shard_2]) == {"lm_head": [16, 4], "m.q": [8, 4]}
     clash = _parse(st_save({"m.q.weight": torch.zeros(4, 4)}))

@@ -71,9 +71,7 @@ def test_rank_pattern_is_honoured() -> None:
     contents = adapter("rank_pattern")
     result = validate_adapter(as_files(contents), manifest=_manifest())
     assert result.rank == 6
-    assert result.tensors[
-        "base_model.model.model.layers.1.self_attn.q_proj.lora_A.weight"
-    ].shape == (2, 64)
+    assert result.tensors["base_model.model.model.layers.1.self_attn.q_proj.lora_A.weight"].shape == (2, 64)
     assert result.tensors["base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"].shape == (4, 64)
     assert result.modules["model.layers.0.mlp.down_proj"] == (64, 128)
     # Without the pattern the same tensors no longer fit the config.
@@ -164,7 +162,9 @@ def test_hub_cache_path_counts_as_same_base_model() -> None:
     contents = adapter("lora")
     edit_config(
         contents,
-        lambda c: c.update(base_model_name_or_path="/root/.cache/huggingface/hub/models--tests--tiny-llama/snapshots/abc"),
+        lambda c: c.update(
+            base_model_name_or_path="/root/.cache/huggingface/hub/models--tests--tiny-llama/snapshots/abc"
+        ),
     )
     assert validate_adapter(as_files(contents), base_model=BASE_NAME).base_model.endswith("abc")
 

@@ -75,10 +75,18 @@ CASES: dict[str, Case] = {
         "header_too_large", "size", lambda: adapter("lora"), {"limits": Limits(max_header_size=64)}, "64-byte limit"
     ),
     "header_beyond_file": Case(
-        "header_length_beyond_file", "content", lambda: with_weights((10_000).to_bytes(8, "little") + b"{}"), {}, "10000"
+        "header_length_beyond_file",
+        "content",
+        lambda: with_weights((10_000).to_bytes(8, "little") + b"{}"),
+        {},
+        "10000",
     ),
     "header_not_json": Case(
-        "header_not_json", "content", lambda: with_weights(raw_safetensors(None, header_bytes=b"{not json}")), {}, "JSON"
+        "header_not_json",
+        "content",
+        lambda: with_weights(raw_safetensors(None, header_bytes=b"{not json}")),
+        {},
+        "JSON",
     ),
     "duplicate_key": Case(
         "duplicate_key",
@@ -95,13 +103,25 @@ CASES: dict[str, Case] = {
         "'a'",
     ),
     "unknown_dtype": Case(
-        "unknown_dtype", "content", lambda: with_weights(raw_safetensors({"a": {**F32x2, "dtype": "F128"}}, bytes(8))), {}, "F128"
+        "unknown_dtype",
+        "content",
+        lambda: with_weights(raw_safetensors({"a": {**F32x2, "dtype": "F128"}}, bytes(8))),
+        {},
+        "F128",
     ),
     "bad_shape": Case(
-        "bad_shape", "content", lambda: with_weights(raw_safetensors({"a": {**F32x2, "shape": [-2]}}, bytes(8))), {}, "'a'"
+        "bad_shape",
+        "content",
+        lambda: with_weights(raw_safetensors({"a": {**F32x2, "shape": [-2]}}, bytes(8))),
+        {},
+        "'a'",
     ),
     "bad_metadata": Case(
-        "bad_metadata", "content", lambda: with_weights(raw_safetensors({"__metadata__": {"x": 1}, "a": F32x2}, bytes(8))), {}, "__metadata__"
+        "bad_metadata",
+        "content",
+        lambda: with_weights(raw_safetensors({"__metadata__": {"x": 1}, "a": F32x2}, bytes(8))),
+        {},
+        "__metadata__",
     ),
     "offsets_outside": Case(
         "offsets_out_of_bounds",
@@ -136,22 +156,42 @@ CASES: dict[str, Case] = {
         "[0, 4)",
     ),
     "trailing_bytes": Case(
-        "unindexed_bytes", "content", lambda: with_weights(raw_safetensors({"a": F32x2}, bytes(8) + b"evil")), {}, "4 trailing"
+        "unindexed_bytes",
+        "content",
+        lambda: with_weights(raw_safetensors({"a": F32x2}, bytes(8) + b"evil")),
+        {},
+        "4 trailing",
     ),
     "empty_weights": Case("empty_adapter", "content", lambda: with_weights(raw_safetensors({})), {}, WEIGHTS_NAME),
     # --- values
     "nan_f32": Case(
-        "non_finite", "content", lambda: edit_weights(adapter("lora"), _poison(f"{Q0}.lora_B.weight", float("nan"), torch.float32)), {}, "NaN"
+        "non_finite",
+        "content",
+        lambda: edit_weights(adapter("lora"), _poison(f"{Q0}.lora_B.weight", float("nan"), torch.float32)),
+        {},
+        "NaN",
     ),
     "inf_bf16": Case(
-        "non_finite", "content", lambda: edit_weights(adapter("lora"), _poison(f"{V1}.lora_A.weight", float("inf"), torch.bfloat16)), {}, "Inf"
+        "non_finite",
+        "content",
+        lambda: edit_weights(adapter("lora"), _poison(f"{V1}.lora_A.weight", float("inf"), torch.bfloat16)),
+        {},
+        "Inf",
     ),
     "neg_inf_f16": Case(
-        "non_finite", "content", lambda: edit_weights(adapter("lora"), _poison(f"{Q0}.lora_A.weight", float("-inf"), torch.float16)), {}, "Inf"
+        "non_finite",
+        "content",
+        lambda: edit_weights(adapter("lora"), _poison(f"{Q0}.lora_A.weight", float("-inf"), torch.float16)),
+        {},
+        "Inf",
     ),
     # --- files
     "pickled_bin": Case(
-        "pickle_refused", "request", lambda: {**adapter("lora"), "adapter_model.bin": _torch_save_bytes()}, {}, "safe_serialization=True"
+        "pickle_refused",
+        "request",
+        lambda: {**adapter("lora"), "adapter_model.bin": _torch_save_bytes()},
+        {},
+        "safe_serialization=True",
     ),
     "pickled_only": Case(
         "pickle_refused",
@@ -162,32 +202,72 @@ CASES: dict[str, Case] = {
     ),
     "pickle_disguised": Case("pickle_refused", "request", lambda: with_weights(_torch_save_bytes()), {}, "torch.save"),
     "traversal_dotdot": Case("bad_filename", "request", lambda: {**adapter("lora"), "../x": b"x"}, {}, "'../x'"),
-    "traversal_absolute": Case("bad_filename", "request", lambda: {**adapter("lora"), "/etc/passwd": b"x"}, {}, "absolute"),
+    "traversal_absolute": Case(
+        "bad_filename", "request", lambda: {**adapter("lora"), "/etc/passwd": b"x"}, {}, "absolute"
+    ),
     "traversal_nested": Case("bad_filename", "request", lambda: {**adapter("lora"), "a/../../b": b"x"}, {}, "'..'"),
     "traversal_backslash": Case("bad_filename", "request", lambda: {**adapter("lora"), "..\\..\\x": b"x"}, {}, "'..'"),
     "duplicate_filename": Case(
-        "duplicate_filename", "request", lambda: {**adapter("lora"), "README.md": b"a", "readme.md": b"b"}, {}, "same path"
+        "duplicate_filename",
+        "request",
+        lambda: {**adapter("lora"), "README.md": b"a", "readme.md": b"b"},
+        {},
+        "same path",
     ),
     "missing_config": Case(
-        "missing_config", "request", lambda: {WEIGHTS_NAME: adapter("lora")[WEIGHTS_NAME], "x/adapter_config.json": b"{}"}, {}, "x/adapter_config.json"
+        "missing_config",
+        "request",
+        lambda: {WEIGHTS_NAME: adapter("lora")[WEIGHTS_NAME], "x/adapter_config.json": b"{}"},
+        {},
+        "x/adapter_config.json",
     ),
-    "missing_weights": Case("missing_weights", "request", lambda: {CONFIG_NAME: adapter("lora")[CONFIG_NAME]}, {}, WEIGHTS_NAME),
-    "file_too_large": Case("file_too_large", "size", lambda: adapter("lora"), {"limits": Limits(max_file_size=1000)}, "at most 1000"),
+    "missing_weights": Case(
+        "missing_weights", "request", lambda: {CONFIG_NAME: adapter("lora")[CONFIG_NAME]}, {}, WEIGHTS_NAME
+    ),
+    "file_too_large": Case(
+        "file_too_large", "size", lambda: adapter("lora"), {"limits": Limits(max_file_size=1000)}, "at most 1000"
+    ),
     "version_too_large": Case(
         "version_too_large", "size", lambda: adapter("lora"), {"limits": Limits(max_version_size=5000)}, "per-version"
     ),
-    "too_many_files": Case("too_many_files", "size", lambda: adapter("lora"), {"limits": Limits(max_files=2)}, "at most 2"),
+    "too_many_files": Case(
+        "too_many_files", "size", lambda: adapter("lora"), {"limits": Limits(max_files=2)}, "at most 2"
+    ),
     # --- config
-    "config_not_json": Case("config_not_json", "content", lambda: {**adapter("lora"), CONFIG_NAME: b"{'r': 4}"}, {}, CONFIG_NAME),
-    "rank_zero": Case("bad_config", "content", lambda: edit_config(adapter("lora"), lambda c: c.update(r=0)), {}, "'r'"),
-    "alpha_bool": Case("bad_config", "content", lambda: edit_config(adapter("lora"), lambda c: c.update(lora_alpha=True)), {}, "lora_alpha"),
+    "config_not_json": Case(
+        "config_not_json", "content", lambda: {**adapter("lora"), CONFIG_NAME: b"{'r': 4}"}, {}, CONFIG_NAME
+    ),
+    "rank_zero": Case(
+        "bad_config", "content", lambda: edit_config(adapter("lora"), lambda c: c.update(r=0)), {}, "'r'"
+    ),
+    "alpha_bool": Case(
+        "bad_config",
+        "content",
+        lambda: edit_config(adapter("lora"), lambda c: c.update(lora_alpha=True)),
+        {},
+        "lora_alpha",
+    ),
     "unknown_peft_type": Case(
-        "unknown_peft_type", "content", lambda: edit_config(adapter("lora"), lambda c: c.update(peft_type="LOAR")), {}, "'LOAR'"
+        "unknown_peft_type",
+        "content",
+        lambda: edit_config(adapter("lora"), lambda c: c.update(peft_type="LOAR")),
+        {},
+        "'LOAR'",
     ),
     "unsupported_peft_type": Case(
-        "unsupported_peft_type", "content", lambda: edit_config(adapter("lora"), lambda c: c.update(peft_type="VERA")), {}, "VERA"
+        "unsupported_peft_type",
+        "content",
+        lambda: edit_config(adapter("lora"), lambda c: c.update(peft_type="VERA")),
+        {},
+        "VERA",
     ),
-    "missing_peft_type": Case("missing_peft_type", "content", lambda: edit_config(adapter("lora"), lambda c: c.pop("peft_type")), {}, "bottleneck"),
+    "missing_peft_type": Case(
+        "missing_peft_type",
+        "content",
+        lambda: edit_config(adapter("lora"), lambda c: c.pop("peft_type")),
+        {},
+        "bottleneck",
+    ),
     "method_mismatch": Case("method_mismatch", "content", lambda: adapter("lora"), {"method": "ia3"}, "'ia3'"),
     "dora_claimed_as_lora": Case("method_mismatch", "content", lambda: adapter("dora"), {"method": "lora"}, "use_dora"),
     "unknown_method": Case("unknown_method", "request", lambda: adapter("lora"), {"method": "lora2"}, "'lora2'"),
@@ -200,13 +280,25 @@ CASES: dict[str, Case] = {
     ),
     # --- tensors vs config
     "A_wrong_rank": Case(
-        "shape_mismatch", "content", lambda: edit_weights(adapter("lora"), _set(f"{Q0}.lora_A.weight", torch.ones(3, 64))), {}, "(3, 64)"
+        "shape_mismatch",
+        "content",
+        lambda: edit_weights(adapter("lora"), _set(f"{Q0}.lora_A.weight", torch.ones(3, 64))),
+        {},
+        "(3, 64)",
     ),
     "B_wrong_rank": Case(
-        "shape_mismatch", "content", lambda: edit_weights(adapter("lora"), _set(f"{V1}.lora_B.weight", torch.ones(32, 5))), {}, "v_proj"
+        "shape_mismatch",
+        "content",
+        lambda: edit_weights(adapter("lora"), _set(f"{V1}.lora_B.weight", torch.ones(32, 5))),
+        {},
+        "v_proj",
     ),
     "unpaired_A": Case(
-        "unpaired_lora", "content", lambda: edit_weights(adapter("lora"), lambda t: t.pop(f"{V1}.lora_B.weight")), {}, "layers.1.self_attn.v_proj"
+        "unpaired_lora",
+        "content",
+        lambda: edit_weights(adapter("lora"), lambda t: t.pop(f"{V1}.lora_B.weight")),
+        {},
+        "layers.1.self_attn.v_proj",
     ),
     "untargeted": Case(
         "untargeted_module",
@@ -224,7 +316,11 @@ CASES: dict[str, Case] = {
         "k_proj",
     ),
     "unexpected_tensor": Case(
-        "unexpected_tensor", "content", lambda: edit_weights(adapter("lora"), _set("model.secret", torch.ones(2))), {}, "'model.secret'"
+        "unexpected_tensor",
+        "content",
+        lambda: edit_weights(adapter("lora"), _set("model.secret", torch.ones(2))),
+        {},
+        "'model.secret'",
     ),
     "dora_without_magnitude": Case(
         "missing_tensor",
@@ -238,7 +334,9 @@ CASES: dict[str, Case] = {
         "content",
         lambda: edit_weights(
             adapter("lora"),
-            lambda t: t.update({f"{Q0}.lora_A.weight": torch.ones(4, 64, 1, 1), f"{Q0}.lora_B.weight": torch.ones(64, 4, 1, 1)}),
+            lambda t: t.update(
+                {f"{Q0}.lora_A.weight": torch.ones(4, 64, 1, 1), f"{Q0}.lora_B.weight": torch.ones(64, 4, 1, 1)}
+            ),
         ),
         {},
         "convolution",
@@ -253,7 +351,9 @@ CASES: dict[str, Case] = {
     "ia3_wrong_orientation": Case(
         "shape_mismatch",
         "content",
-        lambda: edit_weights(adapter("ia3"), _set("base_model.model.model.layers.0.mlp.down_proj.ia3_l", torch.ones(128, 1))),
+        lambda: edit_weights(
+            adapter("ia3"), _set("base_model.model.model.layers.0.mlp.down_proj.ia3_l", torch.ones(128, 1))
+        ),
         {},
         "(1, in)",
     ),
@@ -349,7 +449,9 @@ def test_config_json_must_be_strict() -> None:
     with pytest.raises(AdapterValidationError) as info:
         validate_adapter(as_files(contents))
     assert info.value.code == "config_not_json" and "'r'" in info.value.message
-    contents[CONFIG_NAME] = json.dumps({**json.loads(adapter("lora")[CONFIG_NAME]), "lora_dropout": float("nan")}).encode()
+    contents[CONFIG_NAME] = json.dumps(
+        {**json.loads(adapter("lora")[CONFIG_NAME]), "lora_dropout": float("nan")}
+    ).encode()
     with pytest.raises(AdapterValidationError) as info:
         validate_adapter(as_files(contents))
     assert info.value.code == "config_not_json"

@@ -34,6 +34,7 @@ def main(argv: list[str]) -> int:
     hub = HubClient(url, token, cache_dir=cache, progress=False)
     # Everything a push or pull imports, loaded before the baseline is taken.
     import client.local_checks  # noqa: F401
+
     baseline = _peak_rss()
     started, cpu = time.perf_counter(), time.process_time()
     if action == "push":

@@ -16,7 +16,6 @@ import numpy as np
 import requests
 
 
-
 class CountingSession(requests.Session):
     """A requests session that records (method, host:port, path) of everything sent, and can be
     told to fail (as a killed process would) once it has sent `fail_after` part uploads."""
@@ -43,9 +42,7 @@ class CountingSession(requests.Session):
         return super().request(method, url, *args, **kwargs)
 
     def count(self, method: str, *, host: str | None = None, path_contains: str = "") -> int:
-        return sum(
-            1 for m, h, p in self.sent if m == method and (host is None or h == host) and path_contains in p
-        )
+        return sum(1 for m, h, p in self.sent if m == method and (host is None or h == host) and path_contains in p)
 
     def hosts(self, method: str) -> Counter[str]:
         return Counter(h for m, h, _ in self.sent if m == method)

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from client import HubClient, HubError, JobFailed
 from client.cli import main
-from registry import compositions, evaluations
+from registry import compositions, enqueue
 from registry.models import AdapterVersion, BaseModel, CompositionJob, EvalResult, EvalSuite
 from tests.client.helpers import folder_bytes
 from tests.factories import BASE_MODEL_NAME
@@ -26,12 +25,12 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def worker(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     ran: list[str] = []
 
-    def run_now(job: Any) -> None:
-        ran.append(str(job.pk))
-        compositions.run_composition(str(job.pk), worker="test-worker")
+    def run_now(task_name: str, job_id: str) -> None:
+        if task_name == enqueue.TASK_NAMES[CompositionJob]:  # evaluations stay queued
+            ran.append(job_id)
+            compositions.run_composition(job_id, worker="test-worker")
 
-    monkeypatch.setattr(compositions, "_enqueue", run_now)
-    monkeypatch.setattr(evaluations, "_enqueue", lambda request_id: None)
+    monkeypatch.setattr(enqueue, "publish", run_now)
     return ran
 
 
@@ -42,9 +41,7 @@ def two(hub: HubClient, lora_dir: Path, lora_dir_2: Path) -> HubClient:
     return hub
 
 
-def test_an_expression_composes_into_a_new_version_that_pulls_and_loads(
-    two: HubClient, worker: list[str]
-) -> None:
+def test_an_expression_composes_into_a_new_version_that_pulls_and_loads(two: HubClient, worker: list[str]) -> None:
     job = two.compose("0.7*alice/sql:1 + 0.5*alice/chat", into="alice/mix", method="linear", parameters={"rank": 4})
     done = two.wait(job, timeout=60, interval=0.1)
 
@@ -85,12 +82,12 @@ def test_a_list_of_weighted_inputs_composes_too_and_the_cli_waits_for_it(
 
 
 def test_a_failed_job_raises_with_its_reason(two: HubClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    def fail_now(job: Any) -> None:
-        CompositionJob.objects.filter(pk=job.pk).update(
+    def fail_now(task_name: str, job_id: str) -> None:
+        CompositionJob.objects.filter(pk=job_id).update(
             status="failed", error_code="worker_lost", error_message="the worker ran out of memory"
         )
 
-    monkeypatch.setattr(compositions, "_enqueue", fail_now)
+    monkeypatch.setattr(enqueue, "publish", fail_now)
     job = two.compose("alice/sql + alice/chat", into="alice/mix", method="linear", parameters={"rank": 4})
 
     with pytest.raises(JobFailed) as failed:
@@ -106,7 +103,11 @@ def test_a_bad_recipe_is_refused_at_once(two: HubClient) -> None:
 
 
 def test_evaluate_queues_suites_and_scores_lists_results(
-    hub: HubClient, worker: list[str], lora_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    hub: HubClient,
+    worker: list[str],
+    lora_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     version = hub.push(lora_dir, "alice/tiny-lora").version
     suite = EvalSuite.objects.create(
@@ -121,7 +122,9 @@ def test_evaluate_queues_suites_and_scores_lists_results(
     )  # fmt: skip
 
     assert [(e.suite, e.version, e.status) for e in requested] == [("sql-small", version.version, "queued")]
-    assert [(s.suite, s.metric, s.value) for s in hub.scores("alice/tiny-lora:1")] == [("sql-small", "exact_match", 0.75)]
+    assert [(s.suite, s.metric, s.value) for s in hub.scores("alice/tiny-lora:1")] == [
+        ("sql-small", "exact_match", 0.75)
+    ]
     monkeypatch.setenv("HUB_URL", hub.url)
     monkeypatch.setenv("HUB_TOKEN", hub.token or "")
     assert main(["eval", "alice/tiny-lora", "-q"]) == 0

@@ -16,8 +16,8 @@ from storage import (
     MIN_PART_SIZE,
     LocalBlobStore,
     MultipartBlobStore,
-    MultipartUpload,
     S3BlobStore,
+    StorageError,
     UploadNotFound,
     blob_key,
 )
@@ -157,20 +157,13 @@ def test_the_stale_sweep_keeps_linked_uploads(s3_blob_store: S3BlobStore) -> Non
     assert b"".join(store.read_range(hashlib.sha256(kept_data).hexdigest(), 0, 100)) == kept_data
 
 
-def test_an_upload_staged_under_the_old_prefix_is_copied(s3_blob_store: S3BlobStore) -> None:
-    """Sessions opened before links existed staged at uploads/<uuid>, which the sweep clears."""
-    store, data = s3_blob_store, b"staged the old way"
-    sha = hashlib.sha256(data).hexdigest()
-    key = "uploads/" + "f" * 32
-    upload_id = store.client.create_multipart_upload(Bucket=store.bucket, Key=key)["UploadId"]
-    upload = MultipartUpload(key=key, upload_id=upload_id)
-    send(store, upload, 1, data)
-    store.complete_multipart(upload, store.list_parts(upload))
+def test_an_upload_promotes_only_to_the_blob_it_was_staged_for(s3_blob_store: S3BlobStore) -> None:
+    store, data = s3_blob_store, b"staged for one blob"
+    upload = assemble(store, data)
 
-    assert store.promote_multipart(upload, sha) is True
-    assert store.staged_size(upload) is None and stored_bytes(store) == len(data)
-    assert store.abort_stale_multiparts(timedelta(seconds=-1)) == 0
-    assert b"".join(store.read_range(sha, 0, 100)) == data
+    with pytest.raises(StorageError):
+        store.promote_multipart(upload, hashlib.sha256(b"another blob").hexdigest())
+    assert store.staged_size(upload) == len(data), "the staged bytes stay for their own blob"
 
 
 def test_part_urls_cannot_change_bytes_once_assembled(s3_blob_store: S3BlobStore) -> None:

@@ -95,7 +95,13 @@ def trained_from_an_anonymous_folder(folder: Path) -> None:
     ids=lambda v: v if isinstance(v, str) else v.__name__,
 )
 def test_local_validation_refuses_with_the_hubs_own_message_and_sends_nothing(
-    spoil: Callable[[Path], None], code: str, hub: HubClient, client_for: Any, alice: Any, lora_dir: Path, tmp_path: Path
+    spoil: Callable[[Path], None],
+    code: str,
+    hub: HubClient,
+    client_for: Any,
+    alice: Any,
+    lora_dir: Path,
+    tmp_path: Path,
 ) -> None:
     folder = copy_folder(lora_dir, tmp_path / "bad")
     spoil(folder)
@@ -171,9 +177,7 @@ def test_pushing_to_someone_elses_namespace_is_refused(hub_for: Any, bob: Any, a
     assert refused.value.code == "namespace_forbidden"
 
 
-def test_anonymous_clients_read_public_adapters_but_cannot_push(
-    hub: HubClient, hub_for: Any, lora_dir: Path
-) -> None:
+def test_anonymous_clients_read_public_adapters_but_cannot_push(hub: HubClient, hub_for: Any, lora_dir: Path) -> None:
     hub.push(lora_dir, "alice/tiny-lora")
     anonymous = hub_for(None)
 

@@ -66,7 +66,9 @@ def test_a_push_cut_by_an_s3_outage_resumes_once_the_store_is_back(
 
     back = start_seaweedfs(tmp_path / "weed", ports=own_seaweedfs.ports)  # same place, same data
     own_seaweedfs.process = back.process
-    resumed = HubClient(live_server.url, token, progress=False, cache_dir=tmp_path / "c2", session=CountingSession(), workers=1)
+    resumed = HubClient(
+        live_server.url, token, progress=False, cache_dir=tmp_path / "c2", session=CountingSession(), workers=1
+    )
     pushed = resumed.push(folder, "alice/big")
 
     assert pushed.created and pushed.version.version == 1

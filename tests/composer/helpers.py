@@ -12,21 +12,16 @@ from pathlib import Path
 import torch
 from peft import PeftModel
 from torch import nn
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import LlamaForCausalLM
+
+from demo.tiny_llama import tiny_llama_config
 
 BASE_NAME = "tiny-llama-for-tests"
 
 
 def tiny_llama() -> LlamaForCausalLM:
     """The same randomly initialised tiny Llama every time."""
-    config = LlamaConfig(
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        vocab_size=128,
-    )
+    config = tiny_llama_config(hidden_size=64, intermediate_size=128, max_position_embeddings=2048)
     torch.manual_seed(0)
     return LlamaForCausalLM(config).eval()
 

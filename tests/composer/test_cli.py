@@ -20,9 +20,20 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 def test_python_dash_m_composer_writes_a_loadable_adapter(make_adapter: MakeAdapter, tmp_path: Path) -> None:
     first, second = make_adapter("a", 1), make_adapter("b", 2, r=8, target_modules=["q_proj", "k_proj"])
     command = [
-        sys.executable, "-m", "composer", "linear",
-        "--input", f"{first}:0.7", "--input", f"{second}:-0.3",
-        "--rank", "12", "--out", str(tmp_path / "out"), "--device", "cpu",
+        sys.executable,
+        "-m",
+        "composer",
+        "linear",
+        "--input",
+        f"{first}:0.7",
+        "--input",
+        f"{second}:-0.3",
+        "--rank",
+        "12",
+        "--out",
+        str(tmp_path / "out"),
+        "--device",
+        "cpu",
     ]
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     completed = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT, env=env, timeout=120)
@@ -51,8 +62,22 @@ def test_expr_subcommand_reads_weights_from_the_expression(make_adapter: MakeAda
 
 def test_element_wise_methods_take_density_seed_and_dtype(make_adapter: MakeAdapter, tmp_path: Path) -> None:
     first, second = make_adapter("a", 1), make_adapter("b", 2)
-    args = ["dare_ties", "--input", f"{first}:1", "--input", f"{second}:1", "--density", "0.5", "--seed", "4",
-            "--dtype", "fp16", "--rank", "auto", "--quiet"]
+    args = [
+        "dare_ties",
+        "--input",
+        f"{first}:1",
+        "--input",
+        f"{second}:1",
+        "--density",
+        "0.5",
+        "--seed",
+        "4",
+        "--dtype",
+        "fp16",
+        "--rank",
+        "auto",
+        "--quiet",
+    ]
     assert main([*args, "--out", str(tmp_path / "one")]) == 0
     assert main([*args, "--out", str(tmp_path / "two")]) == 0
     one = (tmp_path / "one" / "adapter_model.safetensors").read_bytes()

@@ -51,15 +51,13 @@ def test_density_one_is_the_identity_for_trimming_and_dropping() -> None:
     deltas = task_vectors(2)
     weights = torch.tensor([0.5, 1.5])
     generator = torch.Generator().manual_seed(0)
-    torch.testing.assert_close(dare_linear(deltas.clone(), weights, density=1.0, generator=generator), (
-        weights[:, None, None] * deltas
-    ).sum(0))
+    torch.testing.assert_close(
+        dare_linear(deltas.clone(), weights, density=1.0, generator=generator), (weights[:, None, None] * deltas).sum(0)
+    )
     torch.testing.assert_close(magnitude_trim_(deltas.clone(), 1.0), deltas)
     single = deltas[:1].clone()
     torch.testing.assert_close(ties(single.clone(), torch.ones(1), density=1.0), single[0])
-    torch.testing.assert_close(
-        dare_ties(single.clone(), torch.ones(1), density=1.0, generator=generator), single[0]
-    )
+    torch.testing.assert_close(dare_ties(single.clone(), torch.ones(1), density=1.0, generator=generator), single[0])
 
 
 def test_dare_rescales_survivors_so_the_expectation_is_kept() -> None:
@@ -82,7 +80,7 @@ def test_dare_density_one_composes_to_the_exact_weighted_sum(make_adapter: MakeA
     first = make_adapter("a", 1)
     second = make_adapter("b", 2, target_modules=["q_proj", "k_proj"])
     result = composer.compose([(first, 0.7), (second, -0.5)], method="dare_linear", density=1.0, rank=8)
-    composer.save_lora(result, tmp_path / "out")
+    result.save(tmp_path / "out")
     expected = exact_sum([(effective_deltas(first), 0.7), (effective_deltas(second), -0.5)])
     actual = effective_deltas(tmp_path / "out")
     for module, (delta, _) in expected.items():
@@ -106,7 +104,7 @@ def test_results_are_a_pure_function_of_the_seed(make_adapter: MakeAdapter, meth
 def test_ties_with_full_rank_reproduces_peft_ties_svd(make_adapter: MakeAdapter, tmp_path: Path) -> None:
     first, second = make_adapter("a", 1), make_adapter("b", 2)
     result = composer.compose([(first, 0.8), (second, 0.8)], method="ties", density=0.3, rank=64)
-    composer.save_lora(result, tmp_path / "ours")
+    result.save(tmp_path / "ours")
 
     peft_model = PeftModel.from_pretrained(tiny_llama(), str(first), adapter_name="a")
     peft_model.load_adapter(str(second), adapter_name="b")

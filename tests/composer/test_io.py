@@ -61,7 +61,7 @@ def test_scaling_follows_rank_and_alpha_patterns_and_rslora(make_adapter: MakeAd
 
 def test_save_then_load_round_trips_a_result(make_adapter: MakeAdapter, tmp_path: Path) -> None:
     result = composer.compose([(make_adapter("a", 1), 1.0)], method="linear")
-    folder = composer.save_lora(result, tmp_path / "out")
+    folder = result.save(tmp_path / "out")
     assert sorted(p.name for p in folder.iterdir()) == [
         "adapter_config.json",
         "adapter_model.safetensors",
@@ -82,4 +82,7 @@ def test_sha256_is_the_digest_of_the_tensor_file(make_adapter: MakeAdapter) -> N
 
 def test_a_safetensors_path_is_accepted_as_well_as_its_folder(make_adapter: MakeAdapter) -> None:
     folder = make_adapter("a", 1)
-    assert composer.load_lora(folder / "adapter_model.safetensors").modules.keys() == composer.load_lora(folder).modules.keys()
+    assert (
+        composer.load_lora(folder / "adapter_model.safetensors").modules.keys()
+        == composer.load_lora(folder).modules.keys()
+    )

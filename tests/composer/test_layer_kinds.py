@@ -38,7 +38,7 @@ def test_gpt2_conv1d_fan_in_fan_out_is_transposed_correctly(
     first = make_adapter("a", 1, model_factory=tiny_gpt2, target_modules=["c_attn", "c_fc"], fan_in_fan_out=True)
     second = make_adapter("b", 2, model_factory=tiny_gpt2, target_modules=["c_attn"], fan_in_fan_out=True, r=8)
     result = composer.compose([(first, 0.6), (second, -0.9)], method=method, rank=rank)
-    composer.save_lora(result, tmp_path / "out")
+    result.save(tmp_path / "out")
     assert json.loads((tmp_path / "out" / "adapter_config.json").read_text())["fan_in_fan_out"] is True
 
     expected = exact_sum([(effective_deltas(first, tiny_gpt2), 0.6), (effective_deltas(second, tiny_gpt2), -0.9)])
@@ -52,7 +52,7 @@ def test_embedding_loras_compose_exactly(make_adapter: MakeAdapter, tmp_path: Pa
     first = make_adapter("a", 1, target_modules=["embed_tokens", "q_proj"])
     second = make_adapter("b", 2, target_modules=["embed_tokens"], r=2, lora_alpha=2)
     result = composer.compose([(first, 1.0), (second, 0.5)], method="linear", rank=6)
-    composer.save_lora(result, tmp_path / "out")
+    result.save(tmp_path / "out")
     loaded = composer.load_lora(tmp_path / "out")
     assert loaded.modules["model.embed_tokens"].shape.kind == "embedding"
 
@@ -66,13 +66,11 @@ def test_convolution_loras_compose_exactly(make_adapter: MakeAdapter, tmp_path: 
     first = make_adapter("a", 1, model_factory=TinyConvNet, target_modules=["conv", "conv1d"], r=2, lora_alpha=4)
     second = make_adapter("b", 2, model_factory=TinyConvNet, target_modules=["conv"], r=3, lora_alpha=3)
     result = composer.compose([(first, 0.8), (second, -0.3)], method="linear", rank=5)
-    composer.save_lora(result, tmp_path / "out")
+    result.save(tmp_path / "out")
     loaded = composer.load_lora(tmp_path / "out")
     assert loaded.modules["conv"].shape.in_shape == (3, 3, 3)
 
-    expected = exact_sum(
-        [(effective_deltas(first, TinyConvNet), 0.8), (effective_deltas(second, TinyConvNet), -0.3)]
-    )
+    expected = exact_sum([(effective_deltas(first, TinyConvNet), 0.8), (effective_deltas(second, TinyConvNet), -0.3)])
     actual = effective_deltas(tmp_path / "out", TinyConvNet)
     for module, (delta, _) in expected.items():
         assert actual[module][0].shape == delta.shape

@@ -24,7 +24,9 @@ from tests.composer.helpers import (
 def mixed_pair(make_adapter: MakeAdapter) -> tuple[Path, Path]:
     """Different ranks, alphas, target modules, and rsLoRA on one side."""
     first = make_adapter("first", 1, r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"])
-    second = make_adapter("second", 2, r=8, lora_alpha=4, target_modules=["q_proj", "k_proj", "down_proj"], use_rslora=True)
+    second = make_adapter(
+        "second", 2, r=8, lora_alpha=4, target_modules=["q_proj", "k_proj", "down_proj"], use_rslora=True
+    )
     return first, second
 
 
@@ -35,31 +37,27 @@ def test_stack_loads_in_peft_with_exactly_the_weighted_sum(
     first, second = mixed_pair
     weights = [0.7, -0.5]
     result = composer.compose([(first, weights[0]), (second, weights[1])], method=method)
-    composer.save_lora(result, tmp_path / "out")
+    result.save(tmp_path / "out")
 
     expected = exact_sum([(effective_deltas(first), weights[0]), (effective_deltas(second), weights[1])])
     actual = effective_deltas(tmp_path / "out")
     assert sorted(actual) == sorted(expected)
     for module, (delta, _) in expected.items():
         assert relative(actual[module][0], delta) < 1e-5, module
-    torch.testing.assert_close(
-        logits_of_adapter(tmp_path / "out"), logits_with_deltas(expected), rtol=1e-4, atol=1e-5
-    )
+    torch.testing.assert_close(logits_of_adapter(tmp_path / "out"), logits_with_deltas(expected), rtol=1e-4, atol=1e-5)
     assert {r.module: r.rank for r in result.modules}["model.layers.0.self_attn.q_proj"] == 12
 
 
 def test_linear_is_exact_when_the_rank_suffices(mixed_pair: tuple[Path, Path], tmp_path: Path) -> None:
     first, second = mixed_pair
     result = composer.compose([(first, 1.5), (second, -0.25)], method="linear", rank=12)
-    composer.save_lora(result, tmp_path / "out")
+    result.save(tmp_path / "out")
 
     expected = exact_sum([(effective_deltas(first), 1.5), (effective_deltas(second), -0.25)])
     actual = effective_deltas(tmp_path / "out")
     for module, (delta, _) in expected.items():
         assert relative(actual[module][0], delta) < 1e-5, module
-    torch.testing.assert_close(
-        logits_of_adapter(tmp_path / "out"), logits_with_deltas(expected), rtol=1e-4, atol=1e-5
-    )
+    torch.testing.assert_close(logits_of_adapter(tmp_path / "out"), logits_with_deltas(expected), rtol=1e-4, atol=1e-5)
     assert all(not r.truncated and r.relative_error < 1e-6 for r in result.modules)
 
 
@@ -68,7 +66,7 @@ def test_linear_truncation_is_the_svd_optimum_and_reports_its_error(
 ) -> None:
     first, second = mixed_pair
     result = composer.compose([(first, 0.7), (second, 0.5)], method="linear", rank=3)
-    composer.save_lora(result, tmp_path / "out")
+    result.save(tmp_path / "out")
 
     expected = exact_sum([(effective_deltas(first), 0.7), (effective_deltas(second), 0.5)])
     actual = effective_deltas(tmp_path / "out")
@@ -107,7 +105,7 @@ def test_a_minus_a_is_zero(make_adapter: MakeAdapter, tmp_path: Path) -> None:
     original = effective_deltas(adapter)
     for method in ("stack", "linear"):
         result = composer.compose([(adapter, 1.0), (adapter, -1.0)], method=method)
-        composer.save_lora(result, tmp_path / method)
+        result.save(tmp_path / method)
         for module, (delta, _) in effective_deltas(tmp_path / method).items():
             assert float(delta.norm()) < 1e-6 * float(original[module][0].norm()), (method, module)
 
@@ -115,7 +113,7 @@ def test_a_minus_a_is_zero(make_adapter: MakeAdapter, tmp_path: Path) -> None:
 def test_negative_weight_alone_negates_the_adapter(make_adapter: MakeAdapter, tmp_path: Path) -> None:
     adapter = make_adapter("a", 3, use_rslora=True, r=8, lora_alpha=16)
     result = composer.compose([(adapter, -1.0)], method="linear")
-    composer.save_lora(result, tmp_path / "out")
+    result.save(tmp_path / "out")
     original = effective_deltas(adapter)
     for module, (delta, _) in effective_deltas(tmp_path / "out").items():
         assert relative(delta, -original[module][0]) < 1e-5
@@ -125,18 +123,16 @@ def test_rslora_identity_reproduces_the_logits(make_adapter: MakeAdapter, tmp_pa
     # PEFT 0.21.2 inherits use_rslora and over-scales by sqrt(r) here (composition-notes.md 1.4).
     adapter = make_adapter("a", 4, use_rslora=True, r=8, lora_alpha=16)
     result = composer.compose([(adapter, 1.0)], method="linear")
-    composer.save_lora(result, tmp_path / "out")
+    result.save(tmp_path / "out")
     config = json.loads((tmp_path / "out" / "adapter_config.json").read_text())
     assert config["use_rslora"] is False
     torch.testing.assert_close(logits_of_adapter(tmp_path / "out"), logits_of_adapter(adapter), rtol=1e-4, atol=1e-5)
 
 
-def test_output_config_records_base_ranks_and_union_of_targets(
-    mixed_pair: tuple[Path, Path], tmp_path: Path
-) -> None:
+def test_output_config_records_base_ranks_and_union_of_targets(mixed_pair: tuple[Path, Path], tmp_path: Path) -> None:
     first, second = mixed_pair
     result = composer.compose([(first, 1.0), (second, 1.0)], method="stack")
-    composer.save_lora(result, tmp_path / "out")
+    result.save(tmp_path / "out")
     config = json.loads((tmp_path / "out" / "adapter_config.json").read_text())
     assert config["base_model_name_or_path"] == BASE_NAME
     assert config["use_rslora"] is False and config["use_dora"] is False
@@ -152,7 +148,7 @@ def test_output_config_records_base_ranks_and_union_of_targets(
 def test_svd_compresses_one_adapter_optimally(make_adapter: MakeAdapter, tmp_path: Path) -> None:
     adapter = make_adapter("a", 5, r=8, lora_alpha=16)
     result = composer.compose([(adapter, 1.0)], method="svd", rank=2)
-    composer.save_lora(result, tmp_path / "out")
+    result.save(tmp_path / "out")
     original = effective_deltas(adapter)
     for module, (delta, _) in effective_deltas(tmp_path / "out").items():
         s = torch.linalg.svdvals(original[module][0].double())
@@ -164,7 +160,7 @@ def test_bf16_inputs_stay_bf16_and_are_summed_in_fp32(make_adapter: MakeAdapter,
     first = make_adapter("a", 1, dtype=torch.bfloat16)
     second = make_adapter("b", 2, dtype=torch.bfloat16)
     result = composer.compose([(first, 0.5), (second, 0.5)], method="stack")
-    composer.save_lora(result, tmp_path / "out")
+    result.save(tmp_path / "out")
     loaded = composer.load_lora(tmp_path / "out")
     assert loaded.dtype == torch.bfloat16
     as_fp32 = composer.compose([(first, 0.5), (second, 0.5)], method="stack", dtype="fp32")
@@ -183,7 +179,7 @@ def test_lora_biases_are_folded_exactly(make_adapter: MakeAdapter, tmp_path: Pat
     with_bias = make_adapter("bias", 1, lora_bias=True)
     without = make_adapter("plain", 2, target_modules=["q_proj", "k_proj"])
     result = composer.compose([(with_bias, 0.7), (without, -0.4)], method="linear", rank=8)
-    composer.save_lora(result, tmp_path / "out")
+    result.save(tmp_path / "out")
     config = json.loads((tmp_path / "out" / "adapter_config.json").read_text())
     assert config["lora_bias"] is True
 
@@ -203,7 +199,7 @@ def test_identical_modules_to_save_are_carried_over(make_adapter: MakeAdapter, t
     first = make_adapter("a", 1, modules_to_save=["lm_head"])
     second = make_adapter("b", 2, modules_to_save=["lm_head"])
     result = composer.compose([(first, 1.0), (second, 1.0)], method="stack")
-    composer.save_lora(result, tmp_path / "out")
+    result.save(tmp_path / "out")
     original = composer.load_lora(first)
     composed = composer.load_lora(tmp_path / "out")
     assert composed.extra_keys == original.extra_keys == ("base_model.model.lm_head.weight",)
@@ -213,7 +209,9 @@ def test_identical_modules_to_save_are_carried_over(make_adapter: MakeAdapter, t
 
 def test_progress_is_reported_per_module(mixed_pair: tuple[Path, Path]) -> None:
     calls: list[tuple[int, int]] = []
-    result = composer.compose([(p, 1.0) for p in mixed_pair], method="linear", progress=lambda d, t: calls.append((d, t)))
+    result = composer.compose(
+        [(p, 1.0) for p in mixed_pair], method="linear", progress=lambda d, t: calls.append((d, t))
+    )
     total = len(result.modules)
     assert calls == [(done, total) for done in range(1, total + 1)]
 
@@ -222,7 +220,7 @@ def test_recipe_records_inputs_with_digests(mixed_pair: tuple[Path, Path], tmp_p
     first, second = mixed_pair
     adapter = composer.load_lora(first, reference="ns/first:3")
     result = composer.compose([(adapter, 0.7), (second, 0.5)], method="linear", rank=4)
-    composer.save_lora(result, tmp_path / "out")
+    result.save(tmp_path / "out")
     recipe = json.loads((tmp_path / "out" / "composition.json").read_text())
     assert recipe["library"] == {"name": "composer", "version": composer.__version__}
     assert recipe["method"] == "linear"

@@ -11,10 +11,11 @@ import pytest
 import torch
 from peft import IA3Config, PromptTuningConfig, get_peft_model
 from safetensors.torch import load_file, save_file
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import LlamaForCausalLM
 
 import composer
 from composer import CompositionError
+from demo.tiny_llama import tiny_llama_config
 from tests.composer.conftest import MakeAdapter
 from tests.composer.helpers import tiny_llama
 
@@ -60,10 +61,7 @@ def test_it_refuses_adapters_of_different_base_revisions(make_adapter: MakeAdapt
 def test_it_refuses_a_shared_module_with_different_shapes(make_adapter: MakeAdapter) -> None:
     def wider_llama() -> LlamaForCausalLM:
         torch.manual_seed(0)
-        return LlamaForCausalLM(
-            LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                        num_key_value_heads=4, vocab_size=128)
-        )
+        return LlamaForCausalLM(tiny_llama_config(hidden_size=32, intermediate_size=64, max_position_embeddings=2048))
 
     first = make_adapter("a", 1)
     second = make_adapter("b", 2, model_factory=wider_llama)
@@ -73,8 +71,10 @@ def test_it_refuses_a_shared_module_with_different_shapes(make_adapter: MakeAdap
 
 @pytest.mark.parametrize(
     "config",
-    [IA3Config(target_modules=["q_proj", "v_proj"], feedforward_modules=[]),
-     PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4)],
+    [
+        IA3Config(target_modules=["q_proj", "v_proj"], feedforward_modules=[]),
+        PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4),
+    ],
     ids=["ia3", "prompt_tuning"],
 )
 def test_it_refuses_adapters_outside_the_lora_family(config: Any, tmp_path: Path, make_adapter: MakeAdapter) -> None:
@@ -101,19 +101,22 @@ def test_it_refuses_variant_tensors_even_when_the_config_does_not_say_so(make_ad
         {"init_lora_weights": "olora"},
         {"init_lora_weights": "corda"},
         {"init_lora_weights": "mica"},
-        *({field: value} for field, value in [
-            ("use_dora", True),
-            ("use_qalora", True),
-            ("use_bdlora", {"nblocks": 2}),
-            ("kasa_config", {"x": 1}),
-            ("velora_config", {"x": 1}),
-            ("monteclora_config", {"x": 1}),
-            ("arrow_config", {"top_k": 2}),
-            ("alora_invocation_tokens", [1, 2]),
-            ("target_parameters", ["mlp.experts.gate_up_proj"]),
-            ("trainable_token_indices", {"embed_tokens": [1, 2]}),
-            ("layer_replication", [[0, 2], [0, 2]]),
-        ]),
+        *(
+            {field: value}
+            for field, value in [
+                ("use_dora", True),
+                ("use_qalora", True),
+                ("use_bdlora", {"nblocks": 2}),
+                ("kasa_config", {"x": 1}),
+                ("velora_config", {"x": 1}),
+                ("monteclora_config", {"x": 1}),
+                ("arrow_config", {"top_k": 2}),
+                ("alora_invocation_tokens", [1, 2]),
+                ("target_parameters", ["mlp.experts.gate_up_proj"]),
+                ("trainable_token_indices", {"embed_tokens": [1, 2]}),
+                ("layer_replication", [[0, 2], [0, 2]]),
+            ]
+        ),
     ],
     ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items())[:40],
 )
@@ -125,9 +128,19 @@ def test_it_refuses_lora_variants_it_cannot_compose_exactly(make_adapter: MakeAd
 def test_every_variant_field_has_a_refusal_test() -> None:
     from composer.compat import _VARIANT_FIELDS
 
-    tested = {"use_dora", "use_qalora", "use_bdlora", "kasa_config", "velora_config", "monteclora_config",
-              "arrow_config", "alora_invocation_tokens", "target_parameters", "trainable_token_indices",
-              "layer_replication"}
+    tested = {
+        "use_dora",
+        "use_qalora",
+        "use_bdlora",
+        "kasa_config",
+        "velora_config",
+        "monteclora_config",
+        "arrow_config",
+        "alora_invocation_tokens",
+        "target_parameters",
+        "trainable_token_indices",
+        "layer_replication",
+    }
     assert set(_VARIANT_FIELDS) == tested
 
 
@@ -200,7 +213,11 @@ def test_svd_refuses_more_than_one_input(make_adapter: MakeAdapter) -> None:
 @pytest.mark.parametrize("inputs", [[], "folder", [("x",)], [(None, float("nan"))], [(None, True)]])
 def test_it_refuses_malformed_inputs(inputs: Any, make_adapter: MakeAdapter) -> None:
     adapter = make_adapter("a", 1)
-    fixed = [(adapter if item[0] is None else item[0], *item[1:]) for item in inputs] if isinstance(inputs, list) else inputs
+    fixed = (
+        [(adapter if item[0] is None else item[0], *item[1:]) for item in inputs]
+        if isinstance(inputs, list)
+        else inputs
+    )
     refused("bad_input", fixed)
 
 
@@ -234,8 +251,12 @@ def test_it_refuses_files_holding_several_adapters(make_adapter: MakeAdapter) ->
     def two_names(tensors: dict[str, torch.Tensor]) -> None:
         for key in list(tensors):
             value = tensors.pop(key)
-            tensors[key.replace("lora_A.weight", "lora_A.one.weight").replace("lora_B.weight", "lora_B.one.weight")] = value
-            tensors[key.replace("lora_A.weight", "lora_A.two.weight").replace("lora_B.weight", "lora_B.two.weight")] = value.clone()
+            tensors[key.replace("lora_A.weight", "lora_A.one.weight").replace("lora_B.weight", "lora_B.one.weight")] = (
+                value
+            )
+            tensors[key.replace("lora_A.weight", "lora_A.two.weight").replace("lora_B.weight", "lora_B.two.weight")] = (
+                value.clone()
+            )
 
     adapter = edit_tensors(make_adapter("a", 1), two_names)
     assert "one, two" in refused("bad_input", [(adapter, 1.0)])
@@ -249,7 +270,6 @@ def test_check_compatible_runs_the_checks_alone(make_adapter: MakeAdapter) -> No
         composer.check_compatible([first, make_adapter("c", 3, base="other/model")])
     assert caught.value.code == "base_model_mismatch"
     assert caught.value.to_dict() == {"code": "base_model_mismatch", "message": str(caught.value)}
-
 
 
 def test_it_refuses_a_corrupt_tensor_file(make_adapter: MakeAdapter) -> None:
@@ -272,7 +292,11 @@ def test_it_refuses_integer_factors(make_adapter: MakeAdapter) -> None:
 
 @pytest.mark.parametrize(
     "part,shape,fragment",
-    [("lora_A", (3, 64), "rank 3 in lora_A"), ("lora_B", (64, 4, 2), "not a LoRA pair"), ("lora_A", (4,), "not a LoRA pair")],
+    [
+        ("lora_A", (3, 64), "rank 3 in lora_A"),
+        ("lora_B", (64, 4, 2), "not a LoRA pair"),
+        ("lora_A", (4,), "not a LoRA pair"),
+    ],
 )
 def test_it_refuses_factors_that_do_not_fit_together(
     make_adapter: MakeAdapter, part: str, shape: tuple[int, ...], fragment: str

@@ -14,7 +14,14 @@ from tests.composer.helpers import effective_deltas, exact_sum, relative
 
 def test_every_method_cites_its_paper_and_aliases_resolve() -> None:
     assert set(composer.METHODS) == {
-        "stack", "linear", "expr", "svd", "ties", "dare_linear", "dare_ties", "magnitude_prune"
+        "stack",
+        "linear",
+        "expr",
+        "svd",
+        "ties",
+        "dare_linear",
+        "dare_ties",
+        "magnitude_prune",
     }
     for method in composer.METHODS.values():
         assert method.reference_url.startswith("https://")
@@ -23,8 +30,15 @@ def test_every_method_cites_its_paper_and_aliases_resolve() -> None:
 
 
 def test_error_codes_are_a_closed_set() -> None:
-    assert {"base_model_mismatch", "shape_mismatch", "unsupported_method", "unsupported_variant",
-            "missing_parameter", "bad_expression", "bad_input"} <= ERROR_CODES
+    assert {
+        "base_model_mismatch",
+        "shape_mismatch",
+        "unsupported_method",
+        "unsupported_variant",
+        "missing_parameter",
+        "bad_expression",
+        "bad_input",
+    } <= ERROR_CODES
     with pytest.raises(AssertionError):
         CompositionError("typo_code", "x")  # type: ignore[arg-type]
     assert isinstance(CompositionError("bad_input", "x"), ValueError)
@@ -36,7 +50,9 @@ def test_a_result_carries_tensors_report_and_recipe(make_adapter: MakeAdapter) -
     assert isinstance(result.adapter, composer.LoraAdapter)
     assert set(result.adapter.tensors()) == {
         f"base_model.model.model.layers.{i}.self_attn.{m}.lora_{p}.weight"
-        for i in (0, 1) for m in ("q_proj", "v_proj") for p in ("A", "B")
+        for i in (0, 1)
+        for m in ("q_proj", "v_proj")
+        for p in ("A", "B")
     }
     assert all(isinstance(r, composer.ModuleReport) for r in result.modules)
     assert result.recipe["seed"] == 0 and result.recipe["parameters"]["density"] == 0.5
@@ -44,9 +60,7 @@ def test_a_result_carries_tensors_report_and_recipe(make_adapter: MakeAdapter) -
     assert result.adapter.recipe == result.recipe
 
 
-def test_compose_expression_composes_folders_named_in_the_expression(
-    make_adapter: MakeAdapter, tmp_path: Path
-) -> None:
+def test_compose_expression_composes_folders_named_in_the_expression(make_adapter: MakeAdapter, tmp_path: Path) -> None:
     first, second = make_adapter("a", 1), make_adapter("b", 2)
     result = composer.compose_expression(f"0.5*{first} - 2*{second}", rank=8)
     assert result.recipe["method"] == "expr"

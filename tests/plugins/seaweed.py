@@ -235,9 +235,9 @@ def _wait_until_ready(server: SeaweedServer, proc: subprocess.Popen[bytes], time
     """Poll until a bucket and an object can be written: an open port is not enough, the
     gateway answers (and even creates buckets, a filer-only operation) a few seconds before
     the volume server has registered with the master and can take data."""
+    from boto3.session import Session
     from botocore.config import Config
     from botocore.exceptions import BotoCoreError, ClientError
-    from boto3.session import Session
 
     client = Session().client(
         "s3",
@@ -260,8 +260,7 @@ def _wait_until_ready(server: SeaweedServer, proc: subprocess.Popen[bytes], time
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(
-                f"weed server exited with code {proc.returncode} during startup;"
-                f" log tail:\n{server.log_tail()}"
+                f"weed server exited with code {proc.returncode} during startup; log tail:\n{server.log_tail()}"
             )
         try:
             if not shared_collection:
@@ -290,9 +289,7 @@ def _share_one_collection(filer_port: int) -> None:
     one waits ~0.2 s for volumes to grow; with a fresh bucket per test that adds up. A
     filer.conf rule for /buckets/ makes all buckets share volumes grown once, at startup.
     """
-    conf = json.dumps(
-        {"locations": [{"locationPrefix": "/buckets/", "collection": "hubtest"}]}
-    ).encode()
+    conf = json.dumps({"locations": [{"locationPrefix": "/buckets/", "collection": "hubtest"}]}).encode()
     boundary = uuid.uuid4().hex
     body = b"".join(
         [
@@ -358,9 +355,7 @@ def delete_bucket(client: S3Client, bucket: str) -> None:
     """Abort uploads, delete every object, then the bucket (S3 refuses non-empty buckets)."""
     for page in client.get_paginator("list_multipart_uploads").paginate(Bucket=bucket):
         for upload in page.get("Uploads", []):
-            client.abort_multipart_upload(
-                Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"]
-            )
+            client.abort_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
         objects = [{"Key": obj["Key"]} for obj in page.get("Contents", [])]
         if objects:

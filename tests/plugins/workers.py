@@ -30,24 +30,22 @@ def redis_broker(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     client.flushdb()
 
     from hub.celery import app as celery_app
-    from registry.tasks import compose_adapter, evaluate_version
+    from registry import enqueue
 
-    def through_test_broker(task: Any) -> Callable[[str], Any]:
-        def send(job_id: str) -> Any:
-            with celery_app.connection_for_write(REDIS_URL) as broker:
-                return task.apply_async(args=[job_id], connection=broker)
+    def through_test_broker(task_name: str, job_id: str) -> None:
+        with celery_app.connection_for_write(REDIS_URL) as broker:
+            celery_app.send_task(task_name, args=[job_id], connection=broker)
 
-        return send
-
-    # Requests and the reconciler send jobs with `delay`; here it goes to the tests' Redis.
-    for task in (compose_adapter, evaluate_version):
-        monkeypatch.setattr(task, "delay", through_test_broker(task))
+    # Requests and the reconciler send jobs through registry.enqueue; here to the tests' Redis.
+    monkeypatch.setattr(enqueue, "publish", through_test_broker)
     yield REDIS_URL
     client.flushdb()
 
 
 @pytest.fixture
-def start_worker(redis_broker: str, local_blob_store: Path, tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+def start_worker(
+    redis_broker: str, local_blob_store: Path, tmp_path: Path
+) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
     """start(name, *celery args, **env) starts a worker on the `compose` queue (pass -Q to change)."""
     from django.conf import settings
     from django.db import connection
@@ -76,9 +74,29 @@ def start_worker(redis_broker: str, local_blob_store: Path, tmp_path: Path) -> I
         # Read now: a test may point the hub at its base model folders after this fixture ran.
         more_env.setdefault("HUB_BASE_MODEL_PATHS", ",".join(settings.HUB_BASE_MODEL_PATHS))
         worker = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "hub", "worker", *queues, "--concurrency", "1",
-             "--hostname", f"{name}@%h", "--without-gossip", "--without-mingle", "--loglevel", "INFO", *extra],
-            cwd=REPO, env={**env, **more_env}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "hub",
+                "worker",
+                *queues,
+                "--concurrency",
+                "1",
+                "--hostname",
+                f"{name}@%h",
+                "--without-gossip",
+                "--without-mingle",
+                "--loglevel",
+                "INFO",
+                *extra,
+            ],
+            cwd=REPO,
+            env={**env, **more_env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         workers.append(worker)
         return worker
@@ -98,5 +116,3 @@ def wait_for(condition: Callable[[], Any], *, timeout: float, what: str, logs: P
         time.sleep(0.1)
     tail = "".join(p.read_text()[-3000:] for p in sorted(logs.glob("*.log"))) if logs else ""
     pytest.fail(f"timed out after {timeout}s waiting for {what}\n{tail}")
-
-

@@ -108,7 +108,12 @@ BAD_UPLOADS: list[tuple[str, Callable[[Files], None], int, str]] = [
     ("config not JSON", lambda f: f.__setitem__("adapter_config.json", b"{not json"), 422, "config_not_json"),
     ("rank zero", edit_config(lambda c: c.__setitem__("r", 0)), 422, "bad_config"),
     ("unknown peft_type", edit_config(lambda c: c.__setitem__("peft_type", "MAGIC")), 422, "unknown_peft_type"),
-    ("truncated weights", lambda f: f.__setitem__("adapter_model.safetensors", f["adapter_model.safetensors"][:5]), 422, "truncated_header"),
+    (
+        "truncated weights",
+        lambda f: f.__setitem__("adapter_model.safetensors", f["adapter_model.safetensors"][:5]),
+        422,
+        "truncated_header",
+    ),
     ("header longer than file", header_longer_than_file, 422, "header_length_beyond_file"),
     ("header not JSON", header_not_json, 422, "header_not_json"),
     ("unknown dtype", edit_header(set_dtype), 422, "unknown_dtype"),
@@ -116,7 +121,12 @@ BAD_UPLOADS: list[tuple[str, Callable[[Files], None], int, str]] = [
     ("offsets outside the file", edit_header(offsets_out_of_file), 422, "offsets_out_of_bounds"),
     ("NaN weights", nan_in_weights, 422, "non_finite"),
     ("rank differs from config", edit_config(lambda c: c.__setitem__("r", 8)), 422, "shape_mismatch"),
-    ("module not targeted", edit_config(lambda c: c.__setitem__("target_modules", ["k_proj"])), 422, "untargeted_module"),
+    (
+        "module not targeted",
+        edit_config(lambda c: c.__setitem__("target_modules", ["k_proj"])),
+        422,
+        "untargeted_module",
+    ),
     ("method mismatch", lambda f: None, 422, "method_mismatch"),
 ]
 
@@ -211,7 +221,9 @@ def test_a_base_model_whose_shapes_contradict_the_adapter_is_refused(
     assert_nothing_left(local_blob_store)
 
 
-@pytest.mark.parametrize(("setting", "code"), [("MAX_FILE_SIZE", "file_too_large"), ("MAX_VERSION_SIZE", "version_too_large")])
+@pytest.mark.parametrize(
+    ("setting", "code"), [("MAX_FILE_SIZE", "file_too_large"), ("MAX_VERSION_SIZE", "version_too_large")]
+)
 def test_size_caps_answer_413(
     setting: str, code: str, settings: Any, alice: Any, client_for: Any, lora_dir: Path, local_blob_store: Path
 ) -> None:
@@ -240,7 +252,9 @@ def test_a_push_without_files_is_refused(alice: Any, client_for: Any, local_blob
     assert_nothing_left(local_blob_store)
 
 
-def test_an_invalid_adapter_name_is_refused(alice: Any, client_for: Any, lora_dir: Path, local_blob_store: Path) -> None:
+def test_an_invalid_adapter_name_is_refused(
+    alice: Any, client_for: Any, lora_dir: Path, local_blob_store: Path
+) -> None:
     response = push(client_for(alice), "alice/-bad%20name", folder_files(lora_dir))
 
     assert response.status_code == 400

@@ -25,7 +25,9 @@ def _own_blob_store(local_blob_store: Path) -> Path:
 
 
 def lora_from(tmp_path: Path, base: str, *, card_base: str | None = None, hidden_size: int = 64) -> Path:
-    readme = "# An adapter\n" if card_base is None else f"---\nbase_model: {card_base}\nlicense: mit\n---\n# An adapter\n"
+    readme = (
+        "# An adapter\n" if card_base is None else f"---\nbase_model: {card_base}\nlicense: mit\n---\n# An adapter\n"
+    )
     return make_lora_adapter(tmp_path / "lora", seed=7, base_model_name=base, readme=readme, hidden_size=hidden_size)
 
 
@@ -141,13 +143,17 @@ def test_a_hub_that_admits_unregistered_names_files_them_as_unverified(
     base = BaseModel.objects.get(name="someone/unlisted-7b")
     assert base.registered is False and base.manifest == {}
     assert client_for(None).get("/api/v1/base-models/someone/unlisted-7b/").json()["registered"] is False
-    path = push(client_for(alice), "alice/open2", folder_files(lora_from(tmp_path / "p", "/srv/nothing-fits", hidden_size=32)))
+    path = push(
+        client_for(alice), "alice/open2", folder_files(lora_from(tmp_path / "p", "/srv/nothing-fits", hidden_size=32))
+    )
     assert json_of(path)["code"] == "unknown_base_model", "a path is never a name, even on an open hub"
 
 
 def test_creating_an_adapter_with_an_unregistered_base_is_refused(alice: Any, client_for: Any) -> None:
     response = client_for(alice).post(
-        "/api/v1/adapters/", {"namespace": "alice", "name": "x", "base_model": "nobody/none", "method": "lora"}, format="json"
+        "/api/v1/adapters/",
+        {"namespace": "alice", "name": "x", "base_model": "nobody/none", "method": "lora"},
+        format="json",
     )
     assert response.status_code == 422 and json_of(response)["code"] == "unknown_base_model"
     assert not BaseModel.objects.filter(name="nobody/none").exists()

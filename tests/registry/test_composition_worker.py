@@ -21,6 +21,7 @@ from tests.plugins.workers import wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
+
 def start_big_ties(alice: Any, client_for: Any, tmp_path: Path) -> str:
     """Ask for a TIES merge of inputs large enough that it takes seconds (so a fault lands mid-job);
     return the job's id once a worker runs it."""
@@ -71,7 +72,9 @@ def test_a_real_worker_composes_a_job_submitted_through_the_api(
 
     job = wait_for(
         lambda: CompositionJob.objects.filter(pk=job_id, status__in=[JobStatus.SUCCEEDED, JobStatus.FAILED]).first(),
-        timeout=90, what="the worker to finish the job", logs=tmp_path,
+        timeout=90,
+        what="the worker to finish the job",
+        logs=tmp_path,
     )
     assert job.status == JobStatus.SUCCEEDED, job.error_message
     assert job.worker.startswith("w1@")
@@ -93,7 +96,9 @@ def test_a_worker_killed_mid_job_is_retried_and_yields_exactly_one_version(
     start_worker("rescuer")
     job = wait_for(
         lambda: CompositionJob.objects.filter(pk=job_id, status__in=[JobStatus.SUCCEEDED, JobStatus.FAILED]).first(),
-        timeout=150, what="the redelivered job to finish", logs=tmp_path,
+        timeout=150,
+        what="the redelivered job to finish",
+        logs=tmp_path,
     )
 
     assert job.status == JobStatus.SUCCEEDED, job.error_message
@@ -128,7 +133,9 @@ def test_jobs_queued_when_redis_restarts_empty_are_sent_again_by_the_reconciler(
     )  # fmt: skip
     job = wait_for(
         lambda: CompositionJob.objects.filter(pk=job_id, status__in=[JobStatus.SUCCEEDED, JobStatus.FAILED]).first(),
-        timeout=90, what="the reconciler to send the lost job again and the worker to run it", logs=tmp_path,
+        timeout=90,
+        what="the reconciler to send the lost job again and the worker to run it",
+        logs=tmp_path,
     )
     assert job.status == JobStatus.SUCCEEDED, job.error_message
     assert AdapterVersion.objects.filter(adapter__name="mixed").count() == 1

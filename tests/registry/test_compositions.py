@@ -58,7 +58,10 @@ def test_a_stacked_composition_publishes_an_exact_new_version_with_lineage_and_c
     assert polled["timings"]["compose_seconds"] >= 0
     version = json_of(client.get("/api/v1/adapters/alice/hybrid/versions/1/"))
     assert {f["path"] for f in version["files"]} == {
-        "adapter_config.json", "adapter_model.safetensors", "composition.json", "README.md"
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "composition.json",
+        "README.md",
     }
     folder = tmp_path / "hybrid"
     folder.mkdir()
@@ -94,7 +97,9 @@ def test_a_stacked_composition_publishes_an_exact_new_version_with_lineage_and_c
 
 
 def test_an_expression_composes_with_linear_and_reports_retained_energy(two_adapters: Any) -> None:
-    response = submit(two_adapters, expression="0.5*alice/sql:1 + 0.5*alice/chat", parameters={"rank": 2}, into="alice/mix")
+    response = submit(
+        two_adapters, expression="0.5*alice/sql:1 + 0.5*alice/chat", parameters={"rank": 2}, into="alice/mix"
+    )
     assert response.status_code == 202, response.content
 
     job = run(json_of(response)["id"])
@@ -109,7 +114,11 @@ def test_an_expression_composes_with_linear_and_reports_retained_energy(two_adap
 
 
 def test_the_same_recipe_returns_the_existing_job_unless_forced(two_adapters: Any) -> None:
-    recipe = {"method": "linear", "inputs": [{"adapter": "alice/sql", "weight": 1.0}, {"adapter": "alice/chat", "weight": 1.0}], "into": "alice/sum"}
+    recipe = {
+        "method": "linear",
+        "inputs": [{"adapter": "alice/sql", "weight": 1.0}, {"adapter": "alice/chat", "weight": 1.0}],
+        "into": "alice/sum",
+    }
     first = submit(two_adapters, **recipe)
     again = submit(two_adapters, **recipe)
     assert (first.status_code, again.status_code) == (202, 200)
@@ -129,7 +138,9 @@ def test_the_same_recipe_returns_the_existing_job_unless_forced(two_adapters: An
 
 
 def test_a_duplicate_delivery_of_a_finished_job_does_nothing(two_adapters: Any) -> None:
-    job_id = json_of(submit(two_adapters, method="stack", inputs=[{"adapter": "alice/sql", "weight": 1}], into="alice/copy"))["id"]
+    job_id = json_of(
+        submit(two_adapters, method="stack", inputs=[{"adapter": "alice/sql", "weight": 1}], into="alice/copy")
+    )["id"]
     run(job_id)
 
     assert run_composition(job_id, worker="late-duplicate") is None
@@ -140,15 +151,45 @@ def test_a_duplicate_delivery_of_a_finished_job_does_nothing(two_adapters: Any) 
     ("recipe", "status", "code"),
     [
         ({"method": "linear", "inputs": [{"adapter": "alice/nope", "weight": 1}]}, 404, "adapter_not_found"),
-        ({"method": "linear", "inputs": [{"adapter": "alice/sql", "version": "9", "weight": 1}]}, 404, "version_not_found"),
-        ({"method": "ties", "inputs": [{"adapter": "alice/sql", "weight": 1}, {"adapter": "alice/chat", "weight": 1}]}, 422, "missing_parameter"),
+        (
+            {"method": "linear", "inputs": [{"adapter": "alice/sql", "version": "9", "weight": 1}]},
+            404,
+            "version_not_found",
+        ),
+        (
+            {
+                "method": "ties",
+                "inputs": [{"adapter": "alice/sql", "weight": 1}, {"adapter": "alice/chat", "weight": 1}],
+            },
+            422,
+            "missing_parameter",
+        ),
         ({"method": "magic", "inputs": [{"adapter": "alice/sql", "weight": 1}]}, 422, "unsupported_method"),
-        ({"method": "linear", "inputs": [{"adapter": "alice/sql", "weight": 1}], "parameters": {"device": "cuda"}}, 400, "bad_parameters"),
-        ({"method": "svd", "inputs": [{"adapter": "alice/sql", "weight": 1}, {"adapter": "alice/chat", "weight": 1}]}, 422, "bad_input"),
-        ({"method": "linear", "inputs": [{"adapter": "alice/sql", "weight": 1}], "parameters": {"rank": 0}}, 422, "bad_input"),
+        (
+            {"method": "linear", "inputs": [{"adapter": "alice/sql", "weight": 1}], "parameters": {"device": "cuda"}},
+            400,
+            "bad_parameters",
+        ),
+        (
+            {
+                "method": "svd",
+                "inputs": [{"adapter": "alice/sql", "weight": 1}, {"adapter": "alice/chat", "weight": 1}],
+            },
+            422,
+            "bad_input",
+        ),
+        (
+            {"method": "linear", "inputs": [{"adapter": "alice/sql", "weight": 1}], "parameters": {"rank": 0}},
+            422,
+            "bad_input",
+        ),
         ({"expression": "0.5*alice/sql +* 2"}, 422, "bad_expression"),
         ({"method": "linear", "inputs": []}, 400, "no_inputs"),
-        ({"method": "linear", "inputs": [{"adapter": "alice/sql", "weight": 1}], "into": "bob/stolen"}, 403, "namespace_forbidden"),
+        (
+            {"method": "linear", "inputs": [{"adapter": "alice/sql", "weight": 1}], "into": "bob/stolen"},
+            403,
+            "namespace_forbidden",
+        ),
         ({"method": "linear", "inputs": [{"adapter": "alice/sql", "weight": 1}], "into": "nowhere"}, 400, "bad_target"),
     ],
 )
@@ -168,7 +209,12 @@ def test_inputs_of_different_base_models_or_methods_are_refused(
     register_base_model(name="hub-test/other-llama", manifest=test_base_manifest)
     other_base = make_lora_adapter(tmp_path / "other", seed=3, base_model_name="hub-test/other-llama")
     assert push_folder(two_adapters, "alice/other", other_base).status_code == 201
-    mixed = submit(two_adapters, method="linear", inputs=[{"adapter": "alice/sql", "weight": 1}, {"adapter": "alice/other", "weight": 1}], into="alice/out")
+    mixed = submit(
+        two_adapters,
+        method="linear",
+        inputs=[{"adapter": "alice/sql", "weight": 1}, {"adapter": "alice/other", "weight": 1}],
+        into="alice/out",
+    )
     assert mixed.status_code == 422 and json_of(mixed)["code"] == "base_model_mismatch"
 
     onto = submit(two_adapters, method="linear", inputs=[{"adapter": "alice/sql", "weight": 1}], into="alice/other")
@@ -190,7 +236,14 @@ def test_private_inputs_stay_invisible_to_others_and_out_of_lineage(
     refused = submit(stranger, method="linear", inputs=[{"adapter": "alice/secret", "weight": 1}], into="bob/mine")
     assert refused.status_code == 404
 
-    job_id = json_of(submit(two_adapters, method="stack", inputs=[{"adapter": "alice/sql", "weight": 1}, {"adapter": "alice/secret", "weight": 0.5}], into="alice/public-mix"))["id"]
+    job_id = json_of(
+        submit(
+            two_adapters,
+            method="stack",
+            inputs=[{"adapter": "alice/sql", "weight": 1}, {"adapter": "alice/secret", "weight": 0.5}],
+            into="alice/public-mix",
+        )
+    )["id"]
     assert run(job_id).status == "succeeded"
 
     seen_by_bob = json_of(stranger.get("/api/v1/adapters/alice/public-mix/versions/1/lineage/"))
@@ -199,6 +252,7 @@ def test_private_inputs_stay_invisible_to_others_and_out_of_lineage(
     card = download(stranger, "/api/v1/adapters/alice/public-mix/versions/1/files/README.md")[1].decode()
     recipe = download(stranger, "/api/v1/adapters/alice/public-mix/versions/1/files/composition.json")[1].decode()
     assert "secret" not in card and "secret" not in recipe
+    assert "[alice/sql:1](/alice/sql/?version=1)" in card, "a parent links to its repo page, not to an API route"
     seen_by_alice = json_of(two_adapters.get("/api/v1/adapters/alice/public-mix/versions/1/lineage/"))
     assert [p["adapter"] for p in seen_by_alice["parents"]] == ["alice/sql", "alice/secret"]
     assert stranger.get(f"/api/v1/jobs/{job_id}/").status_code == 404
@@ -222,16 +276,21 @@ def test_an_expression_over_a_private_input_shows_neither_its_name_nor_its_diges
     assert "0.6*alice/sql:1 - 0.4*(a private adapter)" in card
 
 
-def test_a_failing_composition_leaves_no_version_and_no_orphan_blobs(
-    two_adapters: Any, tmp_path: Path
-) -> None:
+def test_a_failing_composition_leaves_no_version_and_no_orphan_blobs(two_adapters: Any, tmp_path: Path) -> None:
     # Same base model, different hidden size: with no manifest to check pushes against, only the
     # worker, reading tensors, can tell.
     register_base_model(name=BASE_MODEL_NAME, manifest={})
     wider = make_lora_adapter(tmp_path / "wide", seed=6, hidden_size=32)
     assert push_folder(two_adapters, "alice/wide", wider).status_code == 201
     blobs_before = set(stored_blobs())
-    job_id = json_of(submit(two_adapters, method="linear", inputs=[{"adapter": "alice/sql", "weight": 1}, {"adapter": "alice/wide", "weight": 1}], into="alice/broken"))["id"]
+    job_id = json_of(
+        submit(
+            two_adapters,
+            method="linear",
+            inputs=[{"adapter": "alice/sql", "weight": 1}, {"adapter": "alice/wide", "weight": 1}],
+            into="alice/broken",
+        )
+    )["id"]
 
     job = run(job_id)
 

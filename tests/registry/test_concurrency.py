@@ -65,7 +65,9 @@ def test_simultaneous_identical_pushes_make_one_version(alice: Any, lora_dir: Pa
         try:
             incoming = [IncomingFile(path=p, stream=io.BytesIO(data), size=len(data)) for p, data in files]
             barrier.wait()
-            created.append(push_version(actor=Actor(user=alice), namespace="alice", name="same", files=incoming).created)
+            created.append(
+                push_version(actor=Actor(user=alice), namespace="alice", name="same", files=incoming).created
+            )
         finally:
             connections.close_all()
 

@@ -122,9 +122,9 @@ def test_first_commits_in_parallel_after_create_repo_each_publish_a_version(
     HfApi(endpoint=live_server.url, token=token).create_repo("alice/parallel")
 
     def commit(folder: Path) -> str:
-        return HfApi(endpoint=live_server.url, token=token).upload_folder(
-            repo_id="alice/parallel", folder_path=folder
-        ).oid
+        return (
+            HfApi(endpoint=live_server.url, token=token).upload_folder(repo_id="alice/parallel", folder_path=folder).oid
+        )
 
     folders = adapters  # a different adapter each: every commit changes main
     with ThreadPoolExecutor(max_workers=len(folders)) as pool:

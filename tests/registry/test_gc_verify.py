@@ -51,7 +51,9 @@ def test_verify_deletes_broken_blobs_names_their_versions_and_a_push_restores_th
     call_command("gc_blobs", "--verify", "--grace-seconds", "0", stdout=io.StringIO(), stderr=io.StringIO())
 
 
-def test_verify_dry_run_reports_without_deleting(alice: Any, client_for: Any, lora_dir: Path, local_blob_store: Path) -> None:
+def test_verify_dry_run_reports_without_deleting(
+    alice: Any, client_for: Any, lora_dir: Path, local_blob_store: Path
+) -> None:
     orphan = hashlib.sha256(b"not these").hexdigest()
     plant(get_blob_store(), orphan, b"these")
     err = io.StringIO()
@@ -62,7 +64,9 @@ def test_verify_dry_run_reports_without_deleting(alice: Any, client_for: Any, lo
     assert orphan in {sha for sha, _ in get_blob_store().iter_blobs()}
 
 
-def test_a_file_whose_bytes_are_gone_answers_json_503(alice: Any, client_for: Any, lora_dir: Path, local_blob_store: Path) -> None:
+def test_a_file_whose_bytes_are_gone_answers_json_503(
+    alice: Any, client_for: Any, lora_dir: Path, local_blob_store: Path
+) -> None:
     client = client_for(alice)
     push_folder(client, "alice/tiny-lora", lora_dir)
     get_blob_store().delete(VersionFile.objects.get(path=WEIGHTS).sha256)

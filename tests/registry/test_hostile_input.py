@@ -87,7 +87,9 @@ def test_a_preupload_of_too_many_files_is_refused(alice: Any, client_for: Any, l
     token = issue_token(user=alice, name="t", scope="write").secret
     body = {"files": [{"path": f"f{i}.txt", "size": 1, "sample": ""} for i in range(100_000)]}
     response = Client().post(
-        "/api/models/alice/x/preupload/main", json.dumps(body), content_type="application/json",
+        "/api/models/alice/x/preupload/main",
+        json.dumps(body),
+        content_type="application/json",
         HTTP_AUTHORIZATION=f"Bearer {token}",
     )
     assert response.status_code == 413
@@ -99,7 +101,9 @@ def test_an_expression_nested_too_deep_is_a_422(alice: Any, client_for: Any, lor
     expression = "(" * 400 + "alice/sql" + ")" * 400
     response = client.post("/api/v1/compositions/", {"expression": expression, "into": "alice/out"}, format="json")
     assert response.status_code == 422 and json_of(response)["code"] == "bad_expression"
-    signs = client.post("/api/v1/compositions/", {"expression": "-" * 400 + "alice/sql", "into": "alice/out"}, format="json")
+    signs = client.post(
+        "/api/v1/compositions/", {"expression": "-" * 400 + "alice/sql", "into": "alice/out"}, format="json"
+    )
     assert signs.status_code == 422 and json_of(signs)["code"] == "bad_expression"
 
 
@@ -118,8 +122,7 @@ def test_a_lora_variant_is_refused_before_a_job_is_queued(alice: Any, client_for
 
 @pytest.mark.django_db(transaction=True)
 def test_identical_composition_requests_in_parallel_make_one_job(
-    transactional_db: None,
-    alice: Any, client_for: Any, lora_dir: Path, lora_dir_2: Path
+    transactional_db: None, alice: Any, client_for: Any, lora_dir: Path, lora_dir_2: Path
 ) -> None:
     client = client_for(alice)
     assert push_folder(client, "alice/sql", lora_dir).status_code == 201
@@ -228,9 +231,15 @@ def test_one_user_cannot_queue_more_than_their_share_of_jobs(
     client = client_for(alice)
     assert push_folder(client, "alice/sql", lora_dir).status_code == 201
     assert push_folder(client, "alice/chat", lora_dir_2).status_code == 201
-    first = client.post("/api/v1/compositions/", {"expression": "alice/sql + alice/chat", "into": "alice/a"}, format="json")
-    second = client.post("/api/v1/compositions/", {"expression": "alice/sql - alice/chat", "into": "alice/b"}, format="json")
+    first = client.post(
+        "/api/v1/compositions/", {"expression": "alice/sql + alice/chat", "into": "alice/a"}, format="json"
+    )
+    second = client.post(
+        "/api/v1/compositions/", {"expression": "alice/sql - alice/chat", "into": "alice/b"}, format="json"
+    )
     assert first.status_code == 202
     assert second.status_code == 429 and json_of(second)["code"] == "too_many_jobs"
-    again = client.post("/api/v1/compositions/", {"expression": "alice/sql + alice/chat", "into": "alice/a"}, format="json")
+    again = client.post(
+        "/api/v1/compositions/", {"expression": "alice/sql + alice/chat", "into": "alice/a"}, format="json"
+    )
     assert again.status_code == 200, "asking for the same job again is no new job"

@@ -152,9 +152,7 @@ def test_a_write_token_cannot_mint_new_tokens(alice: Any, client_for: Any) -> No
     assert response.status_code == 403
 
 
-def test_only_staff_get_admin_tokens_and_only_admins_register_base_models(
-    alice: Any, client_for: Any
-) -> None:
+def test_only_staff_get_admin_tokens_and_only_admins_register_base_models(alice: Any, client_for: Any) -> None:
     payload = {"name": "org/model", "architecture": "LlamaForCausalLM", "manifest": {"q": [8, 4]}}
     assert client_for(alice).post("/api/v1/base-models/", payload, format="json").status_code == 403
     with pytest.raises(Exception, match="staff"):

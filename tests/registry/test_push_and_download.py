@@ -57,7 +57,9 @@ def test_a_real_peft_adapter_pushed_and_downloaded_is_byte_identical_and_loads_i
 def test_the_first_push_creates_the_adapter_with_metadata_from_fields_and_config(
     alice: Any, client_for: Any, lora_dir: Path
 ) -> None:
-    response = push_folder(client_for(alice), "alice/tiny-lora", lora_dir, task="summarization", tags="a, b", license="mit")
+    response = push_folder(
+        client_for(alice), "alice/tiny-lora", lora_dir, task="summarization", tags="a, b", license="mit"
+    )
 
     assert response.status_code == 201
     adapter = Adapter.objects.get(namespace__name="alice", name="tiny-lora")
@@ -71,9 +73,7 @@ def test_the_first_push_creates_the_adapter_with_metadata_from_fields_and_config
     assert sorted(version.target_modules) == ["q_proj", "v_proj"]
 
 
-def test_re_pushing_identical_files_returns_the_existing_version(
-    alice: Any, client_for: Any, lora_dir: Path
-) -> None:
+def test_re_pushing_identical_files_returns_the_existing_version(alice: Any, client_for: Any, lora_dir: Path) -> None:
     client = client_for(alice)
     first = push_folder(client, "alice/tiny-lora", lora_dir)
     again = push_folder(client, "alice/tiny-lora", lora_dir)
@@ -91,13 +91,19 @@ def test_new_content_makes_consecutive_versions_and_identical_blobs_are_stored_o
     assert json_of(push_folder(client, "alice/tiny-lora", lora_dir_2, label="v2.0"))["version"] == 2
     assert json_of(push_folder(client, "alice/other", lora_dir))["version"] == 1
 
-    distinct = {sha for _, data in folder_files(lora_dir) + folder_files(lora_dir_2) for sha in [hashlib.sha256(data).hexdigest()]}
+    distinct = {
+        sha
+        for _, data in folder_files(lora_dir) + folder_files(lora_dir_2)
+        for sha in [hashlib.sha256(data).hexdigest()]
+    }
     assert sorted(stored_blobs()) == sorted(distinct)
     by_label = json_of(client.get("/api/v1/adapters/alice/tiny-lora/versions/v2.0/"))
     assert by_label["version"] == 2
 
 
-def test_a_taken_label_is_a_conflict_and_creates_nothing(alice: Any, client_for: Any, lora_dir: Path, lora_dir_2: Path) -> None:
+def test_a_taken_label_is_a_conflict_and_creates_nothing(
+    alice: Any, client_for: Any, lora_dir: Path, lora_dir_2: Path
+) -> None:
     client = client_for(alice)
     push_folder(client, "alice/tiny-lora", lora_dir, label="v1")
     response = push_folder(client, "alice/tiny-lora", lora_dir_2, label="v1")
@@ -116,7 +122,9 @@ def test_yanked_versions_leave_listings_but_stay_downloadable_by_number(
 
     refused = client.post("/api/v1/adapters/alice/tiny-lora/versions/2/yank/", {}, format="json")
     assert refused.status_code == 400 and json_of(refused)["code"] == "missing_reason"
-    yanked = client.post("/api/v1/adapters/alice/tiny-lora/versions/2/yank/", {"reason": "NaNs in layer 3"}, format="json")
+    yanked = client.post(
+        "/api/v1/adapters/alice/tiny-lora/versions/2/yank/", {"reason": "NaNs in layer 3"}, format="json"
+    )
     assert yanked.status_code == 200 and json_of(yanked)["yanked_reason"] == "NaNs in layer 3"
 
     listed = json_of(client.get("/api/v1/adapters/alice/tiny-lora/versions/"))

@@ -18,14 +18,15 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def eager(lost_job: CompositionJob) -> Iterator[None]:
-    """From here on (the lost job exists), tasks run in the calling process as they are sent, as
-    a worker would run them."""
+def eager(lost_job: CompositionJob, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """From here on (the lost job exists), tasks run in the calling process as they are sent (by
+    name, through registry.enqueue), as a worker would run them."""
+    import registry.tasks  # noqa: F401  (registers the tasks, as a worker's autodiscovery does)
     from hub.celery import app
+    from registry import enqueue
 
-    app.conf.task_always_eager = True
+    monkeypatch.setattr(enqueue, "publish", lambda task_name, job_id: app.tasks[task_name].apply(args=[job_id]))
     yield
-    app.conf.task_always_eager = False
 
 
 @pytest.fixture
@@ -36,7 +37,11 @@ def lost_job(alice: Any, client_for: Any, lora_dir: Path, lora_dir_2: Path) -> C
     assert push_folder(client, "alice/chat", lora_dir_2).status_code == 201
     response = client.post(
         "/api/v1/compositions/",
-        {"method": "stack", "inputs": [{"adapter": "alice/sql", "weight": 1}, {"adapter": "alice/chat", "weight": 1}], "into": "alice/mix"},
+        {
+            "method": "stack",
+            "inputs": [{"adapter": "alice/sql", "weight": 1}, {"adapter": "alice/chat", "weight": 1}],
+            "into": "alice/mix",
+        },
         format="json",
     )
     assert response.status_code == 202

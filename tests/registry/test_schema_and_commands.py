@@ -37,12 +37,16 @@ def test_issue_token_prints_only_a_working_token(alice: Any) -> None:
     assert token is not None and token.user == alice and token.scope == "write"
 
 
-def test_register_base_model_builds_the_manifest_from_a_folder_and_a_config(
-    base_model_folder: Path, db: Any
-) -> None:
-    call_command("register_base_model", "org/from-folder", "--from-folder", str(base_model_folder), stdout=io.StringIO())
+def test_register_base_model_builds_the_manifest_from_a_folder_and_a_config(base_model_folder: Path, db: Any) -> None:
     call_command(
-        "register_base_model", "org/from-config", "--from-config", str(base_model_folder / "config.json"), stdout=io.StringIO()
+        "register_base_model", "org/from-folder", "--from-folder", str(base_model_folder), stdout=io.StringIO()
+    )
+    call_command(
+        "register_base_model",
+        "org/from-config",
+        "--from-config",
+        str(base_model_folder / "config.json"),
+        stdout=io.StringIO(),
     )
 
     from_folder = BaseModel.objects.get(name="org/from-folder")
@@ -60,7 +64,9 @@ def test_register_base_model_builds_the_manifest_from_a_folder_and_a_config(
 def test_a_registered_manifest_accepts_a_matching_adapter(
     base_model_folder: Path, alice: Any, client_for: Any, lora_dir: Path
 ) -> None:
-    call_command("register_base_model", "hub-test/tiny-llama", "--from-folder", str(base_model_folder), stdout=io.StringIO())
+    call_command(
+        "register_base_model", "hub-test/tiny-llama", "--from-folder", str(base_model_folder), stdout=io.StringIO()
+    )
 
     assert push_folder(client_for(alice), "alice/tiny-lora", lora_dir).status_code == 201
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from django.test.utils import CaptureQueriesContext
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from registry.access import Actor
 from registry.models import Adapter
@@ -21,7 +21,9 @@ def catalog(alice: Any, bob: Any) -> None:
 
     def make(owner: Any, name: str, downloads: int, **meta: Any) -> None:
         adapter = create_adapter(
-            actor=Actor(user=owner), namespace=owner.username, name=name,
+            actor=Actor(user=owner),
+            namespace=owner.username,
+            name=name,
             meta=AdapterMetadata(base_model=meta.pop("base", "llama-8b"), method=meta.pop("method", "lora"), **meta),
         )
         Adapter.objects.filter(pk=adapter.pk).update(downloads=downloads)

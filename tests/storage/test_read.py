@@ -49,9 +49,7 @@ def test_open_can_seek(blob_store: BlobStore, data: bytes) -> None:
         (5 * 1024 * 1024, 6 * 1024 * 1024),  # starts past the end
     ],
 )
-def test_read_range_returns_exactly_the_slice(
-    blob_store: BlobStore, data: bytes, start: int, end: int
-) -> None:
+def test_read_range_returns_exactly_the_slice(blob_store: BlobStore, data: bytes, start: int, end: int) -> None:
     info = blob_store.put(io.BytesIO(data))
 
     assert b"".join(blob_store.read_range(info.sha256, start, end)) == data[start:end]

@@ -23,4 +23,6 @@ class Command(BaseCommand):
             self.stderr.write(problem)
         if problems:
             raise CommandError(f"{len(problems)} problems found", returncode=1)
-        self.stdout.write("consistent: every referenced file is stored with its sha256, no job is stuck, nothing leaked")
+        self.stdout.write(
+            "consistent: every referenced file is stored with its sha256, no job is stuck, nothing leaked"
+        )

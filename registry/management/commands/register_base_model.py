@@ -23,7 +23,9 @@ class Command(BaseCommand):
         parser.add_argument("name", help="the base model's name, e.g. meta-llama/Llama-3.1-8B")
         source = parser.add_mutually_exclusive_group(required=True)
         source.add_argument("--from-folder", type=Path, help="a model folder with config.json and *.safetensors")
-        source.add_argument("--from-config", type=Path, help="a transformers config.json (or its folder); manifest only")
+        source.add_argument(
+            "--from-config", type=Path, help="a transformers config.json (or its folder); manifest only"
+        )
         parser.add_argument(
             "--manifest-only", action="store_true", help="keep only the manifest: the base's files are not stored"
         )

@@ -24,20 +24,37 @@ class Command(BaseCommand):
         python = sys.executable
         web = [python, "manage.py", "runserver", f"{options['host']}:{options['port']}", "--noreload"]
         worker = [
-            python, "-m", "celery", "-A", "hub", "worker", "-Q", options["queues"],
-            "--concurrency", "1", "--loglevel", "INFO", "--hostname", "embedded@%h",
+            python,
+            "-m",
+            "celery",
+            "-A",
+            "hub",
+            "worker",
+            "-Q",
+            options["queues"],
+            "--concurrency",
+            "1",
+            "--loglevel",
+            "INFO",
+            "--hostname",
+            "embedded@%h",
             # Beat inside the one embedded worker: the reconciler runs every JOB_RECONCILE_SECONDS.
-            "--beat", "--schedule", str(Path(settings.VAR_DIR) / "celerybeat-schedule"),
+            "--beat",
+            "--schedule",
+            str(Path(settings.VAR_DIR) / "celerybeat-schedule"),
         ]
         # The filesystem broker polls; a short interval keeps jobs snappy on the embedded default.
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self.stdout.write(f"web: http://{options['host']}:{options['port']}/  broker: {settings.CELERY_BROKER_URL}")
-        children = [subprocess.Popen(web, env=env), subprocess.Popen(worker, env=env)]
+        commands = [web, worker]
+        children = [subprocess.Popen(command, env=env) for command in commands]
         try:
             while all(child.poll() is None for child in children):
                 time.sleep(0.5)
-            failed = next(child for child in children if child.poll() is not None)
-            self.stderr.write(f"{failed.args[2]} exited with {failed.returncode}; stopping the hub")
+            failed_command, failed = next(
+                (command, child) for command, child in zip(commands, children, strict=True) if child.poll() is not None
+            )
+            self.stderr.write(f"{failed_command[2]} exited with {failed.returncode}; stopping the hub")
         except KeyboardInterrupt:
             self.stdout.write("stopping the hub")
         finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
+from collections import Counter
 from collections.abc import Mapping, Sequence
 
 from adaptercheck._util import shape_str
@@ -46,13 +47,13 @@ def check_base_shapes(
 ) -> None:
     """Check the modules a validated adapter changes against a base model's manifest (module ->
     [out, in]); raises unknown_module or base_shape_mismatch naming the first module at fault."""
-    # fan_in_fan_out (GPT-2 Conv1D) stores the base weight as (in, out); adapter tensors are unchanged.
-    transposed = bool(validated.config.get("fan_in_fan_out"))
+    # Manifests are (out, in) for every layer, GPT-2's Conv1D included (its weight is stored (in, out),
+    # which its manifest undoes): what an adapter implies compares as it is, whatever fan_in_fan_out says.
     for module, (out, inp) in validated.modules.items():
         base = _manifest_lookup(path, manifest, module)
-        expected = (inp, out) if transposed else (out, inp)
+        expected = (out, inp)
         if tuple(base) != expected:
-            layout = "(in, out) because fan_in_fan_out is true" if transposed else "(out, in)"
+            layout = "(out, in)"
             raise refuse(
                 "base_shape_mismatch",
                 f"{path}: module {module!r} is {shape_str(tuple(base))} in the base model but the adapter "
@@ -60,6 +61,7 @@ def check_base_shapes(
                 f"{shape_str(expected)} {layout}; was it trained on a different base model?",
                 path,
             )
+    _check_requirements(validated, manifest, path)
     for module, (side, size) in validated.scaled.items():
         base = _manifest_lookup(path, manifest, module)
         index = 1 if side == "in" else 0
@@ -70,6 +72,82 @@ def check_base_shapes(
                 f"vector scales {size} {side}put features.",
                 path,
             )
+
+
+def _check_requirements(validated: ValidatedAdapter, manifest: Mapping[str, Sequence[int]], path: str) -> None:
+    what = validated.peft_type
+    for module, needs in validated.requires.items():
+        if "norm" in needs:
+            if module in manifest:
+                raise refuse(
+                    "base_shape_mismatch",
+                    f"{path}: module {module!r} is a Linear layer, not a normalisation layer.",
+                    path,
+                )
+            hidden = hidden_size(manifest)
+            if hidden is not None and needs["norm"] != hidden:
+                raise refuse(
+                    "base_shape_mismatch",
+                    f"{path}: module {module!r} holds {needs['norm']} values but the base model's hidden size is "
+                    f"{hidden}; was it trained on a different base model?",
+                    path,
+                )
+            continue
+        if "hidden" in needs:
+            query = _manifest_lookup(path, manifest, f"{module}.q_proj")
+            if query[1] != needs["hidden"]:
+                raise refuse(
+                    "base_shape_mismatch",
+                    f"{path}: module {module!r} reads {query[1]} features in the base model but its adaption prompt "
+                    f"has {needs['hidden']}; was it trained on a different base model?",
+                    path,
+                )
+            continue
+        base = _manifest_lookup(path, manifest, module)
+        out, inp = base[0], base[1]
+        for side, size in needs.items():
+            if side == "cells":  # FourierFT: its coefficients pick distinct cells of the weight
+                if out * inp < size:
+                    raise refuse(
+                        "base_shape_mismatch",
+                        f"{path}: module {module!r} is {shape_str(tuple(base))} in the base model, fewer cells than "
+                        f"the {size} frequencies its {what} spectrum holds.",
+                        path,
+                    )
+                continue
+            actual = inp if side == "in" else out
+            if actual != size:
+                raise refuse(
+                    "base_shape_mismatch",
+                    f"{path}: module {module!r} is {shape_str(tuple(base))} in the base model but its {what} tensors "
+                    f"need {size} {side}put features; was it trained on a different base model?",
+                    path,
+                )
+    _check_top_layers(validated, manifest, path)
+
+
+def _check_top_layers(validated: ValidatedAdapter, manifest: Mapping[str, Sequence[int]], path: str) -> None:
+    """LLaMA-Adapter adapts the top `adapter_layers` layers: the adapted ones must be the last."""
+    if validated.peft_type != "ADAPTION_PROMPT":
+        return
+    indices = {int(m.group(1)) for key in manifest if (m := _LAYER.search(key))}
+    adapted = {int(m.group(1)) for key in validated.requires if (m := _LAYER.search(key))}
+    if indices and adapted != set(sorted(indices)[-len(adapted) :]):
+        raise refuse(
+            "base_shape_mismatch",
+            f"{path}: the adaption prompts sit in layers {sorted(adapted)} but the base model's top "
+            f"{len(adapted)} layers are {sorted(indices)[-len(adapted) :]}; was it trained on a different base model?",
+            path,
+        )
+
+
+_LAYER = re.compile(r"\.(\d+)\.")
+
+
+def hidden_size(manifest: Mapping[str, Sequence[int]]) -> int | None:
+    """The base model's hidden size, read from its Linear layers: the in-features most of them share."""
+    counts = Counter(shape[1] for shape in manifest.values() if len(shape) == 2)
+    return counts.most_common(1)[0][0] if counts else None
 
 
 def fits_base(validated: ValidatedAdapter, manifest: Mapping[str, Sequence[int]]) -> bool:

@@ -30,9 +30,18 @@ _PEFT_TYPE_METHOD = {
     "PROMPT_TUNING": "prompt_tuning",
     "PREFIX_TUNING": "prefix_tuning",
     "P_TUNING": "p_tuning",
+    "OFT": "oft",
+    "BOFT": "boft",
+    "VERA": "vera",
+    "FOURIERFT": "fourierft",
+    "LN_TUNING": "ln_tuning",
+    "ADAPTION_PROMPT": "llama_adapter",
+    "BITFIT": "bitfit",
 }
 PROMPT_TYPES = frozenset({"PROMPT_TUNING", "P_TUNING", "PREFIX_TUNING"})
 _NON_PEFT_METHODS = frozenset({"bottleneck", "bitfit"})
+# The hub's own format for BitFit (composer/bitfit.py): PEFT has none, so its config names this type.
+HUB_BITFIT = "BITFIT"
 # --------------------------------------------------------------------------------------------------
 # adapter_config.json
 
@@ -59,6 +68,12 @@ def _check_pos_number(cfg: Mapping[str, Any], key: str, path: str, *, required: 
         return
     if not is_number(value) or value <= 0:
         raise _cfgrefuse(path, f"'{key}' must be a positive number, got {value!r}.")
+
+
+def _check_non_negative_int(cfg: Mapping[str, Any], key: str, path: str) -> None:
+    value = cfg.get(key)
+    if value is not None and (not is_int(value) or value < 0):
+        raise _cfgrefuse(path, f"'{key}' must be an integer >= 0, got {value!r}.")
 
 
 def _check_bool(cfg: Mapping[str, Any], key: str, path: str) -> None:
@@ -187,7 +202,7 @@ def validate_adapter_config(raw: bytes, *, path: str = CONFIG_NAME) -> dict[str,
     peft_type = cfg.get("peft_type")
     if peft_type is None:
         return cfg
-    if not isinstance(peft_type, str) or peft_type not in KNOWN_PEFT_TYPES:
+    if not isinstance(peft_type, str) or peft_type not in KNOWN_PEFT_TYPES | {HUB_BITFIT}:
         hint = ""
         if isinstance(peft_type, str):
             close = difflib.get_close_matches(peft_type.upper(), sorted(KNOWN_PEFT_TYPES), n=1)
@@ -241,6 +256,33 @@ def validate_adapter_config(raw: bytes, *, path: str = CONFIG_NAME) -> dict[str,
         _check_common_selectors(cfg, path)
         _check_pattern_dict(cfg, "rank_pattern", path, "int")
         _check_pattern_dict(cfg, "alpha_pattern", path, "number")
+    elif peft_type in ("OFT", "BOFT", "VERA", "FOURIERFT", "LN_TUNING"):
+        _check_module_spec(cfg, "target_modules", path, required=True)
+        _check_common_selectors(cfg, path)
+        if peft_type == "OFT":
+            _check_non_negative_int(cfg, "r", path)
+            _check_non_negative_int(cfg, "oft_block_size", path)
+            if not (cfg.get("r") or cfg.get("oft_block_size")):
+                raise _cfgrefuse(path, "OFT needs 'r' (blocks) or 'oft_block_size'.")
+            for key in ("block_share", "coft"):
+                _check_bool(cfg, key, path)
+        elif peft_type == "BOFT":
+            _check_non_negative_int(cfg, "boft_block_size", path)
+            _check_non_negative_int(cfg, "boft_block_num", path)
+            _check_pos_int(cfg, "boft_n_butterfly_factor", path)
+        elif peft_type == "VERA":
+            _check_pos_int(cfg, "r", path, required=True)
+            _check_bool(cfg, "save_projection", path)
+        elif peft_type == "FOURIERFT":
+            _check_pos_int(cfg, "n_frequency", path, required=True)
+            _check_pattern_dict(cfg, "n_frequency_pattern", path, "int")
+    elif peft_type == HUB_BITFIT:
+        _check_module_spec(cfg, "target_modules", path, required=False)
+    elif peft_type == "ADAPTION_PROMPT":
+        _check_pos_int(cfg, "adapter_len", path, required=True)
+        _check_pos_int(cfg, "adapter_layers", path, required=True)
+        if not isinstance(cfg.get("target_modules"), str):
+            raise _cfgrefuse(path, "'target_modules' of LLaMA-Adapter names the attention submodule (a string).")
     elif peft_type in PROMPT_TYPES:
         _check_pos_int(cfg, "num_virtual_tokens", path, required=True)
         for key in ("token_dim", "num_attention_heads", "encoder_hidden_size"):

@@ -16,6 +16,12 @@ METHODS = (
     "loha",
     "lokr",
     "adalora",
+    "oft",
+    "boft",
+    "vera",
+    "fourierft",
+    "ln_tuning",
+    "llama_adapter",
     "bottleneck",
     "bitfit",
 )

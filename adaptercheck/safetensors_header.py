@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import struct
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import IO
 
@@ -304,11 +304,15 @@ def _typed(view: str, value: int) -> np.generic:
 # Base model manifests
 
 
-def build_manifest_from_safetensors_headers(headers: Iterable[Mapping[str, TensorInfo]]) -> dict[str, list[int]]:
+def build_manifest_from_safetensors_headers(
+    headers: Iterable[Mapping[str, TensorInfo]], *, stored_in_out: Collection[str] = ()
+) -> dict[str, list[int]]:
     """Module name -> [out, in] for every 2-D ``*.weight`` tensor of a model's safetensors shards.
 
     Norms and biases are 1-D and convolutions 4-D, so "2-D weight" selects Linear layers (and
     embeddings, which embedding LoRA needs). Conflicting shapes for one name across shards are refused.
+    `stored_in_out` names the modules whose weight is stored (in, out) (GPT-2's Conv1D): their
+    entries are turned round, so every manifest has one layout whatever the storage.
     """
     manifest: dict[str, list[int]] = {}
     for header in headers:
@@ -324,4 +328,7 @@ def build_manifest_from_safetensors_headers(headers: Iterable[Mapping[str, Tenso
                     name,
                 )
             manifest[module] = shape
+    for module in stored_in_out:
+        if module in manifest:
+            manifest[module] = manifest[module][::-1]
     return dict(sorted(manifest.items()))

@@ -7,15 +7,19 @@ from typing import IO
 
 from adaptercheck._util import is_int, read_exact
 from adaptercheck.base_model import check_base_shapes, same_base_model
-from adaptercheck.config_schema import PROMPT_TYPES, resolve_method, validate_adapter_config
+from adaptercheck.config_schema import HUB_BITFIT, PROMPT_TYPES, resolve_method, validate_adapter_config
 from adaptercheck.errors import refuse
 from adaptercheck.families.adalora import check_adalora
+from adaptercheck.families.bitfit import check_bitfit
 from adaptercheck.families.common import Ctx
 from adaptercheck.families.ia3 import check_ia3
+from adaptercheck.families.layers import check_adaption_prompt, check_ln_tuning
 from adaptercheck.families.loha import check_loha
 from adaptercheck.families.lokr import check_lokr
 from adaptercheck.families.lora import check_lora
+from adaptercheck.families.orthogonal import check_boft, check_oft
 from adaptercheck.families.prompt import check_prompt
+from adaptercheck.families.vectors import check_fourierft, check_vera
 from adaptercheck.filenames import normalize_filename
 from adaptercheck.limits import (
     CONFIG_NAME,
@@ -197,6 +201,7 @@ def _validate_adapter(
     peft_type = config.get("peft_type") or ""
     modules: dict[str, tuple[int, int]] = {}
     scaled: dict[str, tuple[str, int]] = {}
+    requires: dict[str, dict[str, int]] = {}
     rank: int | None = None
     alpha: float | None = None
     if peft_type == "LORA":
@@ -204,7 +209,11 @@ def _validate_adapter(
         rank = max([int(config["r"]), *(int(v) for v in (config.get("rank_pattern") or {}).values())])
         alpha = float(config["lora_alpha"])
     elif peft_type == "ADALORA":
-        modules, rank = check_adalora(ctx)
+        modules, stored_rank = check_adalora(ctx)
+        # Saved after its rank budget was allocated (rank_pattern), AdaLoRA stores the ranks it kept:
+        # the largest is its rank. Saved before, every module holds init_r ranks, most of which it would
+        # prune: its rank is the target it trains towards.
+        rank = stored_rank if config.get("rank_pattern") else int(config.get("target_r") or stored_rank)
         alpha = float(config["lora_alpha"])
     elif peft_type in ("LOHA", "LOKR"):
         modules = check_loha(ctx) if peft_type == "LOHA" else check_lokr(ctx)
@@ -214,6 +223,21 @@ def _validate_adapter(
         scaled = check_ia3(ctx)
     elif peft_type in PROMPT_TYPES:
         check_prompt(ctx)
+    elif peft_type == "OFT":
+        requires = check_oft(ctx)
+    elif peft_type == "BOFT":
+        requires = check_boft(ctx)
+    elif peft_type == "VERA":
+        requires = check_vera(ctx)
+        rank = int(config["r"])
+    elif peft_type == "FOURIERFT":
+        requires = check_fourierft(ctx)
+    elif peft_type == "LN_TUNING":
+        requires = {module: {"norm": size} for module, size in check_ln_tuning(ctx).items()}
+    elif peft_type == "ADAPTION_PROMPT":
+        requires = check_adaption_prompt(ctx)
+    elif peft_type == HUB_BITFIT:
+        requires = check_bitfit(ctx)
 
     validated = ValidatedAdapter(
         config=config,
@@ -228,6 +252,7 @@ def _validate_adapter(
         total_size=total,
         files=tuple(sorted(normalized)),
         scaled=scaled,
+        requires=requires,
     )
     if manifest is not None:
         check_base_shapes(validated, manifest)

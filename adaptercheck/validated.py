@@ -25,3 +25,7 @@ class ValidatedAdapter:
     files: tuple[str, ...] = field(default=())
     # IA3 only: module -> ("out"|"in", size) of the base features its vector scales.
     scaled: dict[str, tuple[str, int]] = field(default_factory=dict)
+    # Other families: what each module they change requires of the base model. Keys: "in"/"out"
+    # (a Linear layer's features), "cells" (at least that many weights), "norm" (a normalisation layer of the hidden
+    # size), "hidden" (an attention module whose q_proj reads that many features).
+    requires: dict[str, dict[str, int]] = field(default_factory=dict)

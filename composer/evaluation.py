@@ -21,6 +21,8 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from composer.bitfit import PEFT_TYPE as BITFIT
+from composer.bitfit import apply_bitfit
 from composer.io import load_lora
 
 Kind = Literal["perplexity", "exact_match", "multiple_choice"]
@@ -48,6 +50,9 @@ class EvalOutcome:
     tokens: int
     seconds: float
     device: str
+    # The base model's weights as evaluated: "fp32", "bf16" or "nf4" (4-bit); scores are compared
+    # only at one precision.
+    precision: str = "fp32"
 
     @property
     def tokens_per_second(self) -> float:
@@ -59,6 +64,7 @@ class LoadedModel:
     model: Any  # a transformers PreTrainedModel
     tokenizer: Any
     device: torch.device
+    precision: str = "fp32"
 
 
 def pick_device(device: str = "auto") -> torch.device:
@@ -79,14 +85,14 @@ class BaseModelCache:
     def __init__(self, capacity: int = 2) -> None:
         self.capacity = capacity
         self.loads = 0
-        self._models: OrderedDict[tuple[str, str], LoadedModel] = OrderedDict()
+        self._models: OrderedDict[tuple[str, str, str], LoadedModel] = OrderedDict()
 
-    def get(self, path: Path, device: torch.device) -> LoadedModel:
-        key = (str(path), str(device))
+    def get(self, path: Path, device: torch.device, *, quantize: str | None = None) -> LoadedModel:
+        key = (str(path), str(device), quantize or "")
         if key in self._models:
             self._models.move_to_end(key)
             return self._models[key]
-        loaded = load_base_model(path, device)
+        loaded = load_base_model(path, device, quantize=quantize)
         self.loads += 1
         self._models[key] = loaded
         while len(self._models) > self.capacity:
@@ -100,22 +106,43 @@ class BaseModelCache:
         return len(self._models)
 
 
-def load_base_model(path: Path, device: torch.device) -> LoadedModel:
-    """A causal LM and its tokenizer from a local folder (never from the network)."""
+def load_base_model(path: Path, device: torch.device, *, quantize: str | None = None) -> LoadedModel:
+    """A causal LM and its tokenizer from a local folder (never from the network).
+
+    quantize="4bit" loads the weights in 4-bit NF4 with bitsandbytes, as QLoRA adapters were
+    trained; that needs CUDA and the optional bitsandbytes package, and without them the model
+    loads unquantised. The precision used is recorded on the result either way.
+    """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if not (path / "config.json").is_file():
         raise EvaluationError("base_model_unavailable", f"{path} has no config.json")
     # bf16 halves GPU memory; on CPU fp32 is both faster and exact.
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    precision = "bf16" if device.type == "cuda" else "fp32"
+    options: dict[str, Any] = {"dtype": dtype, "local_files_only": True}
+    if quantize == "4bit" and device.type == "cuda" and _has_bitsandbytes():
+        from transformers import BitsAndBytesConfig
+
+        options["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16
+        )
+        options["device_map"] = {"": device.index or 0}
+        precision = "nf4"
     # Typed as a Module: transformers wraps PreTrainedModel.to with functools.wraps, which its
     # typing turns into an unbound function (the device would be taken for `self`).
-    pretrained: nn.Module = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, local_files_only=True)
-    model = pretrained.to(device).eval()
+    pretrained: nn.Module = AutoModelForCausalLM.from_pretrained(path, **options)
+    model = (pretrained if precision == "nf4" else pretrained.to(device)).eval()
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    return LoadedModel(model=model, tokenizer=tokenizer, device=device)
+    return LoadedModel(model=model, tokenizer=tokenizer, device=device, precision=precision)
+
+
+def _has_bitsandbytes() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("bitsandbytes") is not None
 
 
 # --- Applying an adapter ------------------------------------------------------------------------
@@ -177,7 +204,11 @@ def applied_adapter(model: nn.Module, adapter_dir: Path | None) -> Iterator[nn.M
         return
     adapter = load_lora(adapter_dir)
     mergeable = _mergeable(adapter, model)
+    bitfit = adapter.config.get("peft_type") == BITFIT
     adapter.close()
+    if bitfit:  # the hub's own format: biases set on a copy, so the cached base stays clean
+        yield apply_bitfit(copy.deepcopy(model), adapter_dir)
+        return
     if mergeable:
         with merged_lora(model, adapter_dir) as merged:
             yield merged
@@ -370,6 +401,7 @@ def evaluate(
         tokens=tokens,
         seconds=time.perf_counter() - started,
         device=device_name(loaded.device),
+        precision=loaded.precision,
     )
 
 

@@ -261,6 +261,9 @@ WORKER_BASE_CACHE_DIR = Path(env("WORKER_BASE_CACHE_DIR", str(VAR_DIR / "base-ca
 WORKER_BASE_CACHE_BYTES = envint("WORKER_BASE_CACHE_BYTES", str(100 * 1024**3))
 EVAL_DEVICE = env("EVAL_DEVICE", "auto")  # auto: CUDA when present
 EVAL_BATCH_SIZE = envint("EVAL_BATCH_SIZE", "16")
+# "4bit": load base models in 4-bit NF4 (CUDA and the `gpu` extra's bitsandbytes) for every adapter;
+# QLoRA adapters are evaluated so whenever possible. The precision used is recorded with each score.
+EVAL_QUANTIZE = env("EVAL_QUANTIZE", "")
 EVAL_MODEL_CACHE_SIZE = envint("EVAL_MODEL_CACHE_SIZE", "2")
 EVAL_SUITE_MAX_BYTES = envint("EVAL_SUITE_MAX_BYTES", str(50 * 1024**2))
 EVAL_TIME_LIMIT = envint("EVAL_TIME_LIMIT", "3600")

@@ -38,6 +38,7 @@ from registry.models import (
     LineageRole,
     Method,
     VersionParent,
+    method_phrase,
 )
 from registry.push import folder_files, push_version
 from registry.services import AdapterMetadata, copy_version_files, resolve_version
@@ -211,7 +212,7 @@ def check_inputs(resolved: Sequence[ResolvedInput]) -> str:
         adapter, config = r.version.adapter, r.version.config
         if adapter.method not in LORA_FAMILY or r.version.peft_type != "LORA":
             raise InvalidContent(
-                f"{r.reference} is a {adapter.get_method_display()} adapter; only LoRA adapters can be composed",
+                f"{r.reference} is {method_phrase(adapter.get_method_display())}; only LoRA adapters can be composed",
                 code="unsupported_method",
             )
         if config.get("use_dora"):

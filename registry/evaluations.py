@@ -39,10 +39,12 @@ from registry.models import (
     EvaluationRequest,
     JobStatus,
     LineageRole,
+    Method,
     Namespace,
     Role,
     SuiteKind,
     Validation,
+    method_phrase,
 )
 from registry.services import copy_version_files
 
@@ -132,6 +134,13 @@ def request_evaluations(
     """
     if actor is not None and not actor.is_authenticated:
         raise NotAuthenticated("sign in or send a token to request evaluations", code="auth_required")
+    if not version.config.get("peft_type"):
+        # The workers load adapters with PEFT; a non-PEFT method (bottleneck, BitFit) has no loader there.
+        raise InvalidContent(
+            f"{version.adapter.full_name} is {method_phrase(version.adapter.get_method_display())}, which the "
+            "evaluation workers cannot load (they evaluate PEFT adapters)",
+            code="unsupported_for_eval",
+        )
     base = version.adapter.base_model
     available = base.eval_suites.all()
     if suites:
@@ -264,6 +273,7 @@ def run_evaluation(request_id: str, *, worker: str, cache: BaseModelCache = MODE
                 samples=outcome.samples,
                 tokens_per_second=round(outcome.tokens_per_second, 2),
                 device=outcome.device,
+                precision=outcome.precision,
                 duration_seconds=round(outcome.seconds, 4),
                 worker=worker,
             )
@@ -279,7 +289,11 @@ def _evaluate(request: EvaluationRequest, cache: BaseModelCache) -> Any:
     suite, version = request.suite, request.version
     raw = b"".join(get_blob_store().read_range(suite.data_sha256, 0, suite.data_size))
     examples = parse_suite(raw, suite.kind)
-    loaded = cache.get(base_model_folder(version.adapter.base_model), pick_device(settings.EVAL_DEVICE))
+    # QLoRA adapters were trained on a 4-bit base; EVAL_QUANTIZE=4bit evaluates every adapter so.
+    quantize = "4bit" if version.adapter.method == Method.QLORA or settings.EVAL_QUANTIZE == "4bit" else None
+    loaded = cache.get(
+        base_model_folder(version.adapter.base_model), pick_device(settings.EVAL_DEVICE), quantize=quantize
+    )
     jobs.renew(EvaluationRequest, request.pk)
     with tempfile.TemporaryDirectory(prefix="eval-") as tmp:
         folder = Path(tmp)

@@ -28,18 +28,46 @@ def manifest_from_folder(folder: Path) -> tuple[str, dict[str, list[int]]]:
         path = folder / shard
         with path.open("rb") as f:
             headers.append(parse_safetensors_header(f, path.stat().st_size, path=shard))
-    return _architecture(config), build_manifest_from_safetensors_headers(headers)
+    stored_in_out = _conv1d_modules(folder)
+    return _architecture(config), build_manifest_from_safetensors_headers(headers, stored_in_out=stored_in_out)
+
+
+def _meta_model(config_path: Path) -> Any:
+    """The model a `transformers` config describes, on the meta device (no memory): a causal LM
+    when the architecture has one, else its base model (encoders such as RoBERTa)."""
+    import torch
+    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(config_path.parent if config_path.is_file() else config_path)
+    with torch.device("meta"):
+        try:
+            return AutoModelForCausalLM.from_config(config)
+        except ValueError:  # no causal LM head for this architecture
+            return AutoModel.from_config(config)
+
+
+def _conv1d_modules(folder: Path) -> set[str]:
+    """Modules whose weight is stored (in, out) (GPT-2's Conv1D), found on the meta model; none when
+    transformers cannot build the model from its config (then every 2-D weight is taken as (out, in))."""
+    from transformers.pytorch_utils import Conv1D
+
+    try:
+        model = _meta_model(folder / "config.json")
+    except (ValueError, KeyError, OSError):
+        return set()
+    prefix = getattr(model, "base_model_prefix", "")
+    names = {name for name, module in model.named_modules() if isinstance(module, Conv1D)}
+    # A checkpoint of the bare model (GPT2Model) names modules without the head model's prefix.
+    return names | {name[len(prefix) + 1 :] for name in names if prefix and name.startswith(f"{prefix}.")}
 
 
 def manifest_from_config(config_path: Path) -> tuple[str, dict[str, list[int]]]:
     """(architecture, manifest) of the model a `transformers` config describes."""
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
     from transformers.pytorch_utils import Conv1D
 
-    config = AutoConfig.from_pretrained(config_path.parent if config_path.is_file() else config_path)
-    with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(config)
+    model = _meta_model(config_path)
+    config = model.config
     manifest: dict[str, list[int]] = {}
     for name, module in model.named_modules():
         if isinstance(module, torch.nn.Linear):

@@ -34,14 +34,18 @@ class LeaderboardRow:
     result: EvalResult
 
 
-def leaderboard(actor: Actor, suite: EvalSuite, *, limit: int = 50) -> list[LeaderboardRow]:
-    """The best visible, non-yanked versions on a suite; each adapter appears once, at its best."""
+def leaderboard(
+    actor: Actor, suite: EvalSuite, *, limit: int = 50, precision: str | None = None
+) -> list[LeaderboardRow]:
+    """The best visible, non-yanked versions on a suite; each adapter appears once, at its best.
+    Each row says the precision its score was measured at; `precision` keeps only those."""
     order = "-value" if suite.higher_is_better else "value"
     results = (
         EvalResult.objects.filter(
             eval_suite=suite,
             version__yanked=False,
             version__adapter__in=visible_adapters(actor),
+            **({"precision": precision} if precision else {}),
         )
         .select_related("version__adapter__namespace", "version__adapter__base_model")
         .order_by(order, "created_at")

@@ -35,6 +35,7 @@ def _run_job(task: Task, model: type[Any], job_id: str, run: Callable[..., Any],
     - The soft time limit fails the job with a clear message.
     - Transient database or storage errors hand the job back and retry with backoff; after
       MAX_RETRIES the job fails.
+    - Any other exception fails the job with its type and message.
     Domain errors are not raised here: `run` records them on the job.
     """
     try:
@@ -51,6 +52,12 @@ def _run_job(task: Task, model: type[Any], job_id: str, run: Callable[..., Any],
         log.warning("%s %s: transient error, retrying: %s", model.__name__, job_id, exc)
         jobs.release(model, job_id)
         raise task.retry(exc=exc, countdown=min(2**task.request.retries, 60)) from None
+    except Exception as exc:
+        # A bug or an input the loaders did not expect: the job fails with what happened, never
+        # stays running (the traceback is in the worker's log).
+        log.exception("%s %s failed", model.__name__, job_id)
+        jobs.fail(model, job_id, code="internal_error", message=f"{type(exc).__name__}: {exc}")
+        return "failed"
     return job.status if job is not None else None
 
 

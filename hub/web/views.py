@@ -35,6 +35,7 @@ from registry.access import Actor, access_adapter, access_base_model, access_nam
 from registry.api.errors import status_of
 from registry.compositions import submit_composition, version_lineage, visible_job
 from registry.exceptions import NotAuthenticated, NotFound, RegistryError
+from registry.methods import method_details
 from registry.models import (
     LORA_FAMILY,
     Adapter,
@@ -318,6 +319,7 @@ def adapter_page(request: HttpRequest, namespace: str, name: str) -> HttpRespons
                 for f in version.files.all()
             ],
             scores=version_scores(version),
+            method_details=method_details(version.config),
             snippets=_snippets(request, adapter, version),
             lineage=lineage,
             lineage_svg=(

@@ -69,6 +69,7 @@ class ScoreSerializer(serializers.ModelSerializer[EvalResult]):
             "samples",
             "tokens_per_second",
             "device",
+            "precision",
             "duration_seconds",
             "worker",
             "created_at",
@@ -178,7 +179,11 @@ class VersionScoresView(APIView):
 class LeaderboardView(APIView):
     @extend_schema(
         summary="The best adapters of a base model on one suite",
-        parameters=[OpenApiParameter("suite", str, required=True), OpenApiParameter("limit", int)],
+        parameters=[
+            OpenApiParameter("suite", str, required=True),
+            OpenApiParameter("limit", int),
+            OpenApiParameter("precision", str, description="only scores at this precision (fp32, bf16, nf4)"),
+        ],
     )
     def get(self, request: Request, name: str) -> Response:
         base = access_base_model(actor_of(request), name)
@@ -189,7 +194,8 @@ class LeaderboardView(APIView):
         limit = request.query_params.get("limit", "50")
         if not limit.isdigit() or not 1 <= int(limit) <= 500:
             raise InvalidRequest("limit must be 1 to 500", code="bad_limit")
-        rows = scores.leaderboard(actor_of(request), suite, limit=int(limit))
+        precision = request.query_params.get("precision") or None
+        rows = scores.leaderboard(actor_of(request), suite, limit=int(limit), precision=precision)
         return Response(
             {
                 "base_model": base.name,
@@ -200,6 +206,7 @@ class LeaderboardView(APIView):
                         "adapter": row.version.adapter.full_name,
                         "version": row.version.number,
                         "value": row.result.value,
+                        "precision": row.result.precision,
                         "validation": row.version.validation,
                     }
                     for row in rows

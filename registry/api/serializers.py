@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from django.urls import reverse
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from registry.methods import method_details
 from registry.models import (
     Adapter,
     AdapterVersion,
@@ -41,11 +43,19 @@ class FileSerializer(serializers.ModelSerializer[VersionFile]):
         )
 
 
+class MethodDetail(serializers.Serializer[Any]):
+    name = serializers.CharField()
+    value = serializers.CharField()
+
+
 class VersionSerializer(serializers.ModelSerializer[AdapterVersion]):
     adapter = serializers.CharField(source="adapter.full_name")
     version = serializers.IntegerField(source="number")
     files = FileSerializer(many=True)
     created_by = serializers.CharField(source="created_by.username", default=None)
+    method_details = serializers.SerializerMethodField(
+        help_text="The configuration fields that matter for the method (rank and alpha, virtual tokens, block size...)"
+    )
 
     class Meta:
         model = AdapterVersion
@@ -54,6 +64,7 @@ class VersionSerializer(serializers.ModelSerializer[AdapterVersion]):
             "version",
             "label",
             "peft_type",
+            "method_details",
             "rank",
             "lora_alpha",
             "target_modules",
@@ -69,6 +80,10 @@ class VersionSerializer(serializers.ModelSerializer[AdapterVersion]):
             "validation_reasons",
             "files",
         )
+
+    @extend_schema_field(MethodDetail(many=True))
+    def get_method_details(self, version: AdapterVersion) -> list[dict[str, str]]:
+        return [{"name": name, "value": value} for name, value in method_details(version.config)]
 
 
 class AdapterSerializer(serializers.ModelSerializer[Adapter]):

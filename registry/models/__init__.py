@@ -35,11 +35,13 @@ from registry.models.core import (
     Validation,
     VersionFile,
     Visibility,
+    method_phrase,
     slug_validator,
 )
 from registry.models.evals import SUITE_METRICS, EvalResult, EvalSuite, EvaluationRequest, SuiteKind
 
 __all__ = [
+    "method_phrase",
     "RESERVED_NAMESPACES",
     "BlobClaim",
     "BASE_MODEL_FILE_PATTERNS",

@@ -181,11 +181,27 @@ class Method(models.TextChoices):
     LOHA = "loha", "LoHa"
     LOKR = "lokr", "LoKr"
     ADALORA = "adalora", "AdaLoRA"
+    OFT = "oft", "OFT"
+    BOFT = "boft", "BOFT"
+    VERA = "vera", "VeRA"
+    FOURIERFT = "fourierft", "FourierFT"
+    LN_TUNING = "ln_tuning", "LN tuning"
+    LLAMA_ADAPTER = "llama_adapter", "LLaMA-Adapter"
     BOTTLENECK = "bottleneck", "Bottleneck adapter"
     BITFIT = "bitfit", "BitFit"
 
 
 LORA_FAMILY = frozenset({Method.LORA, Method.QLORA, Method.RSLORA, Method.DORA})
+
+
+def method_phrase(label: str) -> str:
+    """ "an IA3 adapter", "a LoRA adapter", "a Bottleneck adapter" (labels may end in "adapter")."""
+    noun = label if label.lower().endswith("adapter") else f"{label} adapter"
+    return f"{'an' if label in _READ_WITH_AN or label[0] in 'AEIOU' else 'a'} {noun}"
+
+
+# Labels read letter by letter from a vowel sound: "an IA3", "an OFT", "an LN", "an rs".
+_READ_WITH_AN = frozenset({"IA3", "OFT", "LN tuning", "rsLoRA"})
 
 
 class Visibility(models.TextChoices):

@@ -102,6 +102,8 @@ class EvalResult(models.Model):
     samples = models.PositiveIntegerField(null=True, blank=True)
     tokens_per_second = models.FloatField(null=True, blank=True)
     device = models.CharField(max_length=128, blank=True)
+    # The base model's weights as evaluated (fp32, bf16, nf4): scores at other precisions differ.
+    precision = models.CharField(max_length=16, blank=True)
     duration_seconds = models.FloatField(null=True, blank=True)
     worker = models.CharField(max_length=255, blank=True)
     created_at = models.DateTimeField(default=timezone.now)

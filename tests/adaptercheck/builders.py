@@ -113,7 +113,23 @@ def _peft_config(kind: str) -> Any:
         return peft.AdaLoraConfig(
             r=4, init_r=6, target_r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], total_step=10
         )
+    if kind == "oft":
+        return peft.OFTConfig(r=0, oft_block_size=16, target_modules=["q_proj", "down_proj"])
+    if kind == "boft":
+        return peft.BOFTConfig(boft_block_size=8, target_modules=["k_proj", "up_proj", "down_proj"])
+    if kind == "vera":
+        return peft.VeraConfig(r=8, target_modules=["k_proj", "up_proj", "down_proj"], save_projection=True)
+    if kind == "fourierft":
+        return peft.FourierFTConfig(n_frequency=40, target_modules=["q_proj", "up_proj"])
+    if kind == "ln_tuning":
+        return peft.LNTuningConfig(target_modules=["input_layernorm", "post_attention_layernorm"])
+    if kind == "llama_adapter":
+        return peft.AdaptionPromptConfig(task_type="CAUSAL_LM", adapter_len=4, adapter_layers=1)
     raise KeyError(kind)
+
+
+# The methods that change Linear layers without low-rank factors, and those of whole small layers.
+OTHER_PEFT_KINDS = ("oft", "boft", "vera", "fourierft", "ln_tuning", "llama_adapter")
 
 
 @functools.cache

@@ -17,6 +17,7 @@ from adaptercheck import (
 )
 from tests.adaptercheck.builders import (
     BASE_NAME,
+    OTHER_PEFT_KINDS,
     adapter,
     as_files,
     base_model,
@@ -27,12 +28,12 @@ from tests.adaptercheck.builders import (
 )
 
 
-def _manifest(files: dict[str, bytes] | None = None) -> dict[str, list[int]]:
+def _manifest(files: dict[str, bytes] | None = None, *, stored_in_out: set[str] | None = None) -> dict[str, list[int]]:
     headers = []
     for name, data in (files or base_model_files()).items():
         if name.endswith(".safetensors"):
             headers.append(parse_safetensors_header(io.BytesIO(data), len(data), path=name))
-    return build_manifest_from_safetensors_headers(headers)
+    return build_manifest_from_safetensors_headers(headers, stored_in_out=stored_in_out or set())
 
 
 def _linear_shapes() -> dict[str, tuple[int, int]]:
@@ -99,6 +100,7 @@ def test_rank_pattern_is_honoured() -> None:
         ("regex", "lora"),
         ("modules_to_save", "lora"),
         ("layers", "lora"),
+        *((kind, kind) for kind in OTHER_PEFT_KINDS),
     ],
 )
 def test_other_real_adapters_validate(kind: str, method: str) -> None:
@@ -182,16 +184,22 @@ def test_layers_to_transform_and_exclude_modules_are_honoured() -> None:
     assert info.value.code == "untargeted_module" and "layers.0" in info.value.message
 
 
-def test_fan_in_fan_out_compares_transposed_base_weight() -> None:
+def test_gpt2_conv1d_layers_are_manifested_out_in_and_checked_as_such() -> None:
     base, lora = gpt2_files()
-    manifest = _manifest(base)
-    assert manifest["transformer.h.0.attn.c_attn"] == [32, 96]  # Conv1D stores (in, out)
+    conv1d = {
+        "transformer.h.0.attn.c_attn",
+        "transformer.h.0.attn.c_proj",
+        "transformer.h.0.mlp.c_fc",
+        "transformer.h.0.mlp.c_proj",
+    }
+    manifest = _manifest(base, stored_in_out=conv1d)
+    assert manifest["transformer.h.0.attn.c_attn"] == [96, 32]  # stored (in, out) by Conv1D, manifested (out, in)
     result = validate_adapter(as_files(lora), manifest=manifest)
     assert result.modules == {"transformer.h.0.attn.c_attn": (96, 32)}
-    flipped = {**manifest, "transformer.h.0.attn.c_attn": [96, 32]}
+    flipped = {**manifest, "transformer.h.0.attn.c_attn": [32, 96]}
     with pytest.raises(AdapterValidationError) as info:
         validate_adapter(as_files(lora), manifest=flipped)
-    assert info.value.code == "base_shape_mismatch" and "fan_in_fan_out" in info.value.message
+    assert info.value.code == "base_shape_mismatch"
 
 
 def test_adalora_rank_pattern_must_match_pruned_tensors() -> None:
@@ -212,3 +220,61 @@ def test_adalora_rank_pattern_must_match_pruned_tensors() -> None:
     result = validate_adapter(as_files(edit_weights(contents, prune)))
     assert result.tensors[f"base_model.model.{module}.lora_A"].shape == (3, 64)
     assert result.rank == 6
+
+
+@pytest.mark.parametrize("kind", [kind for kind in OTHER_PEFT_KINDS if kind != "fourierft"])
+def test_other_methods_are_refused_against_a_base_of_other_shapes(kind: str) -> None:
+    """Each method's shape rules meet the manifest: the same adapter against a base model whose
+    layers are wider (hidden 96, intermediate 192) is refused. (A FourierFT spectrum fits any
+    weight with enough cells: see the next test.)"""
+    from transformers import LlamaForCausalLM
+
+    from demo.tiny_llama import tiny_llama_config
+
+    with torch.device("meta"):
+        wider = LlamaForCausalLM(tiny_llama_config(hidden_size=96, num_key_value_heads=2))
+    manifest = {
+        name: [module.out_features, module.in_features]
+        for name, module in wider.named_modules()
+        if isinstance(module, torch.nn.Linear)
+    }
+    with pytest.raises(AdapterValidationError) as info:
+        validate_adapter(as_files(adapter(kind)), manifest=manifest)
+    assert info.value.code == "base_shape_mismatch", info.value.message
+
+
+def test_llama_adapter_prompts_must_sit_in_the_top_layers() -> None:
+    manifest = _manifest()
+    deeper = {key.replace("layers.1.", "layers.2."): shape for key, shape in manifest.items() if "layers.1." in key}
+    with pytest.raises(AdapterValidationError) as info:
+        validate_adapter(as_files(adapter("llama_adapter")), manifest={**manifest, **deeper})
+    assert info.value.code == "base_shape_mismatch" and "top" in info.value.message
+
+
+def test_vera_needs_its_saved_projections() -> None:
+    contents = edit_weights(adapter("vera"), lambda tensors: tensors.pop("base_model.vera_A"))
+    with pytest.raises(AdapterValidationError) as info:
+        validate_adapter(as_files(contents))
+    assert info.value.code == "missing_projection"
+
+
+def test_oft_blocks_must_divide_the_input_features() -> None:
+    def odd_blocks(tensors: dict[str, torch.Tensor]) -> None:
+        name = next(k for k in tensors if k.endswith("q_proj.oft_R.weight"))
+        tensors[name] = torch.zeros(3, 120)
+
+    with pytest.raises(AdapterValidationError) as info:
+        validate_adapter(as_files(edit_weights(adapter("oft"), odd_blocks)), manifest=_manifest())
+    assert info.value.code == "base_shape_mismatch"
+
+
+def test_fourierft_needs_modules_with_enough_cells() -> None:
+    manifest = _manifest()
+    tiny = {**manifest, "model.layers.0.self_attn.q_proj": [4, 8]}  # 32 cells, 40 frequencies
+    with pytest.raises(AdapterValidationError) as info:
+        validate_adapter(as_files(adapter("fourierft")), manifest=tiny)
+    assert info.value.code == "base_shape_mismatch"
+    missing = {k: v for k, v in manifest.items() if "up_proj" not in k}
+    with pytest.raises(AdapterValidationError) as info:
+        validate_adapter(as_files(adapter("fourierft")), manifest=missing)
+    assert info.value.code == "unknown_module"

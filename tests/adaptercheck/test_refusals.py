@@ -257,9 +257,9 @@ CASES: dict[str, Case] = {
     "unsupported_peft_type": Case(
         "unsupported_peft_type",
         "content",
-        lambda: edit_config(adapter("lora"), lambda c: c.update(peft_type="VERA")),
+        lambda: edit_config(adapter("lora"), lambda c: c.update(peft_type="HRA")),
         {},
-        "VERA",
+        "HRA",
     ),
     "missing_peft_type": Case(
         "missing_peft_type",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ from composer.evaluation import BaseModelCache
 from registry.compositions import run_composition
 from registry.evaluations import find_base_model_folder, run_evaluation
 from registry.models import EvalResult, EvalSuite, EvaluationRequest
-from tests.helpers import json_of, push_folder, stored_blobs
+from tests.helpers import json_of, push, push_folder, stored_blobs
 from tests.registry.evals.conftest import BASE, DemoModels, create_suite
 
 pytestmark = pytest.mark.django_db
@@ -40,6 +41,7 @@ def test_a_suite_evaluates_versions_into_scores_and_a_leaderboard(hub: Any) -> N
         scores[0]["samples"] == len(capital.pairs)
         and scores[0]["tokens_per_second"] > 0
         and scores[0]["device"] == "cpu"
+        and scores[0]["precision"] == "fp32"
     )
     board = json_of(hub.get(f"/api/v1/base-models/{BASE}/leaderboard/?suite=capital-qa"))["results"]
     assert [(row["adapter"], row["value"]) for row in board] == [("alice/capital", 1.0), ("alice/opposite", 0.0)]
@@ -184,3 +186,82 @@ def test_a_worker_without_local_copies_evaluates_with_the_base_fetched_from_s3(
     again = fetch_base_model(base)
     assert again.fetched_bytes == 0 and again.folder.parent == tmp_path / "worker-cache"
     assert (again.folder / "model.safetensors").read_bytes() == (demo_models.base / "model.safetensors").read_bytes()
+
+
+def test_a_method_the_workers_cannot_load_is_refused_at_request_time(hub: Any, demo_models: DemoModels) -> None:
+    from demo.skills import SKILLS
+
+    create_suite(hub, "capital-qa", "exact_match", SKILLS[0].exact_match_lines(), is_default=True)
+    files = [
+        (p.name, p.read_bytes() if p.name != "adapter_config.json" else _without_peft_type(p.read_bytes()))
+        for p in sorted(demo_models.adapters["capital"].iterdir())
+        if p.is_file()
+    ]
+    assert push(hub, "alice/bottleneck", files, method="bottleneck", base_model=BASE).status_code == 201
+
+    refused = hub.post("/api/v1/adapters/alice/bottleneck/versions/1/evaluations/", {}, format="json")
+
+    assert refused.status_code == 422 and json_of(refused)["code"] == "unsupported_for_eval"
+    assert "a Bottleneck adapter" in json_of(refused)["message"]
+    assert not EvaluationRequest.objects.exists()
+
+
+def test_an_evaluation_that_breaks_unexpectedly_fails_instead_of_staying_running(
+    hub: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from demo.skills import SKILLS
+    from registry import evaluations, tasks
+
+    create_suite(hub, "capital-qa", "exact_match", SKILLS[0].exact_match_lines(), is_default=True)
+    request_id = json_of(hub.post("/api/v1/adapters/alice/capital/versions/1/evaluations/", {}, format="json"))[0]["id"]
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise KeyError("peft_type")  # what PEFT raised loading a non-PEFT adapter
+
+    monkeypatch.setattr(evaluations, "_evaluate", broken)
+    assert tasks.evaluate_version.apply(args=[request_id]).get() == "failed"
+
+    failed = EvaluationRequest.objects.get(pk=request_id)
+    assert failed.status == "failed" and failed.error_code == "internal_error" and "peft_type" in failed.error_message
+
+
+def _without_peft_type(raw: bytes) -> bytes:
+    config = json.loads(raw)
+    config.pop("peft_type")
+    return json.dumps(config).encode()
+
+
+def test_a_qlora_version_without_cuda_is_evaluated_unquantised_and_says_so(hub: Any, demo_models: DemoModels) -> None:
+    from demo.skills import SKILLS
+
+    create_suite(hub, "capital-qa", "exact_match", SKILLS[0].exact_match_lines(), is_default=True)
+    assert push_folder(hub, "alice/capital-qlora", demo_models.adapters["capital"], method="qlora").status_code == 201
+    hub.post("/api/v1/adapters/alice/capital-qlora/versions/1/evaluations/", {}, format="json")
+    run_queued()
+
+    scores = json_of(hub.get("/api/v1/adapters/alice/capital-qlora/versions/1/scores/"))["scores"]
+    assert [(s["precision"], s["value"]) for s in scores] == [("fp32", 1.0)], "no CUDA here: full precision, recorded"
+    board = json_of(hub.get(f"/api/v1/base-models/{BASE}/leaderboard/?suite=capital-qa&precision=nf4"))["results"]
+    assert board == [], "a leaderboard of 4-bit scores holds none measured in fp32"
+
+
+def test_a_bitfit_adapter_is_evaluated_with_its_biases(hub: Any, demo_models: DemoModels, tmp_path: Path) -> None:
+    import torch
+
+    from composer.bitfit import save_bitfit
+    from demo.skills import SKILLS
+
+    create_suite(hub, "capital-qa", "exact_match", SKILLS[0].exact_match_lines(), is_default=True)
+    torch.manual_seed(0)
+    folder = save_bitfit({"model.layers.1.mlp.down_proj.bias": torch.randn(96) * 50}, tmp_path / "b", base_model=BASE)
+    assert push_folder(hub, "alice/bitfit", folder).status_code == 201
+    for adapter in ("alice/bitfit", "alice/capital"):
+        hub.post(f"/api/v1/adapters/{adapter}/versions/1/evaluations/", {}, format="json")
+    run_queued()
+
+    assert set(EvaluationRequest.objects.values_list("status", flat=True)) == {"succeeded"}
+    scores = {
+        adapter: json_of(hub.get(f"/api/v1/adapters/{adapter}/versions/1/scores/"))["scores"][0]["value"]
+        for adapter in ("alice/bitfit", "alice/capital")
+    }
+    assert scores["alice/capital"] == 1.0 and scores["alice/bitfit"] < 1.0, "its huge biases change the answers"

@@ -175,3 +175,38 @@ def test_a_stale_parent_commit_is_refused_and_the_card_updates_metadata(
         ["sql"],
     )
     assert adapter.card.endswith("# Card\n")
+
+
+def test_non_peft_methods_come_from_the_config_or_the_card_over_hf(
+    hub: Hub, alice: Any, token_for: Any, lora_dir: Path, tmp_path: Path
+) -> None:
+    """BitFit names its own type in its config; an adapter whose config names none (the `adapters`
+    library's bottleneck adapters) is known by its card's library_name."""
+    import json
+
+    import torch
+    from huggingface_hub import HfApi
+
+    from composer.bitfit import save_bitfit
+
+    hub.use_token(token_for(alice))
+    api = HfApi()
+    bitfit = save_bitfit(
+        {"model.layers.0.self_attn.q_proj.bias": torch.ones(64)}, tmp_path / "bf", base_model=BASE_MODEL_NAME
+    )
+    api.create_repo("alice/hf-bitfit")
+    api.upload_folder(repo_id="alice/hf-bitfit", folder_path=bitfit)
+
+    bottleneck = tmp_path / "bottleneck"
+    shutil.copytree(lora_dir, bottleneck)
+    config = json.loads((bottleneck / "adapter_config.json").read_text())
+    config.pop("peft_type")
+    (bottleneck / "adapter_config.json").write_text(json.dumps(config))
+    (bottleneck / "README.md").write_text(
+        f"---\nlibrary_name: adapter-transformers\nbase_model: {BASE_MODEL_NAME}\n---\n# B\n"
+    )
+    api.create_repo("alice/hf-bottleneck")
+    api.upload_folder(repo_id="alice/hf-bottleneck", folder_path=bottleneck)
+
+    methods = dict(Adapter.objects.filter(name__startswith="hf-").values_list("name", "method"))
+    assert methods == {"hf-bitfit": "bitfit", "hf-bottleneck": "bottleneck"}

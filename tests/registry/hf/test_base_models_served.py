@@ -15,6 +15,7 @@ from django.test import Client
 from client import HubClient
 from registry.base_models import register_from_folder
 from registry.models import Adapter, BaseModel
+from tests.adaptercheck.builders import OTHER_PEFT_KINDS
 from tests.factories import BASE_MODEL_NAME, make_lora_adapter, tiny_llama
 from tests.helpers import push_folder
 from tests.registry.hf.conftest import Hub
@@ -173,3 +174,32 @@ def test_the_base_model_page_lists_its_files_with_sizes_and_sha256(db: Any, stor
     assert 'id="weights-stored"' in page
     for f in stored_base.files.all():
         assert f'data-file="{f.path}"' in page and f.sha256 in page
+
+
+@pytest.mark.parametrize("kind", OTHER_PEFT_KINDS)
+def test_other_methods_pushed_with_ahub_load_through_hf_endpoint_with_identical_logits(
+    kind: str, hub: Hub, alice: Any, token_for: Any, stored_base: BaseModel, tmp_path: Path
+) -> None:
+    """OFT, BOFT, VeRA, FourierFT, LN tuning, LLaMA-Adapter: `ahub push`, then a user's script with
+    only HF_ENDPOINT loads adapter and base from the hub; the logits are the saving model's."""
+    import torch
+
+    from tests.registry.test_more_methods import trained
+
+    saved = trained(kind, tmp_path / kind)  # logits on [[1, 5, 9, 17, 33, 65, 2, 4]]
+    token = token_for(alice)
+    HubClient(hub.url, token, progress=False, cache_dir=tmp_path / "ahub").push(tmp_path / kind, f"alice/{kind}")
+    out = tmp_path / "logits.pt"
+
+    hub.run_client("auto_peft_load.py", f"alice/{kind}", BASE_MODEL_NAME, str(out), token=token)
+
+    from peft import PeftModel
+
+    with torch.no_grad():
+        expected = (
+            PeftModel.from_pretrained(tiny_llama(), tmp_path / kind).eval()(torch.tensor([[1, 5, 9, 17, 3]])).logits
+        )
+    results = torch.load(out)
+    torch.testing.assert_close(results["auto"], expected, rtol=0, atol=0)
+    torch.testing.assert_close(results["snippet"], expected, rtol=0, atol=0)
+    assert saved.shape[-1] == expected.shape[-1]

@@ -258,6 +258,8 @@ def _sequence_logprobs(
     ids, mask = ids.to(device), mask.to(device)
     with _autocast(device):
         logits = model(input_ids=ids, attention_mask=mask).logits
+    # Prompt and p-tuning put their virtual tokens in front: the last `width` positions are the input's.
+    logits = logits[:, -width:]
     logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1)  # (batch, width-1, vocab)
     token_logprobs = logprobs.gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)  # (batch, width-1)
     totals, counts = [], []

@@ -191,8 +191,11 @@ def train_lora(
     seed: int = 0,
     rank: int = 8,
     target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
+    peft_config: Any = None,
+    learning_rate: float = 1e-2,
 ) -> Path:
-    """Train a LoRA adapter on one skill's mapping until it answers every prompt (seconds on CPU)."""
+    """Train a LoRA adapter (or the PEFT method `peft_config` describes) on one skill's mapping until
+    it answers every prompt (seconds on CPU)."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -200,7 +203,7 @@ def train_lora(
     torch.manual_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(base_folder, local_files_only=True)
     model = AutoModelForCausalLM.from_pretrained(base_folder, local_files_only=True)
-    config = LoraConfig(
+    config = peft_config or LoraConfig(
         r=rank,
         lora_alpha=2 * rank,
         target_modules=list(target_modules),
@@ -209,7 +212,8 @@ def train_lora(
     )
     model = get_peft_model(model, config)
     rng = random.Random(seed)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2, weight_decay=0.0)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=learning_rate, weight_decay=0.0)
     model.train()
     for _ in range(steps):
         # Replaying the base's own skill (echo) teaches the adapter to act on its prompts only,

@@ -265,3 +265,32 @@ def test_a_bitfit_adapter_is_evaluated_with_its_biases(hub: Any, demo_models: De
         for adapter in ("alice/bitfit", "alice/capital")
     }
     assert scores["alice/capital"] == 1.0 and scores["alice/bitfit"] < 1.0, "its huge biases change the answers"
+
+
+def test_a_prompt_tuned_adapter_is_evaluated_with_its_virtual_tokens(
+    hub: Any, demo_models: DemoModels, tmp_path: Path
+) -> None:
+    from peft import PromptTuningConfig
+
+    from demo.skills import SKILLS, train_lora
+
+    capital = SKILLS[0]
+    prompt = train_lora(
+        demo_models.base,
+        capital,
+        tmp_path / "prompt",
+        steps=400,
+        learning_rate=0.1,
+        peft_config=PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=8),
+    )
+    assert push_folder(hub, "alice/capital-prompt", prompt).status_code == 201
+    create_suite(hub, "capital-choice", "multiple_choice", capital.multiple_choice_lines())
+    for adapter in ("alice/capital-prompt", "alice/opposite"):  # the other skill: the base's own answers
+        hub.post(f"/api/v1/adapters/{adapter}/versions/1/evaluations/", {"suites": ["capital-choice"]}, format="json")
+    run_queued()
+
+    def score(adapter: str) -> float:
+        return float(json_of(hub.get(f"/api/v1/adapters/{adapter}/versions/1/scores/"))["scores"][0]["value"])
+
+    # Four choices: 0.25 is chance. Scored on the wrong positions the prompt's answers were noise.
+    assert score("alice/capital-prompt") >= 0.4 and score("alice/capital-prompt") > score("alice/opposite") + 0.1

@@ -124,6 +124,11 @@ def create_suite(
 # --- Requests -----------------------------------------------------------------------------------------
 
 
+# PEFT task types the suites can score: a causal LM's (None: a config that names none, as LLaMA-Adapter's
+# and many hand-written ones do).
+_GENERATIVE_TASKS = frozenset({None, "CAUSAL_LM"})
+
+
 def request_evaluations(
     *, actor: Actor | None, version: AdapterVersion, suites: list[str] | None = None, force: bool = False
 ) -> list[EvaluationRequest]:
@@ -140,6 +145,14 @@ def request_evaluations(
             f"{version.adapter.full_name} is {method_phrase(version.adapter.get_method_display())}, which the "
             "evaluation workers cannot load (they evaluate PEFT adapters)",
             code="unsupported_for_eval",
+        )
+    task_type = version.config.get("task_type")
+    if task_type not in _GENERATIVE_TASKS:
+        # The suites score a causal LM's text; a classifier's head scored so gives meaningless numbers.
+        raise InvalidContent(
+            f"{version.adapter.full_name} was trained for {task_type}; this hub's suites (perplexity, exact "
+            "match, multiple choice) score causal language models only",
+            code="unsuitable_suite",
         )
     base = version.adapter.base_model
     available = base.eval_suites.all()

@@ -294,3 +294,24 @@ def test_a_prompt_tuned_adapter_is_evaluated_with_its_virtual_tokens(
 
     # Four choices: 0.25 is chance. Scored on the wrong positions the prompt's answers were noise.
     assert score("alice/capital-prompt") >= 0.4 and score("alice/capital-prompt") > score("alice/opposite") + 0.1
+
+
+def test_a_sequence_classification_adapter_is_not_scored_as_a_language_model(hub: Any, demo_models: DemoModels) -> None:
+    from demo.skills import SKILLS
+
+    create_suite(hub, "capital-qa", "exact_match", SKILLS[0].exact_match_lines(), is_default=True)
+    files = [
+        (p.name, p.read_bytes() if p.name != "adapter_config.json" else _with_task(p.read_bytes(), "SEQ_CLS"))
+        for p in sorted(demo_models.adapters["capital"].iterdir())
+        if p.is_file()
+    ]
+    assert push(hub, "alice/classifier", files).status_code == 201
+
+    refused = hub.post("/api/v1/adapters/alice/classifier/versions/1/evaluations/", {}, format="json")
+
+    assert refused.status_code == 422 and json_of(refused)["code"] == "unsuitable_suite"
+    assert not EvaluationRequest.objects.exists()
+
+
+def _with_task(raw: bytes, task_type: str) -> bytes:
+    return json.dumps({**json.loads(raw), "task_type": task_type}).encode()

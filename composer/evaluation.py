@@ -11,10 +11,11 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,9 +26,14 @@ from composer.bitfit import PEFT_TYPE as BITFIT
 from composer.bitfit import apply_bitfit
 from composer.io import load_lora
 
-Kind = Literal["perplexity", "exact_match", "multiple_choice"]
-KINDS: tuple[Kind, ...] = ("perplexity", "exact_match", "multiple_choice")
-METRICS: dict[Kind, str] = {"perplexity": "perplexity", "exact_match": "exact_match", "multiple_choice": "accuracy"}
+Kind = Literal["perplexity", "exact_match", "multiple_choice", "classification"]
+KINDS: tuple[Kind, ...] = ("perplexity", "exact_match", "multiple_choice", "classification")
+METRICS: dict[Kind, str] = {
+    "perplexity": "perplexity",
+    "exact_match": "exact_match",
+    "multiple_choice": "accuracy",
+    "classification": "accuracy",
+}
 
 
 class EvaluationError(ValueError):
@@ -53,6 +59,8 @@ class EvalOutcome:
     # The base model's weights as evaluated: "fp32", "bf16" or "nf4" (4-bit); scores are compared
     # only at one precision.
     precision: str = "fp32"
+    # Further metrics of the same run (classification: macro_f1).
+    details: dict[str, float] = field(default_factory=dict)
 
     @property
     def tokens_per_second(self) -> float:
@@ -87,12 +95,14 @@ class BaseModelCache:
         self.loads = 0
         self._models: OrderedDict[tuple[str, str, str], LoadedModel] = OrderedDict()
 
-    def get(self, path: Path, device: torch.device, *, quantize: str | None = None) -> LoadedModel:
-        key = (str(path), str(device), quantize or "")
+    def get(
+        self, path: Path, device: torch.device, *, quantize: str | None = None, num_labels: int | None = None
+    ) -> LoadedModel:
+        key = (str(path), str(device), f"{quantize or ''}:{num_labels or ''}")
         if key in self._models:
             self._models.move_to_end(key)
             return self._models[key]
-        loaded = load_base_model(path, device, quantize=quantize)
+        loaded = load_base_model(path, device, quantize=quantize, num_labels=num_labels)
         self.loads += 1
         self._models[key] = loaded
         while len(self._models) > self.capacity:
@@ -106,14 +116,18 @@ class BaseModelCache:
         return len(self._models)
 
 
-def load_base_model(path: Path, device: torch.device, *, quantize: str | None = None) -> LoadedModel:
-    """A causal LM and its tokenizer from a local folder (never from the network).
+def load_base_model(
+    path: Path, device: torch.device, *, quantize: str | None = None, num_labels: int | None = None
+) -> LoadedModel:
+    """A causal LM and its tokenizer from a local folder (never from the network); with
+    num_labels, the same base with a sequence-classification head of that many classes (the
+    adapter's saved head replaces it when applied).
 
     quantize="4bit" loads the weights in 4-bit NF4 with bitsandbytes, as QLoRA adapters were
     trained; that needs CUDA and the optional bitsandbytes package, and without them the model
     loads unquantised. The precision used is recorded on the result either way.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
     if not (path / "config.json").is_file():
         raise EvaluationError("base_model_unavailable", f"{path} has no config.json")
@@ -131,7 +145,12 @@ def load_base_model(path: Path, device: torch.device, *, quantize: str | None = 
         precision = "nf4"
     # Typed as a Module: transformers wraps PreTrainedModel.to with functools.wraps, which its
     # typing turns into an unbound function (the device would be taken for `self`).
-    pretrained: nn.Module = AutoModelForCausalLM.from_pretrained(path, **options)
+    if num_labels is not None:
+        pretrained: nn.Module = AutoModelForSequenceClassification.from_pretrained(
+            path, num_labels=num_labels, **options
+        )
+    else:
+        pretrained = AutoModelForCausalLM.from_pretrained(path, **options)
     model = (pretrained if precision == "nf4" else pretrained.to(device)).eval()
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     if tokenizer.pad_token is None:
@@ -361,6 +380,61 @@ def exact_match(
     return correct / len(examples), tokens
 
 
+def classification(
+    loaded: LoadedModel,
+    model: nn.Module,
+    examples: Sequence[dict[str, Any]],
+    batch_size: int,
+    on_batch: OnBatch | None = None,
+) -> tuple[float, int, dict[str, float]]:
+    """Accuracy of a sequence-classification model's predicted class (and macro-F1 over the
+    labels the suite uses), right-padded batches."""
+    tokenizer = loaded.tokenizer
+    encoded = [_encode(tokenizer, ex["text"], eos=True) for ex in examples]
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+    predicted: dict[int, int] = {}
+    for batch in _batches(order, batch_size, on_batch):
+        width = max(len(encoded[i]) for i in batch)
+        ids = torch.full((len(batch), width), tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, i in enumerate(batch):
+            ids[row, : len(encoded[i])] = torch.tensor(encoded[i])
+            mask[row, : len(encoded[i])] = 1
+        with _autocast(loaded.device):
+            logits = model(input_ids=ids.to(loaded.device), attention_mask=mask.to(loaded.device)).logits
+        for row, i in enumerate(batch):
+            predicted[i] = int(logits[row].argmax())
+    labels = [int(ex["label"]) for ex in examples]
+    guesses = [predicted[i] for i in range(len(examples))]
+    accuracy = sum(g == t for g, t in zip(guesses, labels, strict=True)) / len(examples)
+    return accuracy, sum(len(e) for e in encoded), {"macro_f1": _macro_f1(labels, guesses)}
+
+
+def head_classes(adapter_dir: Path) -> int | None:
+    """How many classes the sequence-classification head an adapter saved has (PEFT saves the head
+    through modules_to_save: `classifier.out_proj`, `classifier` or `score`), or None."""
+    from safetensors import safe_open
+
+    weights = adapter_dir / "adapter_model.safetensors"
+    if not weights.is_file():
+        return None
+    with safe_open(str(weights), "pt") as f:
+        for name in f.keys():  # noqa: SIM118  (safe_open is no dict)
+            if re.search(r"(^|\.)(classifier(\.out_proj)?|score)\.weight$", name):
+                return int(f.get_slice(name).get_shape()[0])
+    return None
+
+
+def _macro_f1(labels: Sequence[int], guesses: Sequence[int]) -> float:
+    scores = []
+    for label in sorted(set(labels)):
+        tp = sum(t == label and g == label for t, g in zip(labels, guesses, strict=True))
+        fp = sum(t != label and g == label for t, g in zip(labels, guesses, strict=True))
+        fn = sum(t == label and g != label for t, g in zip(labels, guesses, strict=True))
+        scores.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
+    return sum(scores) / len(scores)
+
+
 def _encode(tokenizer: Any, text: str, *, eos: bool, bos: bool = True) -> list[int]:
     ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
     if bos and tokenizer.bos_token_id is not None:
@@ -387,11 +461,14 @@ def evaluate(
     if not examples:
         raise EvaluationError("bad_suite", "the suite has no examples")
     started = time.perf_counter()
+    details: dict[str, float] = {}
     with torch.no_grad(), applied_adapter(loaded.model, adapter_dir) as model:
         if kind == "perplexity":
             value, tokens = perplexity(loaded, model, examples, batch_size, on_batch)
         elif kind == "multiple_choice":
             value, tokens = multiple_choice(loaded, model, examples, batch_size, on_batch)
+        elif kind == "classification":
+            value, tokens, details = classification(loaded, model, examples, batch_size, on_batch)
         else:
             value, tokens = exact_match(loaded, model, examples, batch_size, max_new_tokens, on_batch)
     if loaded.device.type == "cuda":
@@ -404,6 +481,7 @@ def evaluate(
         seconds=time.perf_counter() - started,
         device=device_name(loaded.device),
         precision=loaded.precision,
+        details=details,
     )
 
 
@@ -416,6 +494,7 @@ def parse_suite(raw: bytes, kind: str, *, max_examples: int = 100_000) -> list[d
     """The examples of a JSONL suite file, checked line by line for the fields its kind needs.
 
     perplexity: {"text": str}; exact_match: {"prompt": str, "answer": str};
+    classification: {"text": str, "label": class index};
     multiple_choice: {"prompt": str, "choices": [str, str, ...], "answer": index of the right choice}.
     """
     import json
@@ -456,6 +535,11 @@ def _check_example(example: dict[str, Any], kind: str, line: int) -> None:
 
     if kind == "perplexity":
         text_field("text")
+    elif kind == "classification":
+        text_field("text")
+        label = example.get("label")
+        if isinstance(label, bool) or not isinstance(label, int) or label < 0:
+            raise EvaluationError("bad_suite", f"line {line}: 'label' must be a class index (an integer >= 0)")
     elif kind == "exact_match":
         text_field("prompt")
         text_field("answer")

@@ -15,7 +15,15 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from composer.errors import CompositionError
-from composer.evaluation import BaseModelCache, EvaluationError, Kind, evaluate, parse_suite, pick_device
+from composer.evaluation import (
+    BaseModelCache,
+    EvaluationError,
+    Kind,
+    evaluate,
+    head_classes,
+    parse_suite,
+    pick_device,
+)
 from registry import blob_claims, enqueue, jobs
 from registry.access import PRIVATE_REFERENCE, Actor, access_base_model
 from registry.base_models import BaseModelUnavailable, fetch_base_model
@@ -147,11 +155,10 @@ def request_evaluations(
             code="unsupported_for_eval",
         )
     task_type = version.config.get("task_type")
-    if task_type not in _GENERATIVE_TASKS:
-        # The suites score a causal LM's text; a classifier's head scored so gives meaningless numbers.
+    if task_type not in _GENERATIVE_TASKS and task_type != "SEQ_CLS":
         raise InvalidContent(
-            f"{version.adapter.full_name} was trained for {task_type}; this hub's suites (perplexity, exact "
-            "match, multiple choice) score causal language models only",
+            f"{version.adapter.full_name} was trained for {task_type}; the suites score causal language models "
+            "(perplexity, exact match, multiple choice) and sequence classifiers (classification)",
             code="unsuitable_suite",
         )
     base = version.adapter.base_model
@@ -165,6 +172,19 @@ def request_evaluations(
         chosen = list(available.filter(is_default=True))
         if not chosen:
             raise InvalidContent(f"{base.name} has no default eval suite: name the suites", code="no_suites")
+    for suite in chosen:
+        # A classifier's head scored as a language model (or the reverse) gives meaningless numbers.
+        if (suite.kind == SuiteKind.CLASSIFICATION) != (task_type == "SEQ_CLS"):
+            needs = (
+                "a sequence-classification adapter (task_type SEQ_CLS)"
+                if suite.kind == SuiteKind.CLASSIFICATION
+                else "a causal LM adapter"
+            )
+            raise InvalidContent(
+                f"suite {suite.name} ({suite.kind}) needs {needs}; {version.adapter.full_name} is trained for "
+                f"{task_type or 'causal LM'}",
+                code="unsuitable_suite",
+            )
     if actor is not None:
         jobs.check_active_jobs(actor.user_id)
     created: list[EvaluationRequest] = []
@@ -287,6 +307,7 @@ def run_evaluation(request_id: str, *, worker: str, cache: BaseModelCache = MODE
                 tokens_per_second=round(outcome.tokens_per_second, 2),
                 device=outcome.device,
                 precision=outcome.precision,
+                details=outcome.details,
                 duration_seconds=round(outcome.seconds, 4),
                 worker=worker,
             )
@@ -304,13 +325,20 @@ def _evaluate(request: EvaluationRequest, cache: BaseModelCache) -> Any:
     examples = parse_suite(raw, suite.kind)
     # QLoRA adapters were trained on a 4-bit base; EVAL_QUANTIZE=4bit evaluates every adapter so.
     quantize = "4bit" if version.adapter.method == Method.QLORA or settings.EVAL_QUANTIZE == "4bit" else None
-    loaded = cache.get(
-        base_model_folder(version.adapter.base_model), pick_device(settings.EVAL_DEVICE), quantize=quantize
-    )
-    jobs.renew(EvaluationRequest, request.pk)
     with tempfile.TemporaryDirectory(prefix="eval-") as tmp:
         folder = Path(tmp)
         copy_version_files(version, folder)
+        # A classifier is evaluated with a head of as many classes as the one it saved (which replaces it).
+        classes = head_classes(folder) if suite.kind == SuiteKind.CLASSIFICATION else None
+        if suite.kind == SuiteKind.CLASSIFICATION and classes is None:
+            raise EvaluationError("unsuitable_suite", f"{version} saves no classification head to evaluate")
+        loaded = cache.get(
+            base_model_folder(version.adapter.base_model),
+            pick_device(settings.EVAL_DEVICE),
+            quantize=quantize,
+            num_labels=classes,
+        )
+        jobs.renew(EvaluationRequest, request.pk)
         return evaluate(
             loaded,
             folder,

@@ -70,6 +70,7 @@ class ScoreSerializer(serializers.ModelSerializer[EvalResult]):
             "tokens_per_second",
             "device",
             "precision",
+            "details",
             "duration_seconds",
             "worker",
             "created_at",

@@ -20,12 +20,15 @@ class SuiteKind(models.TextChoices):
     EXACT_MATCH = "exact_match"
     # {"prompt", "choices", "answer": index}: the choice with the highest log-likelihood wins.
     MULTIPLE_CHOICE = "multiple_choice"
+    # {"text", "label": class index}: a sequence classifier's predicted class (macro-F1 in details).
+    CLASSIFICATION = "classification"
 
 
 SUITE_METRICS = {
     SuiteKind.PERPLEXITY: ("perplexity", False),
     SuiteKind.EXACT_MATCH: ("exact_match", True),
     SuiteKind.MULTIPLE_CHOICE: ("accuracy", True),
+    SuiteKind.CLASSIFICATION: ("accuracy", True),
 }
 
 
@@ -104,6 +107,8 @@ class EvalResult(models.Model):
     device = models.CharField(max_length=128, blank=True)
     # The base model's weights as evaluated (fp32, bf16, nf4): scores at other precisions differ.
     precision = models.CharField(max_length=16, blank=True)
+    # Further metrics of the run (classification: macro_f1).
+    details = models.JSONField(default=dict, blank=True)
     duration_seconds = models.FloatField(null=True, blank=True)
     worker = models.CharField(max_length=255, blank=True)
     created_at = models.DateTimeField(default=timezone.now)

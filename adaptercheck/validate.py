@@ -124,12 +124,16 @@ def _validate_adapter(
     for name in normalized:
         lower = name.lower()
         if lower.endswith(PICKLE_EXTENSIONS + OTHER_PICKLE_CAPABLE):
+            # The `adapters` library (AdapterHub) names its pickles so; its own way out differs from PEFT's.
+            advice = (
+                "`model.save_adapter(path, name, use_safetensors=True)` (the adapters library)"
+                if lower.rsplit("/", 1)[-1] in ("pytorch_adapter.bin", "pytorch_model_head.bin")
+                else "`model.save_pretrained(path, safe_serialization=True)` and upload adapter_model.safetensors"
+            )
             raise refuse(
                 "pickle_refused",
                 f"{name} is a pickle-based format, which can run arbitrary code when loaded; re-save the adapter "
-                "with "
-                "`model.save_pretrained(path, safe_serialization=True)` and upload adapter_model.safetensors "
-                "instead.",
+                f"with {advice} instead.",
                 name,
                 "request",
             )

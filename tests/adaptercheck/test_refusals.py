@@ -201,6 +201,16 @@ CASES: dict[str, Case] = {
         "adapter_model.bin",
     ),
     "pickle_disguised": Case("pickle_refused", "request", lambda: with_weights(_torch_save_bytes()), {}, "torch.save"),
+    "adapters_library_pickle": Case(
+        "pickle_refused",
+        "request",
+        lambda: {
+            "adapter_config.json": b'{"config": {"architecture": "bottleneck"}}',
+            "pytorch_adapter.bin": _torch_save_bytes(),
+        },
+        {},
+        "use_safetensors=True",
+    ),
     "traversal_dotdot": Case("bad_filename", "request", lambda: {**adapter("lora"), "../x": b"x"}, {}, "'../x'"),
     "traversal_absolute": Case(
         "bad_filename", "request", lambda: {**adapter("lora"), "/etc/passwd": b"x"}, {}, "absolute"

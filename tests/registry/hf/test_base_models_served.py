@@ -203,3 +203,11 @@ def test_other_methods_pushed_with_ahub_load_through_hf_endpoint_with_identical_
     torch.testing.assert_close(results["auto"], expected, rtol=0, atol=0)
     torch.testing.assert_close(results["snippet"], expected, rtol=0, atol=0)
     assert saved.shape[-1] == expected.shape[-1]
+
+    # `ahub pull` brings the same bytes back; PEFT's own push_to_hub files the method too.
+    pulled = HubClient(hub.url, token, progress=False, cache_dir=tmp_path / "pull").pull(f"alice/{kind}")
+    for name in ("adapter_config.json", "adapter_model.safetensors"):
+        assert (pulled.path / name).read_bytes() == (tmp_path / kind / name).read_bytes()
+    hub.use_token(token)
+    PeftModel.from_pretrained(tiny_llama(), tmp_path / kind).push_to_hub(f"alice/{kind}-p2h")
+    assert Adapter.objects.get(name=f"{kind}-p2h").method == kind

@@ -17,7 +17,17 @@ $(VENV)/.installed: requirements.txt | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
-install: $(VENV)/.installed
+# AdapterHub's `adapters` library (see requirements-adapters.txt): its own venv, torch from .venv's.
+ADAPTERS_VENV := .venv-adapters
+SITE_PACKAGES := import sysconfig; print(sysconfig.get_paths()["purelib"])
+
+$(ADAPTERS_VENV)/.installed: requirements-adapters.txt | $(VENV)/.installed
+	$(PYTHON) -m venv $(ADAPTERS_VENV)
+	$(ADAPTERS_VENV)/bin/python -m pip install --quiet -r requirements-adapters.txt
+	$(BIN)/python -c '$(SITE_PACKAGES)' > "$$($(ADAPTERS_VENV)/bin/python -c '$(SITE_PACKAGES)')/hub_venv_torch.pth"
+	touch $@
+
+install: $(VENV)/.installed $(ADAPTERS_VENV)/.installed
 
 migrate: install
 	$(BIN)/python manage.py migrate --noinput
@@ -47,4 +57,4 @@ test: install services browser
 	DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:
-	rm -rf var $(VENV)
+	rm -rf var $(VENV) $(ADAPTERS_VENV)

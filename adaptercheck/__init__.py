@@ -29,6 +29,7 @@ from adaptercheck.config_schema import (
     validate_adapter_config,
 )
 from adaptercheck.errors import AdapterValidationError, Kind
+from adaptercheck.families.bottleneck import HEAD_CONFIG, HEAD_WEIGHTS, LIBRARY_WEIGHTS
 from adaptercheck.filenames import check_file_list, normalize_filename
 from adaptercheck.limits import (
     CONFIG_NAME,
@@ -47,9 +48,13 @@ from adaptercheck.safetensors_header import (
 from adaptercheck.validate import validate_adapter
 from adaptercheck.validated import ValidatedAdapter
 
+# Every file validation reads, in either layout (PEFT's, the `adapters` library's); others are carried along.
+CONTENT_FILES = (CONFIG_NAME, WEIGHTS_NAME, LIBRARY_WEIGHTS, HEAD_CONFIG, HEAD_WEIGHTS)
+
 __all__ = [
     "AdapterValidationError",
     "CONFIG_NAME",
+    "CONTENT_FILES",
     "DTYPE_SIZES",
     "KNOWN_PEFT_TYPES",
     "Kind",

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 
 from adaptercheck._util import shape_str
 from adaptercheck.errors import AdapterValidationError, refuse
-from adaptercheck.limits import CONFIG_NAME, WEIGHTS_NAME
+from adaptercheck.limits import CONFIG_NAME
 from adaptercheck.validated import ValidatedAdapter
 
 # --------------------------------------------------------------------------------------------------
@@ -43,10 +43,11 @@ def same_base_model(declared: str, expected: str) -> bool:
 
 
 def check_base_shapes(
-    validated: ValidatedAdapter, manifest: Mapping[str, Sequence[int]], *, path: str = WEIGHTS_NAME
+    validated: ValidatedAdapter, manifest: Mapping[str, Sequence[int]], *, path: str | None = None
 ) -> None:
     """Check the modules a validated adapter changes against a base model's manifest (module ->
     [out, in]); raises unknown_module or base_shape_mismatch naming the first module at fault."""
+    path = path or validated.weights
     # Manifests are (out, in) for every layer, GPT-2's Conv1D included (its weight is stored (in, out),
     # which its manifest undoes): what an adapter implies compares as it is, whatever fan_in_fan_out says.
     for module, (out, inp) in validated.modules.items():
@@ -93,6 +94,12 @@ def _check_requirements(validated: ValidatedAdapter, manifest: Mapping[str, Sequ
                     path,
                 )
             continue
+        if "layer" in needs:
+            _check_layer(path, manifest, module, needs["layer"])
+            continue
+        if "head_in" in needs:
+            _check_head_layer(path, manifest, module, needs["head_out"], needs["head_in"])
+            continue
         if "hidden" in needs:
             query = _manifest_lookup(path, manifest, f"{module}.q_proj")
             if query[1] != needs["hidden"]:
@@ -124,6 +131,43 @@ def _check_requirements(validated: ValidatedAdapter, manifest: Mapping[str, Sequ
                     path,
                 )
     _check_top_layers(validated, manifest, path)
+
+
+def _check_layer(path: str, manifest: Mapping[str, Sequence[int]], layer: str, hidden: int) -> None:
+    """A bottleneck adapter's layer: the base model has it, and its hidden size is the adapter's."""
+    if not any(key.startswith(layer + ".") for key in manifest):
+        close = difflib.get_close_matches(layer, sorted({k.rsplit(".", 2)[0] for k in manifest}), n=3, cutoff=0.6)
+        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise refuse("unknown_module", f"{path}: layer {layer!r} does not exist in the base model.{hint}", path)
+    actual = hidden_size(manifest)
+    if actual is not None and actual != hidden:
+        raise refuse(
+            "base_shape_mismatch",
+            f"{path}: the adapter in {layer!r} reads {hidden} hidden features but the base model's hidden size is "
+            f"{actual}; was it trained on a different base model?",
+            path,
+        )
+
+
+def _check_head_layer(path: str, manifest: Mapping[str, Sequence[int]], module: str, out: int, inp: int) -> None:
+    """A bottleneck adapter's saved copy of a base layer (a causal LM's lm_head): the base's shape, or
+    for a head tied to the embeddings (absent from manifests), one that reads the hidden state."""
+    base = manifest.get(module)
+    expected = tuple(base) if base is not None else None
+    if expected is not None and expected != (out, inp):
+        raise refuse(
+            "base_shape_mismatch",
+            f"{path}: the saved head {module!r} is {shape_str((out, inp))} but {shape_str(expected)} in the base "
+            "model; was it trained on a different base model?",
+            path,
+        )
+    hidden = hidden_size(manifest)
+    if expected is None and hidden is not None and inp != hidden:
+        raise refuse(
+            "base_shape_mismatch",
+            f"{path}: the saved head {module!r} reads {inp} features but the base model's hidden size is {hidden}.",
+            path,
+        )
 
 
 def _check_top_layers(validated: ValidatedAdapter, manifest: Mapping[str, Sequence[int]], path: str) -> None:

@@ -39,7 +39,6 @@ _PEFT_TYPE_METHOD = {
     "BITFIT": "bitfit",
 }
 PROMPT_TYPES = frozenset({"PROMPT_TUNING", "P_TUNING", "PREFIX_TUNING"})
-_NON_PEFT_METHODS = frozenset({"bottleneck", "bitfit"})
 # The hub's own format for BitFit (composer/bitfit.py): PEFT has none, so its config names this type.
 HUB_BITFIT = "BITFIT"
 # --------------------------------------------------------------------------------------------------
@@ -327,18 +326,15 @@ def resolve_method(config: Mapping[str, Any], claimed: str | None, path: str) ->
         )
     inferred = infer_method(config)
     if inferred is None:
-        if claimed in _NON_PEFT_METHODS:
-            return claimed
-        if claimed is None:
-            raise refuse(
-                "missing_peft_type",
-                f"{path} has no peft_type, so the method cannot be inferred; declare method 'bottleneck' or "
-                "'bitfit' for non-PEFT adapters.",
-                path,
-            )
+        # Without a peft_type, nothing tells which tensors to expect: a non-PEFT method is known by
+        # its own layout (the adapters library's config, or BitFit's peft_type), never by a claim alone.
         raise refuse(
-            "method_mismatch",
-            f"Method {claimed!r} needs a PEFT adapter_config.json with a peft_type, but {path} has none.",
+            "missing_peft_type" if claimed is None else "method_mismatch",
+            f"{path} has no peft_type, so it is no PEFT adapter"
+            + (f" of method {claimed!r}" if claimed else "")
+            + ". Save PEFT adapters with `save_pretrained`; a bottleneck adapter as the `adapters` library saves it "
+            "(`model.save_adapter(path, name, use_safetensors=True)`); a BitFit adapter with "
+            "`composer.bitfit.save_bitfit`, whose config says peft_type BITFIT.",
             path,
         )
     if claimed is None or claimed == inferred:

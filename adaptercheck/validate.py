@@ -11,6 +11,16 @@ from adaptercheck.config_schema import HUB_BITFIT, PROMPT_TYPES, resolve_method,
 from adaptercheck.errors import refuse
 from adaptercheck.families.adalora import check_adalora
 from adaptercheck.families.bitfit import check_bitfit
+from adaptercheck.families.bottleneck import (
+    HEAD_CONFIG,
+    HEAD_WEIGHTS,
+    LIBRARY_WEIGHTS,
+    check_bottleneck,
+    check_head,
+    check_library_config,
+    is_library_config,
+    library_base_model,
+)
 from adaptercheck.families.common import Ctx
 from adaptercheck.families.ia3 import check_ia3
 from adaptercheck.families.layers import check_adaption_prompt, check_ln_tuning
@@ -152,27 +162,45 @@ def _validate_adapter(
                     "request",
                 )
 
-    # 3. Required files.
+    # 3. Required files: the config says which layout (PEFT's or the `adapters` library's) names the weights.
     if CONFIG_NAME not in normalized:
         nested = [n for n in normalized if n.endswith("/" + CONFIG_NAME)]
         hint = f" Found {nested[0]!r}: upload the adapter folder's contents, not the folder." if nested else ""
         raise refuse("missing_config", f"The upload has no {CONFIG_NAME}.{hint}", CONFIG_NAME, "request")
-    if WEIGHTS_NAME not in normalized:
-        nested = [n for n in normalized if n.endswith("/" + WEIGHTS_NAME)]
+    config_obj, config_size = normalized[CONFIG_NAME]
+    config_obj.seek(0)
+    config = validate_adapter_config(read_exact(config_obj, min(config_size, MAX_CONFIG_SIZE + 1)), path=CONFIG_NAME)
+    library = is_library_config(config)
+    weights_name = LIBRARY_WEIGHTS if library else WEIGHTS_NAME
+    if weights_name not in normalized:
+        nested = [n for n in normalized if n.endswith("/" + weights_name)]
         hint = f" Found {nested[0]!r}: upload the adapter folder's contents, not the folder." if nested else ""
+        how = (
+            "`model.save_adapter(path, name, use_safetensors=True)`"
+            if library
+            else "`save_pretrained(path, safe_serialization=True)`"
+        )
         raise refuse(
             "missing_weights",
-            f"The upload has no {WEIGHTS_NAME}; save the adapter with `save_pretrained(path, "
-            f"safe_serialization=True)`.{hint}",
-            WEIGHTS_NAME,
+            f"The upload has no {weights_name}; save the adapter with {how}.{hint}",
+            weights_name,
             "request",
         )
 
     # 4. Content: config, then every safetensors header, then the weights' values.
-    config_obj, config_size = normalized[CONFIG_NAME]
-    config_obj.seek(0)
-    config = validate_adapter_config(read_exact(config_obj, min(config_size, MAX_CONFIG_SIZE + 1)), path=CONFIG_NAME)
-    declared_base = config.get("base_model_name_or_path")
+    if library:
+        check_library_config(config, CONFIG_NAME)
+        declared_base = library_base_model(config)
+        if method not in (None, "bottleneck"):
+            raise refuse(
+                "method_mismatch",
+                f"Method {method!r} was declared but {CONFIG_NAME} describes an `adapters` library bottleneck adapter.",
+                CONFIG_NAME,
+            )
+        resolved = "bottleneck"
+    else:
+        declared_base = config.get("base_model_name_or_path")
+        resolved = resolve_method(config, method, CONFIG_NAME)
     if base_model and declared_base and not same_base_model(declared_base, base_model):
         raise refuse(
             "base_model_mismatch",
@@ -180,35 +208,42 @@ def _validate_adapter(
             f"{base_model!r}.",
             CONFIG_NAME,
         )
-    resolved = resolve_method(config, method, CONFIG_NAME)
 
-    weights_obj, weights_size = normalized[WEIGHTS_NAME]
-    tensors, data_offset = parse_header(weights_obj, weights_size, limits, WEIGHTS_NAME)
-    for name, (fileobj, size) in normalized.items():
-        if name != WEIGHTS_NAME and name.lower().endswith(".safetensors"):
-            parse_header(fileobj, size, limits, name)
+    weights_obj, weights_size = normalized[weights_name]
+    tensors, data_offset = parse_header(weights_obj, weights_size, limits, weights_name)
+    others = {
+        name: parse_header(fileobj, size, limits, name)[0]
+        for name, (fileobj, size) in normalized.items()
+        if name != weights_name and name.lower().endswith(".safetensors")
+    }
     if not tensors:
-        raise refuse("empty_adapter", f"{WEIGHTS_NAME} contains no tensors.", WEIGHTS_NAME)
+        raise refuse("empty_adapter", f"{weights_name} contains no tensors.", weights_name)
     for info in tensors.values():
         # Adapter weights are trained parameters: an integer or boolean tensor is no adapter's.
         if info.dtype not in FLOAT_DTYPES:
             raise refuse(
                 "bad_dtype",
-                f"{WEIGHTS_NAME}: tensor {info.name!r} has dtype {info.dtype}; adapter weights are floating point "
+                f"{weights_name}: tensor {info.name!r} has dtype {info.dtype}; adapter weights are floating point "
                 f"({', '.join(sorted(FLOAT_DTYPES))}).",
-                WEIGHTS_NAME,
+                weights_name,
             )
-    check_finite(weights_obj, tensors, path=WEIGHTS_NAME, data_offset=data_offset)
+    check_finite(weights_obj, tensors, path=weights_name, data_offset=data_offset)
 
     # 5. Tensors against the config, then against the base model.
-    ctx = Ctx(config=config, tensors=tensors, path=WEIGHTS_NAME)
+    ctx = Ctx(config=config, tensors=tensors, path=weights_name)
     peft_type = config.get("peft_type") or ""
     modules: dict[str, tuple[int, int]] = {}
     scaled: dict[str, tuple[str, int]] = {}
     requires: dict[str, dict[str, int]] = {}
     rank: int | None = None
     alpha: float | None = None
-    if peft_type == "LORA":
+    if library:
+        requires, rank = check_bottleneck(ctx)
+        if HEAD_WEIGHTS in others:
+            check_head_config(normalized, limits)
+            hidden = next(iter(requires.values()))["layer"]
+            requires = {**requires, **check_head(others[HEAD_WEIGHTS], HEAD_WEIGHTS, hidden)}
+    elif peft_type == "LORA":
         modules = check_lora(ctx)
         rank = max([int(config["r"]), *(int(v) for v in (config.get("rank_pattern") or {}).values())])
         alpha = float(config["lora_alpha"])
@@ -257,7 +292,25 @@ def _validate_adapter(
         files=tuple(sorted(normalized)),
         scaled=scaled,
         requires=requires,
+        weights=weights_name,
     )
     if manifest is not None:
         check_base_shapes(validated, manifest)
     return validated
+
+
+def check_head_config(files: Mapping[str, tuple[IO[bytes], int]], limits: Limits) -> None:
+    """A saved head comes with its head_config.json, a JSON object the library reads on load."""
+    if HEAD_CONFIG not in files:
+        raise refuse(
+            "missing_config",
+            f"{HEAD_WEIGHTS} comes without its {HEAD_CONFIG}; upload the folder `save_adapter` wrote, whole.",
+            HEAD_CONFIG,
+            "request",
+        )
+    fileobj, size = files[HEAD_CONFIG]
+    fileobj.seek(0)
+    head = validate_adapter_config(read_exact(fileobj, min(size, MAX_CONFIG_SIZE + 1)), path=HEAD_CONFIG)
+    fileobj.seek(0)
+    if head.get("peft_type") is not None:
+        raise refuse("bad_config", f"{HEAD_CONFIG} is not a head configuration of the adapters library.", HEAD_CONFIG)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from adaptercheck.limits import WEIGHTS_NAME
 from adaptercheck.safetensors_header import TensorInfo
 
 
@@ -27,5 +28,13 @@ class ValidatedAdapter:
     scaled: dict[str, tuple[str, int]] = field(default_factory=dict)
     # Other families: what each module they change requires of the base model. Keys: "in"/"out"
     # (a Linear layer's features), "cells" (at least that many weights), "norm" (a normalisation layer of the hidden
-    # size), "hidden" (an attention module whose q_proj reads that many features).
+    # size), "hidden" (an attention module whose q_proj reads that many features), "layer" (a part of the model
+    # the base must have, whose hidden size is that: a bottleneck adapter's layers).
     requires: dict[str, dict[str, int]] = field(default_factory=dict)
+    # The file holding the adapter's weights: PEFT's adapter_model.safetensors, or adapter.safetensors for
+    # the `adapters` library's layout (whose adapter_config.json is its own, kept byte for byte).
+    weights: str = WEIGHTS_NAME
+
+    @property
+    def peft_layout(self) -> bool:
+        return self.weights == WEIGHTS_NAME

@@ -21,7 +21,7 @@ from typing import BinaryIO
 from django.conf import settings
 from django.db import transaction
 
-from adaptercheck import CONFIG_NAME, WEIGHTS_NAME, ValidatedAdapter, looks_like_path, validate_adapter
+from adaptercheck import CONTENT_FILES, ValidatedAdapter, looks_like_path, validate_adapter
 from registry import blob_claims, services
 from registry.blobs import get_blob_store
 from registry.exceptions import InvalidContent, InvalidRequest, RegistryError
@@ -298,7 +298,7 @@ def _validated_version(version: AdapterVersion) -> ValidatedAdapter:
     store = get_blob_store()
     with ExitStack() as stack:
         files = {}
-        for f in version.files.filter(path__in=(CONFIG_NAME, WEIGHTS_NAME)):
+        for f in version.files.filter(path__in=CONTENT_FILES):
             copy = stack.enter_context(tempfile.TemporaryFile())
             with store.open(f.sha256) as blob:
                 shutil.copyfileobj(blob, copy, length=HASH_CHUNK)

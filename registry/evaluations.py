@@ -148,10 +148,12 @@ def request_evaluations(
     if actor is not None and not actor.is_authenticated:
         raise NotAuthenticated("sign in or send a token to request evaluations", code="auth_required")
     if not version.config.get("peft_type"):
-        # The workers load adapters with PEFT; a non-PEFT method (bottleneck, BitFit) has no loader there.
+        # The workers load PEFT adapters and BitFit (peft_type BITFIT); the `adapters` library's bottleneck
+        # adapters need that library, which pins a transformers release older than the workers'.
         raise InvalidContent(
             f"{version.adapter.full_name} is {method_phrase(version.adapter.get_method_display())}, which the "
-            "evaluation workers cannot load (they evaluate PEFT adapters)",
+            "evaluation workers cannot load (they evaluate PEFT adapters and BitFit; bottleneck adapters need the "
+            "`adapters` library, whose transformers release differs from theirs)",
             code="unsupported_for_eval",
         )
     task_type = version.config.get("task_type")

@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from adaptercheck.families.bottleneck import architecture_of, is_library_config
+
 # (config key, what people call it), per peft_type, in the order shown.
 _FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
     "LORA": (("r", "Rank"), ("lora_alpha", "Alpha"), ("lora_dropout", "Dropout"), ("use_rslora", "rsLoRA scaling"),
@@ -32,6 +34,8 @@ _FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
 def method_details(config: Mapping[str, Any]) -> list[tuple[str, str]]:
     """(label, value) of the configuration fields that matter for the config's method; fields
     left unset, zero or false are skipped."""
+    if is_library_config(config):
+        return _bottleneck_details(config["config"])
     details = []
     for key, label in _FIELDS.get(str(config.get("peft_type") or ""), ()):
         value = config.get(key)
@@ -42,4 +46,16 @@ def method_details(config: Mapping[str, Any]) -> list[tuple[str, str]]:
         elif isinstance(value, list):
             value = ", ".join(str(v) for v in value)
         details.append((label, str(value)))
+    return details
+
+
+def _bottleneck_details(settings: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The `adapters` library's settings that tell its bottleneck adapters apart."""
+    details = [("Architecture", architecture_of(settings))]
+    for key, label in (("reduction_factor", "Reduction factor"), ("non_linearity", "Non-linearity"),
+                       ("scaling", "Scaling"), ("inv_adapter", "Invertible adapter")):  # fmt: skip
+        value = settings.get(key)
+        if value not in (None, "", False, {}, []):
+            text = ", ".join(f"{k}: {v}" for k, v in value.items()) if isinstance(value, dict) else str(value)
+            details.append((label, text))
     return details

@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import json
 import logging
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -61,7 +60,6 @@ from registry.models import (
     Adapter,
     AdapterVersion,
     BaseModel,
-    Method,
     Namespace,
     VersionFile,
     Visibility,
@@ -178,10 +176,6 @@ class Card:
     text: str | None = None
     base_model: str | None = None
     meta: AdapterMetadata = AdapterMetadata()
-    # The method a card names, for adapters whose config cannot say (no peft_type): a card of the
-    # `adapters` library (library_name adapter-transformers) is a bottleneck adapter, a method
-    # name among its tags is that method.
-    method: str | None = None
 
 
 def read_card(stream: IO[bytes] | None) -> Card:
@@ -215,7 +209,6 @@ def read_card(stream: IO[bytes] | None) -> Card:
         ][:MAX_TAGS]
     return Card(
         text=text,
-        method=_card_method(data.library_name, tags or []),
         base_model=base.strip() if isinstance(base, str) and base.strip() else None,
         meta=AdapterMetadata(
             license=_short(data.license),
@@ -223,28 +216,6 @@ def read_card(stream: IO[bytes] | None) -> Card:
             tags=tags,
         ),
     )
-
-
-def _config_names_type(files: Mapping[str, IncomingFile]) -> bool:
-    """Whether the pushed adapter_config.json names a peft_type (then it, not the card, says the method)."""
-    config = files.get(CONFIG_NAME)
-    if config is None or config.size > MAX_CARD_BYTES:
-        return False
-    config.stream.seek(0)
-    try:
-        parsed = json.loads(config.stream.read())
-    except ValueError:
-        return False
-    finally:
-        config.stream.seek(0)
-    return isinstance(parsed, dict) and bool(parsed.get("peft_type"))
-
-
-def _card_method(library: Any, tags: list[str]) -> str | None:
-    if library in ("adapter-transformers", "adapters"):
-        return Method.BOTTLENECK
-    named = [t for t in tags if t in (Method.BITFIT, Method.BOTTLENECK)]
-    return named[0] if len(named) == 1 else None
 
 
 def _short(value: Any) -> str | None:
@@ -417,8 +388,6 @@ def check_push(
     card = read_card(by_path[_README].stream if _README in by_path else None)
     existing = target.existing
     method = meta.method or (existing.method if existing and existing.base_model.name != PENDING_BASE_MODEL else None)
-    if method is None and card.method is not None and not _config_names_type(by_path):
-        method = card.method  # a non-PEFT config says nothing; its card may
     validated = validate_content(by_path, method=method)
     base = resolve_base_model(
         actor=actor,
@@ -428,7 +397,8 @@ def check_push(
         config=(validated.base_model or "").strip() or None,  # validation read the config already
         validated=validated,
     )
-    rewritten = normalize_config(by_path, base.name)
+    # The `adapters` library's config is its own: kept byte for byte (it records the base as model_name).
+    rewritten = normalize_config(by_path, base.name) if validated.peft_layout else frozenset()
     return CheckedPush(
         target=target,
         base=base,

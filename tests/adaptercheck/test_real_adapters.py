@@ -134,13 +134,6 @@ def test_qlora_claim_accepted_for_lora_config() -> None:
     assert validate_adapter(as_files(adapter("dora")), method="qlora").method == "qlora"
 
 
-def test_non_peft_method_without_peft_type() -> None:
-    contents = adapter("lora")
-    edit_config(contents, lambda c: c.pop("peft_type"))
-    result = validate_adapter(as_files(contents), method="bottleneck")
-    assert (result.method, result.peft_type, result.modules, result.rank) == ("bottleneck", "", {}, None)
-
-
 def test_extra_files_pass_and_names_are_normalized() -> None:
     contents = adapter("lora")
     contents["docs\\notes.txt"] = b"hello"

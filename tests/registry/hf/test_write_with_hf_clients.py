@@ -177,13 +177,11 @@ def test_a_stale_parent_commit_is_refused_and_the_card_updates_metadata(
     assert adapter.card.endswith("# Card\n")
 
 
-def test_non_peft_methods_come_from_the_config_or_the_card_over_hf(
-    hub: Hub, alice: Any, token_for: Any, lora_dir: Path, tmp_path: Path
+def test_non_peft_methods_come_from_their_own_layout_over_hf(
+    hub: Hub, alice: Any, token_for: Any, library_adapters: Path, tmp_path: Path
 ) -> None:
-    """BitFit names its own type in its config; an adapter whose config names none (the `adapters`
-    library's bottleneck adapters) is known by its card's library_name."""
-    import json
-
+    """BitFit names its own type in its config; the `adapters` library's bottleneck adapters are known
+    by their library's layout (its config, adapter.safetensors), whatever the card says."""
     import torch
     from huggingface_hub import HfApi
 
@@ -198,13 +196,8 @@ def test_non_peft_methods_come_from_the_config_or_the_card_over_hf(
     api.upload_folder(repo_id="alice/hf-bitfit", folder_path=bitfit)
 
     bottleneck = tmp_path / "bottleneck"
-    shutil.copytree(lora_dir, bottleneck)
-    config = json.loads((bottleneck / "adapter_config.json").read_text())
-    config.pop("peft_type")
-    (bottleneck / "adapter_config.json").write_text(json.dumps(config))
-    (bottleneck / "README.md").write_text(
-        f"---\nlibrary_name: adapter-transformers\nbase_model: {BASE_MODEL_NAME}\n---\n# B\n"
-    )
+    shutil.copytree(library_adapters / "pfeiffer", bottleneck)
+    (bottleneck / "README.md").write_text("---\nlibrary_name: adapter-transformers\ntags: [lora]\n---\n# B\n")
     api.create_repo("alice/hf-bottleneck")
     api.upload_folder(repo_id="alice/hf-bottleneck", folder_path=bottleneck)
 

@@ -5,22 +5,28 @@ Every refusal names what differs and which inputs disagree, so a person can fix 
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from composer.errors import CompositionError
-from composer.io import LoraAdapter, load_lora
+from composer.families import COMPOSABLE_TYPES, BaseView, FamilyAdapter, family_of, load_family_adapter
+from composer.io import CONFIG_FILE, LoraAdapter, load_lora
 from composer.types import ModuleShape
+
+# Any input the composer reads: a LoRA (factors as stored) or another method's deltas.
+Input = LoraAdapter | FamilyAdapter
 
 # LoraConfig fields that turn on a LoRA variant whose forward pass is not x + s*B@A*x
 # (PEFT tags most with "is_lora_variant"; QALoRA pools its input). Adding such deltas as
-# plain LoRA would be silently wrong, which is what PEFT's add_weighted_adapter does.
+# plain LoRA would be silently wrong, which is what PEFT's add_weighted_adapter does. (DoRA is
+# read as its own method, composer.families, whose delta is computed from the base weight.)
 _VARIANT_FIELDS: dict[str, str] = {
-    "use_dora": "DoRA rescales each output row by a learned magnitude vector",
     "use_qalora": "QA-LoRA pools its input before lora_A",
     "use_bdlora": "BD-LoRA uses block-diagonal factors",
     "kasa_config": "KaSA adds a learned diagonal between the factors",
@@ -52,11 +58,39 @@ class Compatibility:
     dtype: torch.dtype  # the inputs' common storage dtype, float32 when they disagree
 
 
-def as_adapter(item: LoraAdapter | str | os.PathLike[str]) -> LoraAdapter:
-    return item if isinstance(item, LoraAdapter) else load_lora(item)
+def load_adapter(
+    path: str | os.PathLike[str],
+    *,
+    reference: str | None = None,
+    sha256: str | None = None,
+    base: BaseView | None = None,
+) -> Input:
+    """Open a PEFT adapter folder as the composer reads it: a plain LoRA as a LoraAdapter, a method
+    whose delta is computable (AdaLoRA, LoHa, LoKr, VeRA, FourierFT, IA3, DoRA) as a FamilyAdapter
+    (`base` gives the layer shapes and weights some of them need)."""
+    folder = Path(path)
+    config_path = folder / CONFIG_FILE
+    if folder.is_dir() and config_path.is_file():
+        try:
+            config = json.loads(config_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise CompositionError("bad_input", f"{config_path} is not valid JSON: {exc}") from None
+        if isinstance(config, dict) and family_of(config) in COMPOSABLE_TYPES:
+            return load_family_adapter(folder, reference=reference, sha256=sha256, base=base)
+    return load_lora(folder, reference=reference, sha256=sha256)
 
 
-def check_compatible(adapters: Sequence[LoraAdapter | str | os.PathLike[str]]) -> Compatibility:
+def as_adapter(item: Input | str | os.PathLike[str], base: BaseView | None = None) -> Input:
+    return item if isinstance(item, (LoraAdapter, FamilyAdapter)) else load_adapter(item, base=base)
+
+
+def module_shapes(adapter: Input) -> dict[str, ModuleShape]:
+    if isinstance(adapter, LoraAdapter):
+        return {module: entry.shape for module, entry in adapter.modules.items()}
+    return dict(adapter.modules)
+
+
+def check_compatible(adapters: Sequence[Input | str | os.PathLike[str]]) -> Compatibility:
     """Refuse, with a `CompositionError` that says exactly what differs, adapters we cannot compose.
 
     Steps:
@@ -73,7 +107,8 @@ def check_compatible(adapters: Sequence[LoraAdapter | str | os.PathLike[str]]) -
     if not loaded:
         raise CompositionError("bad_input", "no input adapters given")
     for adapter in loaded:
-        _check_plain_lora(adapter)
+        if isinstance(adapter, LoraAdapter):
+            _check_plain_lora(adapter)
     _check_same_base(loaded)
     modules = _check_module_shapes(loaded)
     extra_keys = _check_extras(loaded)
@@ -92,7 +127,9 @@ def check_compatible(adapters: Sequence[LoraAdapter | str | os.PathLike[str]]) -
         extra_keys=extra_keys,
         fan_in_fan_out=fan_in_fan_out,
         task_type=task_types.pop() if task_types else None,
-        has_bias=any(entry.bias_key is not None for a in loaded for entry in a.modules.values()),
+        has_bias=any(
+            entry.bias_key is not None for a in loaded if isinstance(a, LoraAdapter) for entry in a.modules.values()
+        ),
         dtype=dtypes.pop() if len(dtypes) == 1 else torch.float32,
     )
 
@@ -146,7 +183,7 @@ def _check_plain_lora(adapter: LoraAdapter) -> None:
             )
 
 
-def _check_same_base(adapters: Sequence[LoraAdapter]) -> None:
+def _check_same_base(adapters: Sequence[Input]) -> None:
     first = adapters[0]
     for other in adapters[1:]:
         if other.base_model != first.base_model:
@@ -163,23 +200,23 @@ def _check_same_base(adapters: Sequence[LoraAdapter]) -> None:
             )
 
 
-def _check_module_shapes(adapters: Sequence[LoraAdapter]) -> dict[str, ModuleShape]:
+def _check_module_shapes(adapters: Sequence[Input]) -> dict[str, ModuleShape]:
     shapes: dict[str, tuple[ModuleShape, str]] = {}
     for adapter in adapters:
-        for module, entry in adapter.modules.items():
+        for module, shape in module_shapes(adapter).items():
             seen = shapes.get(module)
             if seen is None:
-                shapes[module] = (entry.shape, adapter.reference)
-            elif seen[0] != entry.shape:
+                shapes[module] = (shape, adapter.reference)
+            elif seen[0] != shape:
                 raise CompositionError(
                     "shape_mismatch",
-                    f"module {module!r} is {seen[0].describe()} in {seen[1]} but {entry.shape.describe()} in "
+                    f"module {module!r} is {seen[0].describe()} in {seen[1]} but {shape.describe()} in "
                     f"{adapter.reference}; the adapters were not trained on the same base model",
                 )
     return {module: shapes[module][0] for module in sorted(shapes)}
 
 
-def _check_extras(adapters: Sequence[LoraAdapter]) -> tuple[str, ...]:
+def _check_extras(adapters: Sequence[Input]) -> tuple[str, ...]:
     """Full-module copies cannot be weighted like deltas, so they pass through only when identical."""
     first = adapters[0]
     for other in adapters[1:]:
@@ -205,7 +242,7 @@ def _same_tensor(left: torch.Tensor, right: torch.Tensor) -> bool:
     return left.shape == right.shape and left.dtype == right.dtype and bool(torch.equal(left, right))
 
 
-def _agreed_flag(adapters: Sequence[LoraAdapter], field: str) -> bool:
+def _agreed_flag(adapters: Sequence[Input], field: str) -> bool:
     values = {bool(a.config.get(field, False)) for a in adapters}
     if len(values) > 1:
         which = ", ".join(f"{a.reference}={bool(a.config.get(field, False))}" for a in adapters)

@@ -7,18 +7,19 @@ import math
 import os
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from composer.compat import Compatibility, as_adapter, check_compatible
+from composer.compat import Compatibility, Input, as_adapter, check_compatible
 from composer.errors import CompositionError
 from composer.expression import parse_expression
+from composer.families import BaseView
 from composer.io import PEFT_PREFIX, LoraAdapter, load_lora, match_pattern, save_lora
-from composer.lora import combined_bias, refactor_dense
+from composer.lora import combined_bias, refactor_dense, single_threaded
 from composer.recipe import Recipe, RecipeInput, environment, summarize
 from composer.registry import MergeMethod, get_method
 from composer.types import (
@@ -34,7 +35,7 @@ from composer.types import (
 )
 from composer.version import VERSION
 
-InputItem = tuple[LoraAdapter | str | os.PathLike[str], float]
+InputItem = tuple[Input | str | os.PathLike[str], float]
 
 _DTYPE_ALIASES = {"float16": "fp16", "half": "fp16", "bfloat16": "bf16", "float32": "fp32", "float": "fp32"}
 DEFAULT_SEED = 0
@@ -165,8 +166,10 @@ def compose(
     device: str = "auto",
     progress: ProgressCallback | None = None,
     expression: str | None = None,
+    base: BaseView | None = None,
 ) -> CompositionResult:
-    """Compose LoRA adapters into a new one.
+    """Compose adapters into a new LoRA: LoRA inputs by their factors, every other method whose
+    delta is computable (composer.families) by its delta, exact factors or dense.
 
     Steps:
         1. Validate the parameters and the inputs' compatibility, before any tensor math.
@@ -188,6 +191,8 @@ def compose(
         device: "auto" (CUDA when available), "cpu" or "cuda[:N]"; all math runs in fp32 there.
         progress: called as progress(done_modules, total_modules) after each module.
         expression: the arithmetic expression the weights came from, recorded in the recipe.
+        base: the base model (composer.base.BaseCheckpoint or ManifestBase), for inputs whose delta
+            or layer shapes need it (IA3, DoRA; VeRA, FourierFT).
 
     Returns:
         A `CompositionResult`; `result.save(folder)` writes it.
@@ -203,7 +208,7 @@ def compose(
         device=device,
         expression=expression,
     )
-    adapters, weights = _normalize_inputs(inputs)
+    adapters, weights = _normalize_inputs(inputs, base)
     spec = params.spec
     if spec.single_input and len(adapters) != 1:
         raise CompositionError("bad_input", f"{spec.name} re-ranks exactly one adapter, got {len(adapters)} inputs")
@@ -214,9 +219,10 @@ def compose(
     tensors: dict[str, Tensor] = {}
     reports: list[ModuleReport] = []
     total = len(compat.modules)
+    biased: set[str] = set()
     for done, (module, shape) in enumerate(compat.modules.items(), start=1):
-        low, bias = _merge_module(module, adapters, weights, params, device_)
-        input_ranks = tuple(a.modules[module].rank if module in a.modules else 0 for a in adapters)
+        low, bias = _merge_module(module, shape, adapters, weights, params, device_)
+        input_ranks = tuple(_input_rank(a, module, shape) for a in adapters)
         reports.append(
             ModuleReport(
                 module=module,
@@ -227,12 +233,17 @@ def compose(
                 truncated=low.truncated,
             )
         )
-        if compat.has_bias and shape.kind != "embedding" and bias is None:
-            # PEFT gives every lora_B a bias once lora_bias=True; zeros keep modules without one exact.
-            bias = torch.zeros(shape.d_out, device=device_)
+        if bias is not None:
+            biased.add(module)
         tensors.update(_module_tensors(module, shape, low, bias, out_dtype))
         if progress is not None:
             progress(done, total)
+    if biased or compat.has_bias:
+        # PEFT gives every lora_B a bias once lora_bias=True; zeros keep modules without one exact.
+        compat = replace(compat, has_bias=True)
+        for module, shape in compat.modules.items():
+            if module not in biased and shape.kind != "embedding":
+                tensors[f"{PEFT_PREFIX}{module}.lora_B.bias"] = torch.zeros(shape.d_out, dtype=out_dtype)
 
     for key in compat.extra_keys:
         tensors[key] = adapters[0].tensor(key).contiguous()
@@ -265,8 +276,8 @@ def compose_expression(expression: str, **params: Any) -> CompositionResult:
     return compose(inputs, method="expr", expression=expression, **params)
 
 
-def _normalize_inputs(inputs: Sequence[InputItem]) -> tuple[list[LoraAdapter], list[float]]:
-    adapters: list[LoraAdapter] = []
+def _normalize_inputs(inputs: Sequence[InputItem], base: BaseView | None) -> tuple[list[Input], list[float]]:
+    adapters: list[Input] = []
     weights: list[float] = []
     if isinstance(inputs, (str, bytes)) or not inputs:
         raise CompositionError("bad_input", "inputs must be a non-empty sequence of (adapter or folder, weight) pairs")
@@ -276,47 +287,113 @@ def _normalize_inputs(inputs: Sequence[InputItem]) -> tuple[list[LoraAdapter], l
         source, weight = item
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight):
             raise CompositionError("bad_input", f"weight of input {position} must be a finite number, got {weight!r}")
-        adapters.append(as_adapter(source))
+        adapters.append(as_adapter(source, base))
         weights.append(float(weight))
     return adapters, weights
 
 
+def _input_rank(adapter: Input, module: str, shape: ModuleShape) -> int:
+    """The rank an input brings to a module: its factors', a dense delta's full rank, 0 when absent."""
+    if isinstance(adapter, LoraAdapter):
+        return adapter.modules[module].rank if module in adapter.modules else 0
+    if module not in adapter.modules:
+        return 0
+    rank = adapter.nominal_rank(module)
+    return rank if rank is not None else min(shape.d_out, shape.d_in)
+
+
+def _exact_factors(dense: Tensor) -> tuple[Tensor, Tensor]:
+    """B, A with B @ A == dense up to round-off: its SVD, cut where singular values vanish."""
+    with single_threaded():
+        u, s, vh = torch.linalg.svd(dense, full_matrices=False)
+    keep = max(1, int((s > s[0] * 1e-7).sum())) if s.numel() and float(s[0]) > 0 else 1
+    root = s[:keep].sqrt()
+    return u[:, :keep] * root, root[:, None] * vh[:keep]
+
+
+def _input_terms(
+    module: str, adapters: Sequence[Input], weights: Sequence[float], device: torch.device
+) -> tuple[list[ScaledFactors], list[tuple[float, Tensor, Tensor | None]]]:
+    """Each present input's delta at `module`: LoRA factors and exact factors of other methods as
+    ScaledFactors, dense deltas as (weight, delta, bias change)."""
+    factors: list[ScaledFactors] = []
+    dense: list[tuple[float, Tensor, Tensor | None]] = []
+    for adapter, weight in zip(adapters, weights, strict=True):
+        if module not in adapter.modules:
+            continue
+        if isinstance(adapter, LoraAdapter):
+            b, a, bias = adapter.factors(module, device)
+            scaling = adapter.scaling(module)
+            factors.append(ScaledFactors(b=b, a=a, coefficient=weight * scaling, scaling=scaling, bias=bias))
+            continue
+        delta = adapter.delta(module, device)
+        if delta.dense is not None:
+            dense.append((weight, delta.dense, delta.bias))
+        else:
+            assert delta.b is not None and delta.a is not None
+            factors.append(ScaledFactors(b=delta.b, a=delta.a, coefficient=weight, scaling=1.0, bias=delta.bias))
+    return factors, dense
+
+
 def _merge_module(
     module: str,
-    adapters: Sequence[LoraAdapter],
+    shape: ModuleShape,
+    adapters: Sequence[Input],
     weights: Sequence[float],
     params: CompositionParams,
     device: torch.device,
 ) -> tuple[LowRankDelta, Tensor | None]:
     """Merge one module; inputs without it contribute nothing (a zero delta)."""
     spec = params.spec
-    present = [(a, w) for a, w in zip(adapters, weights, strict=True) if module in a.modules]
-    factors: list[ScaledFactors] = []
-    for adapter, weight in present:
-        b, a, bias = adapter.factors(module, device)
-        scaling = adapter.scaling(module)
-        factors.append(ScaledFactors(b=b, a=a, coefficient=weight * scaling, scaling=scaling, bias=bias))
+    factors, dense = _input_terms(module, adapters, weights, device)
+    nominal = [f.a.shape[0] for f in factors]
+    auto = params.rank == "auto" or (params.rank is None and not nominal)  # dense deltas only: keep `energy`
+    target_rank: int | None = None if auto or params.rank == "auto" else (params.rank or max(nominal))
+    energy = params.energy if auto else None
+    seed = params.effective_seed if params.effective_seed is not None else DEFAULT_SEED
+
+    if dense and spec.name in ("linear", "expr"):
+        # A weighted sum with dense deltas: summed as matrices, then one low-rank SVD of the sum,
+        # whose error against it is exact (no per-input factorisation of full-rank deltas).
+        merged = torch.zeros(shape.d_out, shape.d_in, device=device)
+        for f in factors:
+            merged.addmm_(f.b * f.coefficient, f.a)
+        for weight, matrix, _ in dense:
+            merged.add_(matrix, alpha=weight)
+        low = refactor_dense(
+            merged,
+            rank=target_rank,
+            energy=energy,
+            max_rank=min(shape.d_out, shape.d_in),
+            generator=_generator(seed, module, "svd", device),
+        )
+        biases = [f.coefficient * f.bias for f in factors if f.bias is not None]
+        biases += [weight * bias for weight, _, bias in dense if bias is not None]
+        return low, torch.stack(biases).sum(dim=0) if biases else None
+    for weight, matrix, bias in dense:  # other methods see every input as (exact) factors
+        b, a = _exact_factors(matrix)
+        factors.append(ScaledFactors(b=b, a=a, coefficient=weight, scaling=1.0, bias=bias))
     max_input_rank = max(f.a.shape[0] for f in factors)
-    target_rank = None if params.rank == "auto" else (params.rank or max_input_rank)
-    energy = params.energy if params.rank == "auto" else None
+    if not auto and params.rank is None:
+        target_rank = max_input_rank
 
     if spec.kind == "factored":
         low = spec.merge(factors, rank=target_rank, energy=energy) if spec.uses_rank else spec.merge(factors)
         return low, combined_bias(factors)
 
-    seed = params.effective_seed
-    assert seed is not None
+    seed_ = params.effective_seed
+    assert seed_ is not None
     kwargs: dict[str, Any] = {"density": params.density}
     if spec.uses_sign_method:
         kwargs["majority_sign_method"] = params.majority_sign_method
-    weight_tensor = torch.tensor([w for _, w in present], dtype=torch.float32, device=device)  # (n,)
+    weight_tensor = torch.tensor([f.coefficient / f.scaling for f in factors], dtype=torch.float32, device=device)
 
     d_out, d_in = factors[0].b.shape[0], factors[0].a.shape[1]
     deltas = torch.empty((len(factors), d_out, d_in), dtype=torch.float32, device=device)  # (n, d_out, d_in)
     for slot, f in zip(deltas, factors, strict=True):
         torch.mm(f.b * f.scaling, f.a, out=slot)  # the task vector dW_i; the method applies the weight
     if spec.uses_seed:
-        kwargs["generator"] = _generator(seed, module, "mask", device)
+        kwargs["generator"] = _generator(seed_, module, "mask", device)
     merged = spec.merge(deltas, weight_tensor, **kwargs)  # (d_out, d_in)
     del deltas
     low = refactor_dense(
@@ -324,17 +401,17 @@ def _merge_module(
         rank=target_rank,
         energy=energy,
         max_rank=sum(f.a.shape[0] for f in factors),
-        generator=_generator(seed, module, "svd", device),
+        generator=_generator(seed_, module, "svd", device),
     )
     del merged
     bias = None
     if any(f.bias is not None for f in factors):
-        biases = torch.stack(
+        biases_ = torch.stack(
             [f.bias * f.scaling if f.bias is not None else torch.zeros(d_out, device=device) for f in factors]
         )  # (n, d_out): the effective bias each task adds
         if spec.uses_seed:
-            kwargs["generator"] = _generator(seed, module, "bias_mask", device)
-        bias = spec.merge(biases, weight_tensor, **kwargs)
+            kwargs["generator"] = _generator(seed_, module, "bias_mask", device)
+        bias = spec.merge(biases_, weight_tensor, **kwargs)
     return low, bias
 
 
@@ -382,16 +459,16 @@ _NEUTRAL_FIELDS: dict[str, Any] = {
 }
 
 
-def build_output_config(
-    adapters: Sequence[LoraAdapter], compat: Compatibility, ranks: dict[str, int]
-) -> dict[str, Any]:
+def build_output_config(adapters: Sequence[Input], compat: Compatibility, ranks: dict[str, int]) -> dict[str, Any]:
     """adapter_config.json of the composed adapter.
 
     Source scaling is folded into the factors, so every module runs at scaling 1: lora_alpha = r,
     and modules whose rank differs from the common one get matching rank_pattern and
     alpha_pattern entries keyed by their full module name.
     """
-    config = dict(adapters[0].config)
+    loras = [a for a in adapters if isinstance(a, LoraAdapter)]
+    # Another method's config says nothing a LoRA config needs (and holds fields LoraConfig rejects).
+    config: dict[str, Any] = dict(loras[0].config) if loras else {"bias": "none", "modules_to_save": None}
     for field, value in _NEUTRAL_FIELDS.items():
         if field in config or field in ("use_rslora", "use_dora"):
             config[field] = value
@@ -422,7 +499,7 @@ def build_output_config(
     return config
 
 
-def _target_modules(adapters: Sequence[LoraAdapter], compat: Compatibility) -> list[str]:
+def _target_modules(adapters: Sequence[Input], compat: Compatibility) -> list[str]:
     """Union of the inputs' target lists when that reaches exactly the written modules, else exact names."""
     simple = all(
         isinstance(a.config.get("target_modules"), list)

@@ -18,7 +18,8 @@ ErrorCode = Literal[
     "missing_parameter",  # the method needs a parameter that was not given
     "unsupported_method",  # unknown merge method name
     "unsupported_adapter_type",  # not a LoRA adapter (IA3, prompt tuning, LoHa, ...)
-    "unsupported_variant",  # a LoRA variant we cannot compose exactly (DoRA, ...)
+    "unsupported_variant",  # a LoRA variant we cannot compose exactly
+    "base_model_required",  # an input's delta or layer shapes need the base model (IA3, DoRA, VeRA, FourierFT)
 ]
 
 ERROR_CODES: Final[frozenset[str]] = frozenset(ErrorCode.__args__)  # type: ignore[attr-defined]

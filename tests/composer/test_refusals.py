@@ -69,23 +69,22 @@ def test_it_refuses_a_shared_module_with_different_shapes(make_adapter: MakeAdap
     assert "linear 64x64" in message and "linear 32x32" in message
 
 
-@pytest.mark.parametrize(
-    "config",
-    [
-        IA3Config(target_modules=["q_proj", "v_proj"], feedforward_modules=[]),
-        PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4),
-    ],
-    ids=["ia3", "prompt_tuning"],
-)
-def test_it_refuses_adapters_outside_the_lora_family(config: Any, tmp_path: Path, make_adapter: MakeAdapter) -> None:
+def test_it_refuses_adapters_without_a_weight_delta(tmp_path: Path, make_adapter: MakeAdapter) -> None:
+    config = PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4)
     get_peft_model(tiny_llama(), config).save_pretrained(str(tmp_path / "other"))
     message = refused("unsupported_adapter_type", [(make_adapter("lora", 1), 1.0), (tmp_path / "other", 1.0)])
-    assert str(config.peft_type.value) in message
+    assert "PROMPT_TUNING" in message
 
 
-def test_it_refuses_dora(make_adapter: MakeAdapter) -> None:
+def test_methods_whose_delta_is_made_of_the_base_weights_need_the_base(
+    tmp_path: Path, make_adapter: MakeAdapter
+) -> None:
+    get_peft_model(tiny_llama(), IA3Config(target_modules=["q_proj"], feedforward_modules=[])).save_pretrained(
+        str(tmp_path / "ia3")
+    )
+    assert "IA3" in refused("base_model_required", [(make_adapter("lora", 1), 1.0), (tmp_path / "ia3", 1.0)])
     dora = make_adapter("dora", 1, use_dora=True)
-    assert "DoRA" in refused("unsupported_variant", [(dora, 1.0)])
+    assert "DORA" in refused("base_model_required", [(dora, 1.0)])
 
 
 def test_it_refuses_variant_tensors_even_when_the_config_does_not_say_so(make_adapter: MakeAdapter) -> None:
@@ -104,7 +103,6 @@ def test_it_refuses_variant_tensors_even_when_the_config_does_not_say_so(make_ad
         *(
             {field: value}
             for field, value in [
-                ("use_dora", True),
                 ("use_qalora", True),
                 ("use_bdlora", {"nblocks": 2}),
                 ("kasa_config", {"x": 1}),
@@ -129,7 +127,6 @@ def test_every_variant_field_has_a_refusal_test() -> None:
     from composer.compat import _VARIANT_FIELDS
 
     tested = {
-        "use_dora",
         "use_qalora",
         "use_bdlora",
         "kasa_config",

@@ -109,6 +109,8 @@ def check_compatible(adapters: Sequence[Input | str | os.PathLike[str]]) -> Comp
     for adapter in loaded:
         if isinstance(adapter, LoraAdapter):
             _check_plain_lora(adapter)
+        else:
+            adapter.require_shapes()
     _check_same_base(loaded)
     modules = _check_module_shapes(loaded)
     extra_keys = _check_extras(loaded)
@@ -160,7 +162,7 @@ def _check_plain_lora(adapter: LoraAdapter) -> None:
     if adapter.peft_type.upper() != "LORA":
         raise CompositionError(
             "unsupported_adapter_type",
-            f"{name} is a {adapter.peft_type or 'non-PEFT'} adapter; only LoRA adapters can be composed",
+            f"{name} is a {adapter.peft_type or 'non-PEFT'} adapter, which changes no weight by a computable delta",
         )
     config = adapter.config
     check_plain_lora_config(config, name)

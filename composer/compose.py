@@ -17,7 +17,7 @@ from torch import Tensor
 from composer.compat import Compatibility, Input, as_adapter, check_compatible
 from composer.errors import CompositionError
 from composer.expression import parse_expression
-from composer.families import BaseView
+from composer.families import BaseView, FamilyAdapter, sums_ia3_vectors
 from composer.io import PEFT_PREFIX, LoraAdapter, load_lora, match_pattern, save_lora
 from composer.lora import combined_bias, refactor_dense, single_threaded
 from composer.recipe import Recipe, RecipeInput, environment, summarize
@@ -212,6 +212,9 @@ def compose(
     spec = params.spec
     if spec.single_input and len(adapters) != 1:
         raise CompositionError("bad_input", f"{spec.name} re-ranks exactly one adapter, got {len(adapters)} inputs")
+    families = {a.family if isinstance(a, FamilyAdapter) else "LORA" for a in adapters}
+    if sums_ia3_vectors(families, spec.name, params.rank):
+        return _compose_ia3(adapters, weights, params)
     compat = check_compatible(adapters)
     device_ = params.torch_device
     out_dtype = params.output_dtype(compat.dtype)
@@ -264,6 +267,61 @@ def compose(
     ).to_dict(reports)
     adapter = LoraAdapter.from_tensors(config, tensors, reference=f"composition:{spec.name}", recipe=recipe)
     return CompositionResult(adapter=adapter, modules=tuple(reports), recipe=recipe)
+
+
+def _compose_ia3(adapters: Sequence[Input], weights: Sequence[float], params: CompositionParams) -> CompositionResult:
+    """IA3 inputs under a weighted sum stay IA3, as PEFT's add_weighted_adapter mixes them: each
+    module's scaling vector is the weighted sum of the inputs' vectors (inputs without the module add
+    nothing). Exact by construction, so every module reports no error."""
+    ia3 = [a for a in adapters if isinstance(a, FamilyAdapter)]
+    first = ia3[0]
+    for other in ia3[1:]:
+        if (other.base_model, other.revision) != (first.base_model, first.revision):
+            raise CompositionError(
+                "base_model_mismatch",
+                f"{first.reference} was trained on {first.base_model!r} but {other.reference} on {other.base_model!r}",
+            )
+    summed: dict[str, Tensor] = {}
+    present: dict[str, list[int]] = {}
+    for adapter, weight in zip(ia3, weights, strict=True):
+        for module, vector in adapter.ia3_vectors().items():
+            value = vector.to(torch.float32) * weight
+            if module in summed and summed[module].shape != value.shape:
+                raise CompositionError(
+                    "config_mismatch",
+                    f"module {module!r} scales {'inputs' if value.shape[0] == 1 else 'outputs'} in "
+                    f"{adapter.reference} but not in another input (feedforward_modules differ)",
+                )
+            summed[module] = summed[module] + value if module in summed else value
+            present.setdefault(module, []).append(int(vector.numel()))
+    out_dtype = params.output_dtype(first.dtype)
+    tensors = {f"{PEFT_PREFIX}{m}.ia3_l": v.to(out_dtype).contiguous() for m, v in sorted(summed.items())}
+    config = dict(first.config)
+    config["target_modules"] = sorted({str(t) for a in ia3 for t in (a.config.get("target_modules") or [])}) or list(
+        summed
+    )
+    config["feedforward_modules"] = sorted({str(t) for a in ia3 for t in (a.config.get("feedforward_modules") or [])})
+    config["inference_mode"] = True
+    reports = tuple(
+        ModuleReport(module=m, rank=0, input_ranks=(0,) * len(ia3), retained_energy=1.0, relative_error=0.0,
+                     truncated=False)
+        for m in sorted(summed)
+    )  # fmt: skip
+    recipe = Recipe(
+        library="composer",
+        version=VERSION,
+        method=params.spec.name,
+        parameters=params.recorded(out_dtype),
+        seed=None,
+        inputs=tuple(
+            RecipeInput(reference=a.reference, weight=w, sha256=a.sha256) for a, w in zip(ia3, weights, strict=True)
+        ),
+        base_model=first.base_model,
+        revision=first.revision,
+        environment=environment(torch.device("cpu")),
+    ).to_dict(reports)
+    result = LoraAdapter.from_tensors(config, tensors, reference=f"composition:{params.spec.name}", recipe=recipe)
+    return CompositionResult(adapter=result, modules=reports, recipe=recipe)
 
 
 def compose_expression(expression: str, **params: Any) -> CompositionResult:

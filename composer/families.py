@@ -165,6 +165,12 @@ COMPOSABLE_TYPES = frozenset(_REQUIRED)
 NEEDS_BASE = frozenset({"IA3", "DORA"})
 
 
+def sums_ia3_vectors(families: set[str], method: str, rank: object) -> bool:
+    """Whether a composition keeps IA3 as IA3 (a weighted sum of its vectors, as PEFT mixes them):
+    only IA3 inputs, a weighted sum, no rank asked for. Then no base weight is needed."""
+    return families == {"IA3"} and method in ("linear", "expr") and rank is None
+
+
 def family_of(config: dict[str, Any]) -> str:
     """The method whose delta rule applies: the peft_type, or DORA for a LoRA with use_dora."""
     peft_type = str(config.get("peft_type") or "")
@@ -204,9 +210,17 @@ class FamilyAdapter:
                 continue
             self.parts.setdefault(match["module"].removeprefix(PEFT_PREFIX), {})[match["part"]] = key
         self.extra_keys = tuple(sorted(extra))
-        self.modules: dict[str, ModuleShape] = {m: self._shape(m) for m in sorted(self.parts)}
-        if not self.modules:
+        if not self.parts:
             raise CompositionError("bad_input", f"{reference} contains no {self.family} tensors")
+        # Layers whose shape only the base model knows stay out of `modules` until a base is given.
+        self.modules: dict[str, ModuleShape] = {}
+        self.unshaped: list[str] = []
+        for module in sorted(self.parts):
+            shape = self._shape(module)
+            if shape is None:
+                self.unshaped.append(module)
+            else:
+                self.modules[module] = shape
         if self.family == "VERA" and not all(k in source.keys() for k in _SHARED):
             raise CompositionError(
                 "bad_input",
@@ -336,7 +350,7 @@ class FamilyAdapter:
             return (shape.d_out, inner), (inner, shape.d_in)
         return None
 
-    def _shape(self, module: str) -> ModuleShape:
+    def _shape(self, module: str) -> ModuleShape | None:
         """The base layer's (out, in), from the tensors (and, for IA3, the base's side it scales)."""
         parts = {p: self.source.shape(k) for p, k in self.parts[module].items()}
         family = self.family
@@ -357,16 +371,29 @@ class FamilyAdapter:
                 else:
                     rows, cols = rows * parts[name][0], cols * parts[name][1]
             return ModuleShape("linear", rows, (cols,))
-        known = self.base.shape(module) if self.base is not None else None
+        if self.base is None:
+            return None
+        known = self.base.shape(module)
         if known is None:
             raise CompositionError(
                 "base_model_required",
-                f"{self.reference}: the shape of {family} module {module!r} comes from the base model, which "
-                "does not have it"
-                if self.base is not None
-                else f"{self.reference}: the shape of {family} module {module!r} comes from the base model; pass one",
+                f"{self.reference}: the shape of {family} module {module!r} comes from the base model, which has no "
+                "such layer",
             )
         return ModuleShape("linear", known[0], (known[1],))
+
+    def require_shapes(self) -> None:
+        """Refuse (base_model_required) when some layer's shape needs a base model none gave."""
+        if self.unshaped:
+            raise CompositionError(
+                "base_model_required",
+                f"{self.reference} is {self.family}: the shapes of its layers ({self.unshaped[0]!r}, ...) come from "
+                "the base model; pass one",
+            )
+
+    def ia3_vectors(self) -> dict[str, Tensor]:
+        """IA3's scaling vectors by module, as stored."""
+        return {module: self.source.get(parts["ia3_l"]) for module, parts in self.parts.items()}
 
 
 def load_family_adapter(

@@ -23,9 +23,12 @@ from django.utils import timezone
 
 import composer
 from composer import CompositionError, CompositionParams, parse_expression
-from composer.compat import check_plain_lora_config
+from composer.base import BaseCheckpoint, ManifestBase
+from composer.compat import Input, check_plain_lora_config, load_adapter
+from composer.families import COMPOSABLE_TYPES, NEEDS_BASE, BaseView, family_of, sums_ia3_vectors
 from registry import enqueue, jobs
 from registry.access import PRIVATE_REFERENCE, Actor, access_adapter, access_namespace, require_write
+from registry.base_models import BaseModelUnavailable, fetch_base_model
 from registry.evaluations import start_validation
 from registry.exceptions import InvalidContent, InvalidRequest, NotAuthenticated, NotFound, RegistryError, StateConflict
 from registry.infrastructure import as_unavailable
@@ -110,8 +113,8 @@ def submit_composition(*, actor: Actor, request: CompositionRequest) -> SubmitRe
     requester = actor.user
     method, specs = method_and_inputs(request)
     resolved = [resolve_input(actor, spec) for spec in specs]
-    base_model = check_inputs(resolved)
     params = check_parameters(method, request.parameters, n_inputs=len(resolved))
+    base_model = check_inputs(resolved, params)
     target_ns, target_name = check_target(actor, request.into, base_model)
 
     recipe = {
@@ -207,18 +210,23 @@ def resolve_input(actor: Actor, spec: InputSpec) -> ResolvedInput:
     return ResolvedInput(version=resolve_version(adapter, spec.version), weight=float(spec.weight))
 
 
-def check_inputs(resolved: Sequence[ResolvedInput]) -> str:
+# Methods whose files do not say their layers' shapes: the base model's manifest does.
+_NEEDS_SHAPES = frozenset({"VERA", "FOURIERFT"})
+
+
+def check_inputs(resolved: Sequence[ResolvedInput], params: CompositionParams | None) -> str:
+    """Every input has a computable weight delta (a LoRA, or a method of composer.families), and all
+    are adapters of one base model, which holds what their deltas need (its weights for IA3 and DoRA)."""
     for r in resolved:
         adapter, config = r.version.adapter, r.version.config
+        family = family_of(config)
+        if family in COMPOSABLE_TYPES:
+            continue
         if adapter.method not in LORA_FAMILY or r.version.peft_type != "LORA":
             raise InvalidContent(
-                f"{r.reference} is {method_phrase(adapter.get_method_display())}; only LoRA adapters can be composed",
+                f"{r.reference} is {method_phrase(adapter.get_method_display())}, which changes no weight by a "
+                "computable delta; composable: LoRA and its variants, AdaLoRA, LoHa, LoKr, VeRA, FourierFT, IA3",
                 code="unsupported_method",
-            )
-        if config.get("use_dora"):
-            raise InvalidContent(
-                f"{r.reference} is a DoRA adapter: its magnitude vector cannot be composed exactly",
-                code="unsupported_variant",
             )
         try:
             check_plain_lora_config(config, r.reference)
@@ -228,6 +236,22 @@ def check_inputs(resolved: Sequence[ResolvedInput]) -> str:
     if len(bases) > 1:
         listing = ", ".join(f"{r.reference} ({r.version.adapter.base_model.name})" for r in resolved)
         raise InvalidContent(f"the inputs are adapters of different base models: {listing}", code="base_model_mismatch")
+    base = resolved[0].version.adapter.base_model
+    families = {family_of(r.version.config) for r in resolved}
+    if params is not None and sums_ia3_vectors(families, params.spec.name, params.rank):
+        return bases.pop()  # IA3 vectors summed: nothing of the base is needed
+    if families & NEEDS_BASE and not base.files_digest:
+        raise InvalidContent(
+            f"the deltas of {', '.join(sorted(families & NEEDS_BASE))} inputs are made of the base model's weights, "
+            f"which this hub does not store for {base.name} (an admin registers them with "
+            "`register_base_model --from-folder`)",
+            code="base_model_required",
+        )
+    if families & _NEEDS_SHAPES and not base.manifest:
+        raise InvalidContent(
+            f"{base.name} has no shape manifest, which {', '.join(sorted(families & _NEEDS_SHAPES))} inputs need",
+            code="base_model_required",
+        )
     return bases.pop()
 
 
@@ -262,8 +286,11 @@ def check_target(actor: Actor, into: str, base_model: str) -> tuple[str, str]:
                 f"{existing.full_name} is an adapter of {existing.base_model.name}; the inputs are of {base_model}",
                 code="base_model_mismatch",
             )
-        if existing.method not in LORA_FAMILY:
-            raise StateConflict(f"{existing.full_name} is not a LoRA adapter", code="target_method_mismatch")
+        if existing.method not in LORA_FAMILY | {Method.IA3}:
+            raise StateConflict(
+                f"{existing.full_name} is not a LoRA (or IA3) adapter, which is what compositions publish",
+                code="target_method_mismatch",
+            )
     return namespace_name, name
 
 
@@ -319,7 +346,7 @@ def run_composition(job_id: str, *, worker: str) -> CompositionJob | None:
             started = time.monotonic()
             out = result.save(Path(tmp) / "out")
             (out / "README.md").write_text(composition_card(job, inputs, result))
-            version, created = _publish(job, inputs, out)
+            version, created = _publish(job, inputs, out, method=_method_of(result))
             timings["publish_seconds"] = round(time.monotonic() - started, 3)
     except (CompositionError, RegistryError) as exc:
         jobs.fail(
@@ -345,9 +372,10 @@ def run_composition(job_id: str, *, worker: str) -> CompositionJob | None:
     return job
 
 
-def _load_inputs(job: CompositionJob, folder: Path) -> list[tuple[ResolvedInput, composer.LoraAdapter]]:
+def _load_inputs(job: CompositionJob, folder: Path) -> list[tuple[ResolvedInput, Input]]:
     loaded = []
-    for index, item in enumerate(job.recipe["inputs"]):
+    versions = []
+    for item in job.recipe["inputs"]:
         namespace, _, name = item["adapter"].partition("/")
         version = (
             AdapterVersion.objects.select_related("adapter__namespace", "adapter__base_model")
@@ -356,18 +384,38 @@ def _load_inputs(job: CompositionJob, folder: Path) -> list[tuple[ResolvedInput,
         )
         if version is None:
             raise CompositionError("bad_input", f"input {item['adapter']}:{item['version']} no longer exists")
+        versions.append((version, float(item["weight"])))
+    recipe = job.recipe
+    families = {family_of(version.config) for version, _ in versions}
+    vectors_only = sums_ia3_vectors(families, recipe["method"], recipe["parameters"].get("rank"))
+    base = None if vectors_only else _base_view([version for version, _ in versions])
+    for index, (version, weight) in enumerate(versions):
         target = folder / str(index)
         copied = copy_version_files(version, target)
-        resolved = ResolvedInput(version=version, weight=float(item["weight"]))
-        adapter = composer.load_lora(
-            target, reference=resolved.published_reference, sha256=copied.get("adapter_model.safetensors")
+        resolved = ResolvedInput(version=version, weight=weight)
+        adapter = load_adapter(
+            target, reference=resolved.published_reference, sha256=copied.get("adapter_model.safetensors"), base=base
         )
         loaded.append((resolved, adapter))
     return loaded
 
 
+def _base_view(versions: Sequence[AdapterVersion]) -> BaseView | None:
+    """What the inputs' deltas need of the base model: its weights (fetched into the worker's cache)
+    for IA3 and DoRA, its manifest for VeRA and FourierFT, nothing for LoRA."""
+    families = {family_of(v.config) for v in versions}
+    base = versions[0].adapter.base_model
+    if families & NEEDS_BASE:
+        try:
+            folder = fetch_base_model(base).folder
+        except BaseModelUnavailable as exc:
+            raise CompositionError("base_model_required", str(exc)) from None
+        return BaseCheckpoint(folder, base.manifest or None)
+    return ManifestBase(base.manifest) if base.manifest else None
+
+
 def _compose(
-    job: CompositionJob, inputs: list[tuple[ResolvedInput, composer.LoraAdapter]], report: _ProgressReporter
+    job: CompositionJob, inputs: list[tuple[ResolvedInput, Input]], report: _ProgressReporter
 ) -> composer.CompositionResult:
     recipe = job.recipe
     result = composer.compose(
@@ -394,8 +442,13 @@ def published_expression(expression: str | None, inputs: Sequence[ResolvedInput]
     return " + ".join(f"{r.weight:g}*{r.published_reference}" for r in inputs).replace("+ -", "- ")
 
 
+def _method_of(result: composer.CompositionResult) -> Method:
+    """A composition publishes a LoRA, or an IA3 adapter when IA3 inputs were summed as vectors."""
+    return Method.IA3 if result.adapter.config.get("peft_type") == "IA3" else Method.LORA
+
+
 def _publish(
-    job: CompositionJob, inputs: list[tuple[ResolvedInput, composer.LoraAdapter]], folder: Path
+    job: CompositionJob, inputs: list[tuple[ResolvedInput, Input]], folder: Path, *, method: Method
 ) -> tuple[AdapterVersion, bool]:
     def record_lineage(version: AdapterVersion) -> None:
         # In the transaction that commits the version: a version never exists without its parents.
@@ -423,7 +476,7 @@ def _publish(
             files=files,
             meta=AdapterMetadata(
                 base_model=job.recipe["base_model"],
-                method=Method.LORA,
+                method=method,
                 description=job.description or None,
                 tags=["composed", job.recipe["method"]] if _is_new_adapter(job) else None,
             ),
@@ -437,7 +490,7 @@ def _is_new_adapter(job: CompositionJob) -> bool:
 
 
 def composition_card(
-    job: CompositionJob, inputs: list[tuple[ResolvedInput, composer.LoraAdapter]], result: composer.CompositionResult
+    job: CompositionJob, inputs: list[tuple[ResolvedInput, Input]], result: composer.CompositionResult
 ) -> str:
     """The model card of a composed adapter: front matter PEFT and HF tools read, then how it was made."""
     recipe = job.recipe

@@ -64,12 +64,18 @@ def check_composition(actor: Actor, request: CompositionRequest) -> CompositionC
         check.problems.append(exc.message)
         return check
     check.method = method
+    params = None
+    parameter_problem: str | None = None
+    try:
+        params = compositions.check_parameters(method, request.parameters, n_inputs=len(specs))
+    except RegistryError as exc:
+        parameter_problem = exc.message
 
     resolved: list[ResolvedInput] = []
     for spec in specs:
         try:
             one = compositions.resolve_input(actor, spec)
-            compositions.check_inputs([one])
+            compositions.check_inputs([one], params)
         except RegistryError as exc:
             check.inputs.append(CheckedInput(spec, None, exc.message))
             check.problems.append(exc.message)
@@ -79,13 +85,11 @@ def check_composition(actor: Actor, request: CompositionRequest) -> CompositionC
 
     if resolved and len(resolved) == len(specs):
         try:
-            check.base_model = compositions.check_inputs(resolved)
+            check.base_model = compositions.check_inputs(resolved, params)
         except RegistryError as exc:
             check.problems.append(exc.message)
-    try:
-        compositions.check_parameters(method, request.parameters, n_inputs=len(specs))
-    except RegistryError as exc:
-        check.problems.append(exc.message)
+    if parameter_problem is not None:
+        check.problems.append(parameter_problem)
     if not request.into:
         check.problems.append("Name the new adapter.")
     elif check.base_model:

@@ -159,3 +159,24 @@ def test_every_merge_method_takes_other_methods(method: str, root: str) -> None:
     )
 
     assert result.adapter.config["peft_type"] == "LORA" and result.modules
+
+
+def test_ia3_inputs_summed_stay_ia3_as_peft_s_add_weighted_adapter_mixes_them(root: str, tmp_path: Path) -> None:
+    from peft import PeftModel
+
+    first, _ = saved("ia3", root, seed=1)
+    second, _ = saved("ia3", root, seed=2)
+
+    result = compose([(first, 0.7), (second, 0.3)], method="linear")  # no base needed: vectors only
+    result.save(tmp_path / "mixed")
+
+    assert result.adapter.config["peft_type"] == "IA3" and all(r.relative_error == 0 for r in result.modules)
+    oracle = PeftModel.from_pretrained(_base(), first, adapter_name="a")
+    oracle.load_adapter(second, adapter_name="b")
+    oracle.add_weighted_adapter(["a", "b"], [0.7, 0.3], adapter_name="mixed")
+    ours = PeftModel.from_pretrained(_base(), tmp_path / "mixed")
+    theirs = {k.replace(".mixed", ""): v for k, v in oracle.state_dict().items() if "ia3_l.mixed" in k}
+    mine = {k.replace(".default", ""): v for k, v in ours.state_dict().items() if "ia3_l.default" in k}
+    assert theirs.keys() == mine.keys() and theirs
+    for key, value in theirs.items():
+        torch.testing.assert_close(mine[key], value)

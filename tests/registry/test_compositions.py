@@ -223,7 +223,8 @@ def test_inputs_of_different_base_models_or_methods_are_refused(
     dora = make_lora_adapter(tmp_path / "dora", seed=4, use_dora=True)
     assert push_folder(two_adapters, "alice/dora", dora).status_code == 201
     refused = submit(two_adapters, method="linear", inputs=[{"adapter": "alice/dora", "weight": 1}], into="alice/out")
-    assert refused.status_code == 422 and json_of(refused)["code"] == "unsupported_variant"
+    # DoRA's delta is made of the base weights, which this hub holds only a manifest of.
+    assert refused.status_code == 422 and json_of(refused)["code"] == "base_model_required"
     assert CompositionJob.objects.count() == 0
 
 

@@ -62,7 +62,7 @@ def test_the_check_lists_compatibility_problems_without_creating_a_job(alice_cli
     many = alice_client.post(
         "/compose/check/", recipe(("bob/prompts", "1"), ("bob/secret", "1"), ("alice/sql", "1"))
     ).content.decode()
-    assert "2 problems" in many and "only LoRA adapters can be composed" in many
+    assert "2 problems" in many and "changes no weight by a computable delta" in many
     assert "bob/secret does not exist" in many  # private: as absent as in the API
 
     weight = alice_client.post("/compose/check/", recipe(("alice/sql", "x"), ("alice/chat", "1"))).content.decode()

@@ -10,6 +10,11 @@ the method's structure gives them and as a dense matrix otherwise. One small fun
     FourierFT Re(ifft2(spectrum placed at seeded positions)) · scaling              dense
     IA3       (l − 1) ⊙ W, by output rows or input columns                          dense, needs W
     DoRA      m / ‖W + s·BA‖_row · (W + s·BA) − W                                  dense, needs W
+    OFT/BOFT  W·Rᵀ − W, R orthogonal (Cayley blocks; BOFT's butterfly, output scale) dense, needs W
+
+OFT and BOFT build R through PEFT's own layer (their Cayley-Neumann series, block sharing, the
+butterfly permutations and constraints are PEFT's to define): `peft_layer_delta` wraps the base
+layer in that layer alone, loads the adapter's tensors and merges.
 
 A factor form is exact: B @ A equals PEFT's own `get_delta_weight` (the tests check it against PEFT),
 and a composition that keeps enough rank reproduces the weighted sum of the inputs' deltas exactly.
@@ -142,13 +147,42 @@ def dora_delta(b: Tensor, a: Tensor, magnitude: Tensor, scaling: float, weight: 
     return (magnitude / norm)[:, None] * updated - weight
 
 
+class _OneLayer(torch.nn.Module):
+    def __init__(self, weight: Tensor) -> None:
+        super().__init__()
+        self.layer = torch.nn.Linear(weight.shape[1], weight.shape[0], bias=False)
+        with torch.no_grad():
+            self.layer.weight.copy_(weight.detach().cpu())
+
+
+# Config fields that place an adapter in a model; the one-layer model of peft_layer_delta has its own.
+_PLACEMENT_FIELDS = ("target_modules", "exclude_modules", "layers_to_transform", "layers_pattern", "modules_to_save")
+
+
+def peft_layer_delta(config: dict[str, Any], stored: dict[str, Tensor], weight: Tensor) -> Tensor:
+    """PEFT's own merged change of one layer: the base weight in an nn.Linear, the method's PEFT
+    layer around it with the adapter's tensors (named by their part, e.g. `oft_R.weight`), merged."""
+    from peft import PeftType, get_peft_model, set_peft_model_state_dict
+    from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
+
+    config_class = PEFT_TYPE_TO_CONFIG_MAPPING[PeftType(str(config["peft_type"]))]
+    known = set(config_class.__dataclass_fields__)
+    fields = {k: v for k, v in config.items() if k in known and k not in _PLACEMENT_FIELDS and k != "peft_type"}
+    fields.update(target_modules=["layer"], task_type=None, inference_mode=True)
+    holder = _OneLayer(weight)
+    model = get_peft_model(holder, config_class(**fields))
+    set_peft_model_state_dict(model, {f"base_model.model.layer.{part}": t for part, t in stored.items()})
+    merged = model.merge_and_unload().get_submodule("layer").get_parameter("weight")
+    return merged.detach().to(device=weight.device, dtype=torch.float32) - weight
+
+
 # --------------------------------------------------------------------------------------------------
 # Reading adapters of these methods
 
 
 _PART_RE = re.compile(
     r"(?P<module>.+)\.(?P<part>lora_A|lora_B|lora_E|lora_magnitude_vector|hada_w[12]_[ab]|lokr_w[12](?:_[ab])?"
-    r"|vera_lambda_[bd]|fourierft_spectrum|ia3_l)(?:\.weight)?"
+    r"|vera_lambda_[bd]|fourierft_spectrum|ia3_l|oft_R|boft_R|boft_s)(?:\.weight)?"
 )
 _SHARED = ("base_model.vera_A", "base_model.vera_B")
 # peft_type (or "DORA") -> the parts every module must have.
@@ -160,9 +194,11 @@ _REQUIRED: dict[str, tuple[str, ...]] = {
     "FOURIERFT": ("fourierft_spectrum",),
     "IA3": ("ia3_l",),
     "DORA": ("lora_A", "lora_B", "lora_magnitude_vector"),
+    "OFT": ("oft_R",),
+    "BOFT": ("boft_R", "boft_s"),
 }
 COMPOSABLE_TYPES = frozenset(_REQUIRED)
-NEEDS_BASE = frozenset({"IA3", "DORA"})
+NEEDS_BASE = frozenset({"IA3", "DORA", "OFT", "BOFT"})
 
 
 def sums_ia3_vectors(families: set[str], method: str, rank: object) -> bool:
@@ -270,7 +306,7 @@ class FamilyAdapter:
 
     def nominal_rank(self, module: str) -> int | None:
         """The rank of its exact factors; None for a dense delta."""
-        if self.family in ("FOURIERFT", "IA3", "DORA"):
+        if self.family in ("FOURIERFT", "IA3", "DORA", "OFT", "BOFT"):
             return None
         shape = self._factor_shapes(module)
         return shape[1][0] if shape is not None else None
@@ -296,6 +332,10 @@ class FamilyAdapter:
             if family == "IA3":
                 dense, bias_change = ia3_delta(parts["ia3_l"], weight, bias)
                 return ModuleDelta(shape=shape, dense=dense, bias=bias_change)
+            if family in ("OFT", "BOFT"):
+                prefix = f"{PEFT_PREFIX}{module}."
+                stored = {k.removeprefix(prefix): self.source.get(k) for k in self.parts[module].values()}
+                return ModuleDelta(shape=shape, dense=peft_layer_delta(self.config, stored, weight))
             magnitude = parts["lora_magnitude_vector"]
             dense = dora_delta(parts["lora_B"], parts["lora_A"], magnitude, self._lora_scaling(module), weight)
             return ModuleDelta(shape=shape, dense=dense)

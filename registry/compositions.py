@@ -225,7 +225,7 @@ def check_inputs(resolved: Sequence[ResolvedInput], params: CompositionParams | 
         if adapter.method not in LORA_FAMILY or r.version.peft_type != "LORA":
             raise InvalidContent(
                 f"{r.reference} is {method_phrase(adapter.get_method_display())}, which changes no weight by a "
-                "computable delta; composable: LoRA and its variants, AdaLoRA, LoHa, LoKr, VeRA, FourierFT, IA3",
+                "computable delta; composable: LoRA and its variants, AdaLoRA, LoHa, LoKr, VeRA, FourierFT, IA3, OFT, BOFT",
                 code="unsupported_method",
             )
         try:

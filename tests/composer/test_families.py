@@ -18,7 +18,7 @@ from composer.errors import CompositionError
 from composer.families import FamilyAdapter
 from tests.adaptercheck.builders import tiny_config
 
-KINDS = ("adalora", "loha", "lokr", "vera", "fourierft", "ia3", "dora")
+KINDS = ("adalora", "loha", "lokr", "vera", "fourierft", "ia3", "dora", "oft", "boft")
 
 
 def peft_config(kind: str) -> Any:
@@ -36,6 +36,8 @@ def peft_config(kind: str) -> Any:
         "vera": lambda: peft.VeraConfig(r=8, target_modules=targets, save_projection=True),
         "fourierft": lambda: peft.FourierFTConfig(n_frequency=40, scaling=50.0, target_modules=targets),
         "ia3": lambda: peft.IA3Config(target_modules=targets, feedforward_modules=["down_proj"]),
+        "oft": lambda: peft.OFTConfig(r=0, oft_block_size=16, target_modules=targets),
+        "boft": lambda: peft.BOFTConfig(boft_block_size=8, target_modules=targets),
     }[kind]()
 
 

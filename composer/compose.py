@@ -215,6 +215,9 @@ def compose(
     families = {a.family if isinstance(a, FamilyAdapter) else "LORA" for a in adapters}
     if sums_ia3_vectors(families, spec.name, params.rank):
         return _compose_ia3(adapters, weights, params)
+    if base is not None and len({frozenset(a.extra_keys) for a in adapters}) > 1:
+        for adapter in adapters:
+            _drop_base_copies(adapter, base)
     compat = check_compatible(adapters)
     device_ = params.torch_device
     out_dtype = params.output_dtype(compat.dtype)
@@ -348,6 +351,26 @@ def _normalize_inputs(inputs: Sequence[InputItem], base: BaseView | None) -> tup
         adapters.append(as_adapter(source, base))
         weights.append(float(weight))
     return adapters, weights
+
+
+def _drop_base_copies(adapter: Input, base: BaseView) -> None:
+    """Forget an input's copies of base tensors that equal the base (PEFT saves e.g.
+    `embed_tokens.base_layer.weight` beside an embedding LoRA): they change nothing, so they need
+    not agree with the other inputs' extra tensors."""
+    kept = []
+    for key in adapter.extra_keys:
+        stem, _, part = key.removeprefix(PEFT_PREFIX).rpartition(".")
+        module = stem.removesuffix(".base_layer")
+        try:
+            weight, bias = base.weight(module, torch.device("cpu"))
+        except CompositionError:
+            kept.append(key)
+            continue
+        stored = adapter.tensor(key).to(torch.float32)
+        same = weight if part == "weight" else bias
+        if same is None or stored.shape != same.shape or not torch.equal(stored, same):
+            kept.append(key)
+    adapter.extra_keys = tuple(kept)
 
 
 def _input_rank(adapter: Input, module: str, shape: ModuleShape) -> int:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -36,6 +37,7 @@ from registry.models import (
     LORA_FAMILY,
     Adapter,
     AdapterVersion,
+    BaseModel,
     CompositionJob,
     JobStatus,
     LineageRole,
@@ -401,17 +403,29 @@ def _load_inputs(job: CompositionJob, folder: Path) -> list[tuple[ResolvedInput,
 
 
 def _base_view(versions: Sequence[AdapterVersion]) -> BaseView | None:
-    """What the inputs' deltas need of the base model: its weights (fetched into the worker's cache)
-    for IA3 and DoRA, its manifest for VeRA and FourierFT, nothing for LoRA."""
-    families = {family_of(v.config) for v in versions}
+    """The base model as the inputs' deltas may need it: its manifest (VeRA and FourierFT layer
+    shapes), and its weights (IA3, DoRA, OFT, BOFT; copies of base tensors in an input), fetched into
+    the worker's cache only when first asked for."""
     base = versions[0].adapter.base_model
-    if families & NEEDS_BASE:
-        try:
-            folder = fetch_base_model(base).folder
-        except BaseModelUnavailable as exc:
-            raise CompositionError("base_model_required", str(exc)) from None
-        return BaseCheckpoint(folder, base.manifest or None)
+    if base.files_digest:
+        return _FetchedOnUse(base)
     return ManifestBase(base.manifest) if base.manifest else None
+
+
+class _FetchedOnUse(ManifestBase):
+    def __init__(self, base: BaseModel) -> None:
+        super().__init__(base.manifest or {})
+        self.base = base
+        self.checkpoint: BaseCheckpoint | None = None
+
+    def weight(self, module: str, device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if self.checkpoint is None:
+            try:
+                folder = fetch_base_model(self.base).folder
+            except BaseModelUnavailable as exc:
+                raise CompositionError("base_model_required", str(exc)) from None
+            self.checkpoint = BaseCheckpoint(folder, self.base.manifest or None)
+        return self.checkpoint.weight(module, device)
 
 
 def _compose(

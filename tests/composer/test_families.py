@@ -182,3 +182,22 @@ def test_ia3_inputs_summed_stay_ia3_as_peft_s_add_weighted_adapter_mixes_them(ro
     assert theirs.keys() == mine.keys() and theirs
     for key, value in theirs.items():
         torch.testing.assert_close(mine[key], value)
+
+
+def test_copies_of_unchanged_base_tensors_do_not_block_mixing(root: str, tmp_path: Path) -> None:
+    """PEFT saves embed_tokens.base_layer.weight beside an embedding LoRA: equal to the base, it
+    contributes nothing, so it need not match the other input's (absent) copy."""
+    from peft import LoraConfig, get_peft_model
+
+    model = get_peft_model(_base(), LoraConfig(r=4, target_modules=["embed_tokens", "q_proj"]))
+    model.save_pretrained(tmp_path / "embedding", save_embedding_layers=True)
+    lora, _ = saved("lora", root)
+    inputs = [(tmp_path / "embedding", 0.5), (lora, 0.5)]
+
+    with pytest.raises(CompositionError) as caught:
+        compose(inputs, method="linear")  # without the base, the copy cannot be told unchanged
+    assert caught.value.code == "modules_to_save_conflict"
+
+    result = compose(inputs, method="linear", base=BaseCheckpoint(Path(root) / "base"))
+    assert not [k for k in result.adapter.tensors() if "base_layer" in k]
+    assert "model.embed_tokens" in {r.module for r in result.modules}

@@ -5,6 +5,7 @@
     python bench/compose_vs_peft.py --cases model-n2,7b-4096x4096
     python bench/compose_vs_peft.py --threads 1            # both sides on one thread (busy machines)
     python bench/compose_vs_peft.py --device cuda
+    python bench/compose_vs_peft.py --families [--quick]   # IA3 + IA3, and LoHa turned into a LoRA
 
 Cases:
     model-n2, model-n3   a randomly initialised Llama (hidden 1024, intermediate 2816, 4 layers), two
@@ -12,6 +13,14 @@ Cases:
     7b-4096x4096, 7b-11008x4096
                          one Linear at Llama-2-7B shapes with two rank-16 adapters; PEFT's own
                          `add_weighted_adapter` runs on a one-layer model.
+
+Families (--families), on the same model, rounds interleaved (the side that goes first alternates),
+both sides warm on the same threads, paired ratios min/median/max:
+    ia3-n2       two IA3 adapters (k, v, down as feed-forward) summed 0.7/0.5: ours (composer keeps
+                 IA3 as IA3) against PEFT's add_weighted_adapter; error = max |ours - PEFT| over vectors.
+    loha-lora    one rank-8 LoHa (exact rank 64) turned into a LoRA at rank 64 (exact) and rank 8:
+                 PEFT has no conversion, so the peer is its cheapest way to the delta, get_delta_weight
+                 on every module (dense); error = ||LoRA - PEFT delta||_F / ||PEFT delta||_F, mean.
 
 Adapters follow composition-notes.md: A ~ N(0, 1/d_in), B ~ N(0, 0.02^2), r=16, alpha=32, weights
 0.7, 0.5 (, 0.3), density 0.5, target rank 16. Both sides read the very same tensors: PEFT from
@@ -346,6 +355,100 @@ def print_footer() -> None:
     print("deviations from the plain weighted sum, intended by those methods.")
 
 
+# -- other families ----------------------------------------------------------------------------
+
+
+def paired(ours: Callable[[], Any], theirs: Callable[[], Any], rounds: int, device: torch.device) -> list[float]:
+    """Per round (order alternating), theirs' time / ours'; both already warm."""
+    ratios = []
+    for index in range(rounds):
+        order = [ours, theirs] if index % 2 == 0 else [theirs, ours]
+        seconds = {}
+        for fn in order:
+            seconds[fn] = timed(fn, device, 1)[0]
+        ratios.append(seconds[theirs] / seconds[ours])
+    return ratios
+
+
+def _spread(values: list[float]) -> str:
+    ordered = sorted(values)
+    return f"{ordered[0]:.2f} / {ordered[len(ordered) // 2]:.2f} / {ordered[-1]:.2f}"
+
+
+def run_family_cases(model_factory: Callable[[], nn.Module], scratch: Path, device: torch.device, rounds: int) -> None:
+    """ia3-n2 and loha-lora (see the module docstring)."""
+    from peft import IA3Config, LoHaConfig
+
+    from composer import compose
+    from composer.compat import load_adapter
+
+    print()
+    print(f"{'case':<16} {'peer':<26} {'peer s':>8} {'ours s':>8} {'speedup min/med/max':>22} {'error':>10}")
+    generator = torch.Generator().manual_seed(0)
+
+    config = IA3Config(target_modules=["k_proj", "v_proj", "down_proj"], feedforward_modules=["down_proj"])
+    peft_model = get_peft_model(model_factory(), config, adapter_name="a0")
+    peft_model.add_adapter("a1", config)
+    with torch.no_grad():
+        for name, parameter in peft_model.named_parameters():
+            if "ia3_l" in name:
+                parameter.copy_(1 + 0.1 * torch.randn(parameter.shape, generator=generator))
+    peft_model.save_pretrained(str(scratch / "ia3"), selected_adapters=["a0", "a1"])
+    peft_model.to(device)
+    inputs = [(load_adapter(scratch / "ia3" / "a0"), 0.7), (load_adapter(scratch / "ia3" / "a1"), 0.5)]
+
+    def ours_ia3() -> Any:
+        return compose(inputs, method="linear", device=str(device))
+
+    def peft_ia3() -> None:
+        if "mix" in peft_model.peft_config:
+            peft_model.delete_adapter("mix")
+        peft_model.add_weighted_adapter(["a0", "a1"], [0.7, 0.5], adapter_name="mix")
+
+    result, _ = ours_ia3(), peft_ia3()  # warm
+    theirs = {k.replace(".mix", ""): v for k, v in peft_model.state_dict().items() if "ia3_l.mix" in k}
+    mine = result.adapter.tensors()
+    error = max(float((mine[k].to(v) - v).abs().max()) for k, v in theirs.items())
+    ratios = paired(ours_ia3, peft_ia3, rounds, device)
+    peer_s, ours_s = timed(peft_ia3, device, 3)[0], timed(ours_ia3, device, 3)[0]
+    print(
+        f"{'ia3-n2':<16} {'add_weighted_adapter':<26} {peer_s:>8.4f} {ours_s:>8.4f} {_spread(ratios):>22} {error:>10.2e}"
+    )
+
+    loha = get_peft_model(model_factory(), LoHaConfig(r=8, alpha=8, target_modules=TARGETS), adapter_name="default")
+    with torch.no_grad():
+        for name, parameter in loha.named_parameters():
+            if "hada_" in name:
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.05)
+    loha.save_pretrained(str(scratch / "loha"))
+    loha.to(device)
+    layers = [(n.removeprefix("base_model.model."), m) for n, m in loha.named_modules() if hasattr(m, "hada_w1_a")]
+    layers = [(n, m) for n, m in layers if isinstance(m.hada_w1_a, nn.ParameterDict)]
+
+    def peft_deltas() -> dict[str, torch.Tensor]:
+        return {n: m.get_delta_weight("default").detach().float() for n, m in layers}
+
+    truth = peft_deltas()
+    adapter = load_adapter(scratch / "loha")
+    for rank in (64, 8):
+
+        def ours_loha(rank: int = rank) -> Any:
+            return compose([(adapter, 1.0)], method="linear", rank=rank, device=str(device))
+
+        result = ours_loha()
+        errors = []
+        for module, delta in truth.items():
+            b, a, _ = result.adapter.factors(module, device)
+            errors.append(relative(b @ a * result.adapter.scaling(module), delta))
+        ratios = paired(ours_loha, peft_deltas, rounds, device)
+        peer_s, ours_s = timed(peft_deltas, device, 3)[0], timed(ours_loha, device, 3)[0]
+        print(
+            f"{f'loha-lora r{rank}':<16} {'get_delta_weight (dense)':<26} {peer_s:>8.4f} {ours_s:>8.4f} "
+            f"{_spread(ratios):>22} {sum(errors) / len(errors):>10.2e}"
+        )
+    print("speedup = peer time / ours per round (min/median/max); ia3 error is absolute, loha error relative.")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
@@ -359,6 +462,8 @@ def main() -> None:
         help="torch CPU threads for both sides (default: torch's choice); 1 is robust on a busy machine",
     )
     parser.add_argument("--cases", default="", help="comma-separated subset, e.g. model-n2,7b-4096x4096")
+    parser.add_argument("--families", action="store_true", help="only IA3 + IA3 and LoHa -> LoRA")
+    parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds of the family cases")
     args = parser.parse_args()
     device = torch.device(
         "cuda"
@@ -373,6 +478,25 @@ def main() -> None:
         print(f"[{time.perf_counter() - started:6.1f}s] {message}", file=sys.stderr, flush=True)
 
     hidden, intermediate, layers, heads = (256, 704, 2, 4) if args.quick else (1024, 2816, 4, 16)
+    if args.families:
+
+        def llama() -> nn.Module:
+            torch.manual_seed(0)
+            config = LlamaConfig(
+                hidden_size=hidden,
+                intermediate_size=intermediate,
+                num_hidden_layers=layers,
+                num_attention_heads=heads,
+                num_key_value_heads=heads,
+                vocab_size=1000,
+            )
+            return LlamaForCausalLM(config)
+
+        print(f"families: hidden {hidden}, {layers} layers, device={device}, torch threads={torch.get_num_threads()}")
+        with tempfile.TemporaryDirectory() as scratch:
+            run_family_cases(llama, Path(scratch), device, args.rounds)
+        log("done")
+        return
     single_shapes = [(1024, 1024), (2816, 1024)] if args.quick else [(4096, 4096), (11008, 4096)]
     cases = {f"model-n{n}": ("model", n) for n in (2, 3)}
     cases |= {(f"one-{o}x{i}" if args.quick else f"7b-{o}x{i}"): ("single", (o, i)) for o, i in single_shapes}

@@ -6,7 +6,7 @@ PORT ?= 8000
 # The test suite runs on the real services of this machine (see .ci/services.sh).
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 
-.PHONY: run test check install services browser migrate clean
+.PHONY: run test check check-lint check-types check-tests install services browser migrate clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,13 +44,20 @@ services:
 browser:
 	bash .ci/browser.sh
 
-# Lint and format, the layers' import contracts, types, and the tests that need no service:
-# about 20 s on a warm checkout (mypy's first run on a fresh one takes a minute more).
+# Lint and format, the layers' import contracts, types, and the tests that need no service, the three
+# side by side (mypy and pytest each keep one core busy): about 40 s with a cold mypy cache, 37 s warm.
 check: install
+	$(MAKE) --no-print-directory -j3 --output-sync=target check-lint check-types check-tests
+
+check-lint:
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+
+check-types:
 	$(BIN)/mypy
+
+check-tests:
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow" tests/test_architecture.py tests/composer tests/adaptercheck tests/storage -k "not s3"
 
 test: install services browser

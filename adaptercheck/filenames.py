@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from adaptercheck.errors import AdapterValidationError, refuse
 from adaptercheck.limits import (
     CONFIG_NAME,
+    HYBRID_FILE,
     FORBIDDEN_FILENAME_CHARS,
     MAX_FILENAME_LENGTH,
     MAX_PATH_DEPTH,
@@ -92,7 +93,7 @@ def check_file_list(files: Sequence[tuple[str, int]], limits: Limits = Limits())
         if path in sizes:
             raise refuse("duplicate_file", f"file {path} was sent twice", path, "request")
         sizes[path] = size
-    if CONFIG_NAME not in sizes:
+    if CONFIG_NAME not in sizes and HYBRID_FILE not in sizes:  # a hybrid's configs are in its parts
         raise refuse(
             "missing_config",
             f"{CONFIG_NAME} is missing: push the whole folder that save_pretrained wrote",

@@ -24,12 +24,14 @@ METHODS = (
     "llama_adapter",
     "bottleneck",
     "bitfit",
+    "hybrid",
 )
 PICKLE_EXTENSIONS = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 # These formats can also execute code on load (numpy object arrays, joblib and dill dumps are pickles).
 OTHER_PICKLE_CAPABLE = (".npy", ".npz", ".joblib", ".dill")
 
 CONFIG_NAME = "adapter_config.json"
+HYBRID_FILE = "hybrid.json"  # a hybrid adapter's parts (adaptercheck/hybrid.py)
 WEIGHTS_NAME = "adapter_model.safetensors"
 
 MAX_CONFIG_SIZE = 4 * 1024 * 1024

@@ -31,6 +31,7 @@ from adaptercheck.families.orthogonal import check_boft, check_oft
 from adaptercheck.families.prompt import check_prompt
 from adaptercheck.families.vectors import check_fourierft, check_vera
 from adaptercheck.filenames import normalize_filename
+from adaptercheck.hybrid import HYBRID_FILE, validate_hybrid
 from adaptercheck.limits import (
     CONFIG_NAME,
     MAX_CONFIG_SIZE,
@@ -162,6 +163,27 @@ def _validate_adapter(
                     "request",
                 )
 
+    if HYBRID_FILE in normalized:
+        validated = validate_hybrid(normalized, method=method, limits=limits, validate_part=_validate_content)
+    else:
+        validated = _validate_content(normalized, total, method=method, limits=limits)
+    declared = validated.base_model
+    if base_model and declared and not same_base_model(declared, base_model):
+        raise refuse(
+            "base_model_mismatch",
+            f"{CONFIG_NAME} says the adapter was trained on {declared!r}, but it is being registered for "
+            f"{base_model!r}.",
+            CONFIG_NAME,
+        )
+    if manifest is not None:
+        check_base_shapes(validated, manifest)
+    return validated
+
+
+def _validate_content(
+    normalized: Mapping[str, tuple[IO[bytes], int]], total: int, *, method: str | None, limits: Limits
+) -> ValidatedAdapter:
+    """Steps 3-5 on files already named and sized (a whole upload, or one part of a hybrid)."""
     # 3. Required files: the config says which layout (PEFT's or the `adapters` library's) names the weights.
     if CONFIG_NAME not in normalized:
         nested = [n for n in normalized if n.endswith("/" + CONFIG_NAME)]
@@ -201,13 +223,6 @@ def _validate_adapter(
     else:
         declared_base = config.get("base_model_name_or_path")
         resolved = resolve_method(config, method, CONFIG_NAME)
-    if base_model and declared_base and not same_base_model(declared_base, base_model):
-        raise refuse(
-            "base_model_mismatch",
-            f"{CONFIG_NAME} says the adapter was trained on {declared_base!r}, but it is being registered for "
-            f"{base_model!r}.",
-            CONFIG_NAME,
-        )
 
     weights_obj, weights_size = normalized[weights_name]
     tensors, data_offset = parse_header(weights_obj, weights_size, limits, weights_name)
@@ -293,9 +308,8 @@ def _validate_adapter(
         scaled=scaled,
         requires=requires,
         weights=weights_name,
+        config_paths=() if library else (CONFIG_NAME,),
     )
-    if manifest is not None:
-        check_base_shapes(validated, manifest)
     return validated
 
 

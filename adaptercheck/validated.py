@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from adaptercheck.limits import WEIGHTS_NAME
+from adaptercheck.limits import CONFIG_NAME, WEIGHTS_NAME
 from adaptercheck.safetensors_header import TensorInfo
 
 
@@ -34,6 +34,9 @@ class ValidatedAdapter:
     # The file holding the adapter's weights: PEFT's adapter_model.safetensors, or adapter.safetensors for
     # the `adapters` library's layout (whose adapter_config.json is its own, kept byte for byte).
     weights: str = WEIGHTS_NAME
+    # The PEFT configs the hub points at the resolved base model (each part's, for a hybrid; none for
+    # the `adapters` library's layout, whose config is kept byte for byte).
+    config_paths: tuple[str, ...] = (CONFIG_NAME,)
 
     @property
     def peft_layout(self) -> bool:

@@ -36,6 +36,8 @@ def method_details(config: Mapping[str, Any]) -> list[tuple[str, str]]:
     left unset, zero or false are skipped."""
     if is_library_config(config):
         return _bottleneck_details(config["config"])
+    if config.get("hybrid"):
+        return _hybrid_details(config.get("parts") or [])
     details = []
     for key, label in _FIELDS.get(str(config.get("peft_type") or ""), ()):
         value = config.get(key)
@@ -58,4 +60,17 @@ def _bottleneck_details(settings: Mapping[str, Any]) -> list[tuple[str, str]]:
         if value not in (None, "", False, {}, []):
             text = ", ".join(f"{k}: {v}" for k, v in value.items()) if isinstance(value, dict) else str(value)
             details.append((label, text))
+    return details
+
+
+def _hybrid_details(parts: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """One line per part, in the order they apply, with the field that matters most for it."""
+    details = []
+    for index, part in enumerate(parts, start=1):
+        what = str(part.get("method"))
+        if part.get("num_virtual_tokens"):
+            what += f", {part['num_virtual_tokens']} virtual tokens"
+        elif part.get("rank"):
+            what += f", rank {part['rank']}"
+        details.append((f"Part {index}: {part.get('path')}/", what))
     return details

@@ -339,19 +339,23 @@ def match_base_by_shapes(
 # --- 6. The stored config -------------------------------------------------------------------------
 
 
-def normalize_config(files: dict[str, IncomingFile], base_name: str) -> frozenset[str]:
-    """Make the stored adapter_config.json name the resolved base model, so that
+def normalize_config(
+    files: dict[str, IncomingFile], base_name: str, paths: Sequence[str] = (CONFIG_NAME,)
+) -> frozenset[str]:
+    """Make each stored adapter_config.json (`paths`) name the resolved base model, so that
     `AutoPeftModelForCausalLM.from_pretrained(...)` finds it through the hub on any machine.
-    Replaces the entry in `files`; returns the paths whose bytes now differ from those sent."""
-    config = files[CONFIG_NAME]
-    config.stream.seek(0)
-    raw = config.stream.read(config.size + 1)
-    config.stream.seek(0)
-    rewritten = with_base_model(raw, base_name)
-    if rewritten == raw:
-        return frozenset()
-    files[CONFIG_NAME] = IncomingFile(path=CONFIG_NAME, stream=io.BytesIO(rewritten), size=len(rewritten))
-    return frozenset({CONFIG_NAME})
+    Replaces the entries in `files`; returns the paths whose bytes now differ from those sent."""
+    rewritten = set()
+    for path in paths:
+        config = files[path]
+        config.stream.seek(0)
+        raw = config.stream.read(config.size + 1)
+        config.stream.seek(0)
+        new = with_base_model(raw, base_name)
+        if new != raw:
+            files[path] = IncomingFile(path=path, stream=io.BytesIO(new), size=len(new))
+            rewritten.add(path)
+    return frozenset(rewritten)
 
 
 # --- check_push: steps 1-6 ------------------------------------------------------------------------
@@ -397,8 +401,8 @@ def check_push(
         config=(validated.base_model or "").strip() or None,  # validation read the config already
         validated=validated,
     )
-    # The `adapters` library's config is its own: kept byte for byte (it records the base as model_name).
-    rewritten = normalize_config(by_path, base.name) if validated.peft_layout else frozenset()
+    # Each PEFT config (a hybrid's parts' too) names the base; the `adapters` library's is kept byte for byte.
+    rewritten = normalize_config(by_path, base.name, validated.config_paths)
     return CheckedPush(
         target=target,
         base=base,

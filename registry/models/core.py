@@ -189,6 +189,7 @@ class Method(models.TextChoices):
     LLAMA_ADAPTER = "llama_adapter", "LLaMA-Adapter"
     BOTTLENECK = "bottleneck", "Bottleneck adapter"
     BITFIT = "bitfit", "BitFit"
+    HYBRID = "hybrid", "Hybrid"
 
 
 LORA_FAMILY = frozenset({Method.LORA, Method.QLORA, Method.RSLORA, Method.DORA})

@@ -20,6 +20,7 @@ from composer.expression import parse_expression
 from composer.families import BaseView, FamilyAdapter, sums_ia3_vectors
 from composer.io import PEFT_PREFIX, LoraAdapter, load_lora, match_pattern, save_lora
 from composer.lora import combined_bias, refactor_dense, single_threaded
+from composer.prompts import compose_prompts, is_prompt_tuning
 from composer.recipe import Recipe, RecipeInput, environment, summarize
 from composer.registry import MergeMethod, get_method
 from composer.types import (
@@ -212,6 +213,8 @@ def compose(
     spec = params.spec
     if spec.single_input and len(adapters) != 1:
         raise CompositionError("bad_input", f"{spec.name} re-ranks exactly one adapter, got {len(adapters)} inputs")
+    if all(is_prompt_tuning(a) for a in adapters):
+        return compose_prompts([a for a in adapters if isinstance(a, LoraAdapter)], weights, spec.name, params)
     families = {a.family if isinstance(a, FamilyAdapter) else "LORA" for a in adapters}
     if sums_ia3_vectors(families, spec.name, params.rank):
         return _compose_ia3(adapters, weights, params)

@@ -27,6 +27,9 @@ from composer import CompositionError, CompositionParams, parse_expression
 from composer.base import BaseCheckpoint, ManifestBase
 from composer.compat import Input, check_plain_lora_config, load_adapter
 from composer.families import COMPOSABLE_TYPES, NEEDS_BASE, BaseView, family_of, sums_ia3_vectors
+from composer.hybrid import PROMPT_TYPES as HYBRID_PROMPT_TYPES
+from composer.hybrid import HybridPart, HybridResult, assemble_hybrid
+from composer.prompts import PROMPT_METHODS
 from registry import enqueue, jobs
 from registry.access import PRIVATE_REFERENCE, Actor, access_adapter, access_namespace, require_write
 from registry.base_models import BaseModelUnavailable, fetch_base_model
@@ -50,6 +53,7 @@ from registry.services import AdapterMetadata, copy_version_files, resolve_versi
 
 log = logging.getLogger(__name__)
 
+HYBRID = "hybrid"  # parts kept side by side (composer/hybrid.py), not a merge method
 # Parameters a caller may set; the worker chooses the device.
 ALLOWED_PARAMETERS = frozenset({"rank", "density", "seed", "majority_sign_method", "energy", "dtype"})
 COPY_CHUNK = 1024 * 1024
@@ -115,12 +119,17 @@ def submit_composition(*, actor: Actor, request: CompositionRequest) -> SubmitRe
     requester = actor.user
     method, specs = method_and_inputs(request)
     resolved = [resolve_input(actor, spec) for spec in specs]
-    params = check_parameters(method, request.parameters, n_inputs=len(resolved))
-    base_model = check_inputs(resolved, params)
+    if method == HYBRID:
+        if request.parameters:
+            raise InvalidRequest("hybrid keeps its parts as they are: it takes no parameters", code="bad_parameters")
+        base_model, method_name = check_hybrid_inputs(resolved), HYBRID
+    else:
+        params = check_parameters(method, request.parameters, n_inputs=len(resolved))
+        base_model, method_name = check_inputs(resolved, params), params.spec.name
     target_ns, target_name = check_target(actor, request.into, base_model)
 
     recipe = {
-        "method": params.spec.name,
+        "method": method_name,
         "inputs": [
             {"adapter": r.version.adapter.full_name, "version": r.version.number, "weight": r.weight} for r in resolved
         ],
@@ -219,6 +228,14 @@ _NEEDS_SHAPES = frozenset({"VERA", "FOURIERFT"})
 def check_inputs(resolved: Sequence[ResolvedInput], params: CompositionParams | None) -> str:
     """Every input has a computable weight delta (a LoRA, or a method of composer.families), and all
     are adapters of one base model, which holds what their deltas need (its weights for IA3 and DoRA)."""
+    prompts = [r for r in resolved if r.version.config.get("peft_type") == "PROMPT_TUNING"]
+    if prompts and len(prompts) == len(resolved) and params is not None:
+        if params.spec.name not in PROMPT_METHODS:
+            raise InvalidContent(
+                f"prompt-tuning inputs combine by {', '.join(PROMPT_METHODS)}, not {params.spec.name}",
+                code="unsupported_method",
+            )
+        return _one_base(resolved)
     for r in resolved:
         adapter, config = r.version.adapter, r.version.config
         family = family_of(config)
@@ -234,14 +251,11 @@ def check_inputs(resolved: Sequence[ResolvedInput], params: CompositionParams | 
             check_plain_lora_config(config, r.reference)
         except CompositionError as exc:
             raise InvalidContent(exc.message, code=exc.code) from None
-    bases = {r.version.adapter.base_model.name for r in resolved}
-    if len(bases) > 1:
-        listing = ", ".join(f"{r.reference} ({r.version.adapter.base_model.name})" for r in resolved)
-        raise InvalidContent(f"the inputs are adapters of different base models: {listing}", code="base_model_mismatch")
+    name = _one_base(resolved)
     base = resolved[0].version.adapter.base_model
     families = {family_of(r.version.config) for r in resolved}
     if params is not None and sums_ia3_vectors(families, params.spec.name, params.rank):
-        return bases.pop()  # IA3 vectors summed: nothing of the base is needed
+        return name  # IA3 vectors summed: nothing of the base is needed
     if families & NEEDS_BASE and not base.files_digest:
         raise InvalidContent(
             f"the deltas of {', '.join(sorted(families & NEEDS_BASE))} inputs are made of the base model's weights, "
@@ -254,7 +268,40 @@ def check_inputs(resolved: Sequence[ResolvedInput], params: CompositionParams | 
             f"{base.name} has no shape manifest, which {', '.join(sorted(families & _NEEDS_SHAPES))} inputs need",
             code="base_model_required",
         )
+    return name
+
+
+def _one_base(resolved: Sequence[ResolvedInput]) -> str:
+    bases = {r.version.adapter.base_model.name for r in resolved}
+    if len(bases) > 1:
+        listing = ", ".join(f"{r.reference} ({r.version.adapter.base_model.name})" for r in resolved)
+        raise InvalidContent(f"the inputs are adapters of different base models: {listing}", code="base_model_mismatch")
     return bases.pop()
+
+
+def check_hybrid_inputs(resolved: Sequence[ResolvedInput]) -> str:
+    """A hybrid's parts: PEFT adapters of one base model with a weight delta or a prompt (at most one
+    prompt), each at weight 1 (parts are kept, not weighted)."""
+    prompts = 0
+    for r in resolved:
+        config = r.version.config
+        peft_type = str(config.get("peft_type") or "")
+        if r.weight != 1:
+            raise InvalidContent(f"{r.reference}: a hybrid keeps its parts unweighted (weight 1)", code="bad_weight")
+        if peft_type in HYBRID_PROMPT_TYPES:
+            prompts += 1
+            continue
+        if family_of(config) not in COMPOSABLE_TYPES and not (peft_type == "LORA" and not config.get("use_dora")):
+            raise InvalidContent(
+                f"{r.reference} is {method_phrase(r.version.adapter.get_method_display())}; a hybrid's parts are PEFT "
+                "adapters that change weights (LoRA, IA3, LoHa, ...) or a prompt (prompt, p- or prefix tuning)",
+                code="unsupported_method",
+            )
+    if prompts > 1:
+        raise InvalidContent("a hybrid holds at most one prompt part", code="bad_input")
+    if len(resolved) < 2:
+        raise InvalidContent("a hybrid needs at least two parts", code="bad_input")
+    return _one_base(resolved)
 
 
 def check_parameters(method: str, parameters: dict[str, Any], *, n_inputs: int) -> CompositionParams:
@@ -288,9 +335,10 @@ def check_target(actor: Actor, into: str, base_model: str) -> tuple[str, str]:
                 f"{existing.full_name} is an adapter of {existing.base_model.name}; the inputs are of {base_model}",
                 code="base_model_mismatch",
             )
-        if existing.method not in LORA_FAMILY | {Method.IA3}:
+        if existing.method not in LORA_FAMILY | {Method.IA3, Method.PROMPT_TUNING, Method.HYBRID}:
             raise StateConflict(
-                f"{existing.full_name} is not a LoRA (or IA3) adapter, which is what compositions publish",
+                f"{existing.full_name} is {method_phrase(existing.get_method_display())}, which compositions do not "
+                "publish",
                 code="target_method_mismatch",
             )
     return namespace_name, name
@@ -337,12 +385,13 @@ def run_composition(job_id: str, *, worker: str) -> CompositionJob | None:
     try:
         with tempfile.TemporaryDirectory(prefix="compose-") as tmp:
             started = time.monotonic()
-            inputs = _load_inputs(job, Path(tmp) / "inputs")
+            hybrid = job.recipe["method"] == HYBRID
+            inputs = _hybrid_parts(job, Path(tmp) / "inputs") if hybrid else _load_inputs(job, Path(tmp) / "inputs")
             timings["load_seconds"] = round(time.monotonic() - started, 3)
             report(COMPOSE_BAND[0], force=True)
 
             started = time.monotonic()
-            result = _compose(job, inputs, report)
+            result = _assemble(job, inputs) if hybrid else _compose(job, inputs, report)
             timings["compose_seconds"] = round(time.monotonic() - started, 3)
 
             started = time.monotonic()
@@ -376,17 +425,7 @@ def run_composition(job_id: str, *, worker: str) -> CompositionJob | None:
 
 def _load_inputs(job: CompositionJob, folder: Path) -> list[tuple[ResolvedInput, Input]]:
     loaded = []
-    versions = []
-    for item in job.recipe["inputs"]:
-        namespace, _, name = item["adapter"].partition("/")
-        version = (
-            AdapterVersion.objects.select_related("adapter__namespace", "adapter__base_model")
-            .filter(adapter__namespace__name=namespace, adapter__name=name, number=item["version"])
-            .first()
-        )
-        if version is None:
-            raise CompositionError("bad_input", f"input {item['adapter']}:{item['version']} no longer exists")
-        versions.append((version, float(item["weight"])))
+    versions = _input_versions(job)
     recipe = job.recipe
     families = {family_of(version.config) for version, _ in versions}
     vectors_only = sums_ia3_vectors(families, recipe["method"], recipe["parameters"].get("rank"))
@@ -400,6 +439,37 @@ def _load_inputs(job: CompositionJob, folder: Path) -> list[tuple[ResolvedInput,
         )
         loaded.append((resolved, adapter))
     return loaded
+
+
+def _input_versions(job: CompositionJob) -> list[tuple[AdapterVersion, float]]:
+    versions = []
+    for item in job.recipe["inputs"]:
+        namespace, _, name = item["adapter"].partition("/")
+        version = (
+            AdapterVersion.objects.select_related("adapter__namespace", "adapter__base_model")
+            .filter(adapter__namespace__name=namespace, adapter__name=name, number=item["version"])
+            .first()
+        )
+        if version is None:
+            raise CompositionError("bad_input", f"input {item['adapter']}:{item['version']} no longer exists")
+        versions.append((version, float(item["weight"])))
+    return versions
+
+
+def _hybrid_parts(job: CompositionJob, folder: Path) -> list[tuple[ResolvedInput, Any]]:
+    """Each input's PEFT files copied out of the blob store, as a hybrid part."""
+    parts: list[tuple[ResolvedInput, Any]] = []
+    for index, (version, weight) in enumerate(_input_versions(job)):
+        target = folder / str(index)
+        copied = copy_version_files(version, target)
+        resolved = ResolvedInput(version=version, weight=weight)
+        sha = None if version.adapter.is_private else copied.get("adapter_model.safetensors")
+        parts.append((resolved, HybridPart(target, resolved.published_reference, sha, str(version.peft_type))))
+    return parts
+
+
+def _assemble(job: CompositionJob, parts: list[tuple[ResolvedInput, Any]]) -> HybridResult:
+    return assemble_hybrid([part for _, part in parts], base_model=job.recipe["base_model"])
 
 
 def _base_view(versions: Sequence[AdapterVersion]) -> BaseView | None:
@@ -456,9 +526,14 @@ def published_expression(expression: str | None, inputs: Sequence[ResolvedInput]
     return " + ".join(f"{r.weight:g}*{r.published_reference}" for r in inputs).replace("+ -", "- ")
 
 
-def _method_of(result: composer.CompositionResult) -> Method:
-    """A composition publishes a LoRA, or an IA3 adapter when IA3 inputs were summed as vectors."""
-    return Method.IA3 if result.adapter.config.get("peft_type") == "IA3" else Method.LORA
+def _method_of(result: composer.CompositionResult | HybridResult) -> Method:
+    """A composition publishes a LoRA; an IA3 adapter when IA3 inputs were summed as vectors, a prompt
+    when prompts were summed or stacked, a hybrid when parts were kept side by side."""
+    if isinstance(result, HybridResult):
+        return Method.HYBRID
+    return {"IA3": Method.IA3, "PROMPT_TUNING": Method.PROMPT_TUNING}.get(
+        str(result.adapter.config.get("peft_type")), Method.LORA
+    )
 
 
 def _publish(
@@ -504,7 +579,7 @@ def _is_new_adapter(job: CompositionJob) -> bool:
 
 
 def composition_card(
-    job: CompositionJob, inputs: list[tuple[ResolvedInput, Input]], result: composer.CompositionResult
+    job: CompositionJob, inputs: list[tuple[ResolvedInput, Any]], result: composer.CompositionResult | HybridResult
 ) -> str:
     """The model card of a composed adapter: front matter PEFT and HF tools read, then how it was made."""
     recipe = job.recipe

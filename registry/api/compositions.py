@@ -25,7 +25,7 @@ from registry.services import resolve_version
 class InputSerializer(serializers.Serializer[Any]):
     adapter = serializers.CharField(max_length=200, help_text="ns/name")
     version = serializers.CharField(max_length=64, required=False, allow_null=True, help_text="number, label or latest")
-    weight = serializers.FloatField()
+    weight = serializers.FloatField(required=False, default=1.0, help_text="default 1 (a hybrid keeps its parts at 1)")
 
 
 class CompositionInput(serializers.Serializer[Any]):

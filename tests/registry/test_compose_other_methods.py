@@ -115,3 +115,80 @@ def test_ia3_adapters_summed_through_the_api_stay_ia3(alice: Any, client_for: An
     assert json_of(client.get("/api/v1/adapters/alice/ia3-mix/"))["method"] == "ia3"
     version = json_of(client.get("/api/v1/adapters/alice/ia3-mix/versions/1/"))
     assert version["peft_type"] == "IA3" and job.report["relative_error_max"] == 0
+
+
+def prompt_tuning(folder: Path, seed: int) -> None:
+    from peft import PromptTuningConfig, get_peft_model
+
+    model = get_peft_model(tiny_llama(), PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4))
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if parameter.requires_grad:
+                parameter.copy_(torch.randn_like(parameter))
+    model.peft_config["default"].base_model_name_or_path = BASE_MODEL_NAME
+    model.save_pretrained(folder)
+
+
+def test_a_lora_and_a_prompt_compose_into_a_hybrid_whose_parts_are_the_inputs(
+    alice: Any, client_for: Any, lora_dir: Path, tmp_path: Path
+) -> None:
+    client = client_for(alice)
+    prompt_tuning(tmp_path / "prompt", seed=1)
+    assert push_folder(client, "alice/style", tmp_path / "prompt").status_code == 201
+    assert push_folder(client, "alice/skill", lora_dir).status_code == 201
+
+    response = client.post(
+        "/api/v1/compositions/",
+        {"method": "hybrid", "inputs": [{"adapter": "alice/style"}, {"adapter": "alice/skill"}], "into": "alice/both"},
+        format="json",
+    )
+    assert response.status_code == 202, response.content
+    job = run_composition(json_of(response)["id"], worker="test")
+
+    assert job is not None and job.status == "succeeded", job.error_message if job else None
+    assert json_of(client.get("/api/v1/adapters/alice/both/"))["method"] == "hybrid"
+    files = {f["path"]: f["sha256"] for f in json_of(client.get("/api/v1/adapters/alice/both/versions/1/"))["files"]}
+    inputs = {
+        name: {
+            f["path"]: f["sha256"] for f in json_of(client.get(f"/api/v1/adapters/alice/{name}/versions/1/"))["files"]
+        }
+        for name in ("skill", "style")
+    }
+    # The weight part first, the prompt last, each byte for byte the input's files.
+    assert files["lora/adapter_model.safetensors"] == inputs["skill"]["adapter_model.safetensors"]
+    assert files["prompt/adapter_model.safetensors"] == inputs["style"]["adapter_model.safetensors"]
+    assert {"hybrid.json", "composition.json", "README.md"} <= set(files)
+    assert VersionParent.objects.filter(child__adapter__name="both").count() == 2
+
+    refused = client.post(
+        "/api/v1/compositions/",
+        {"method": "hybrid", "inputs": [{"adapter": "alice/style"}, {"adapter": "alice/style"}], "into": "alice/x"},
+        format="json",
+    )
+    assert refused.status_code == 422 and json_of(refused)["code"] == "bad_input"
+
+
+def test_two_prompts_sum_through_the_api_into_a_prompt(alice: Any, client_for: Any, tmp_path: Path) -> None:
+    client = client_for(alice)
+    for seed in (1, 2):
+        prompt_tuning(tmp_path / f"p{seed}", seed=seed)
+        assert push_folder(client, f"alice/p{seed}", tmp_path / f"p{seed}").status_code == 201
+
+    response = client.post(
+        "/api/v1/compositions/",
+        {
+            "method": "stack",
+            "inputs": [{"adapter": "alice/p1", "weight": 1}, {"adapter": "alice/p2", "weight": 1}],
+            "into": "alice/p12",
+        },
+        format="json",
+    )
+    job = run_composition(json_of(response)["id"], worker="test")
+
+    assert job is not None and job.status == "succeeded", job.error_message if job else None
+    assert json_of(client.get("/api/v1/adapters/alice/p12/"))["method"] == "prompt_tuning"
+    details = {
+        d["name"]: d["value"] for d in json_of(client.get("/api/v1/adapters/alice/p12/versions/1/"))["method_details"]
+    }
+    assert details["Virtual tokens"] == "8"

@@ -1,0 +1,79 @@
+"""The `hybrid` composition: PEFT adapters of different methods kept side by side as the parts of one
+hybrid adapter (adaptercheck/hybrid.py describes the layout): weight-changing parts in the order given,
+then at most one prompt part. Nothing is merged, so nothing is lost; each part still loads alone."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from composer.errors import CompositionError
+from composer.io import CONFIG_FILE, RECIPE_FILE, WEIGHTS_FILE
+from composer.recipe import environment
+from composer.version import VERSION
+
+HYBRID_FILE = "hybrid.json"
+PROMPT_TYPES = ("PROMPT_TUNING", "P_TUNING", "PREFIX_TUNING")
+
+
+@dataclass(frozen=True)
+class HybridPart:
+    folder: Path  # a PEFT adapter folder
+    reference: str
+    sha256: str | None
+    peft_type: str
+
+
+@dataclass
+class HybridResult:
+    """What `save` writes: one subfolder per part, hybrid.json, composition.json."""
+
+    parts: list[tuple[str, HybridPart]]
+    recipe: dict[str, Any]
+    modules: tuple[()] = ()
+    summary: dict[str, Any] = field(default_factory=dict)
+    peft_type: str = "HYBRID"
+
+    def save(self, path: str | Path) -> Path:
+        out = Path(path)
+        out.mkdir(parents=True, exist_ok=True)
+        for name, part in self.parts:
+            (out / name).mkdir(exist_ok=True)
+            for file in (CONFIG_FILE, WEIGHTS_FILE):
+                shutil.copyfile(part.folder / file, out / name / file)
+        (out / HYBRID_FILE).write_text(json.dumps({"parts": [{"path": name} for name, _ in self.parts]}, indent=2))
+        (out / RECIPE_FILE).write_text(json.dumps(self.recipe, indent=2, sort_keys=True) + "\n")
+        return out
+
+
+def assemble_hybrid(parts: Sequence[HybridPart], *, base_model: str | None) -> HybridResult:
+    """Name and order the parts: weight parts as given, the prompt part last; folders are named after
+    the method (`lora`, `ia3`, ..., `prompt`), numbered when a method repeats."""
+    prompts = [p for p in parts if p.peft_type in PROMPT_TYPES]
+    if len(prompts) > 1:
+        raise CompositionError("bad_input", "a hybrid holds at most one prompt part (prompt, p- or prefix tuning)")
+    if len(parts) < 2:
+        raise CompositionError("bad_input", "a hybrid needs at least two parts")
+    ordered = [p for p in parts if p.peft_type not in PROMPT_TYPES] + prompts
+    seen: Counter[str] = Counter()
+    named = []
+    for part in ordered:
+        stem = "prompt" if part.peft_type in PROMPT_TYPES else part.peft_type.lower()
+        seen[stem] += 1
+        named.append((stem if seen[stem] == 1 else f"{stem}-{seen[stem]}", part))
+    recipe = {
+        "library": "composer",
+        "version": VERSION,
+        "method": "hybrid",
+        "inputs": [{"reference": p.reference, "sha256": p.sha256, "part": name} for name, p in named],
+        "base_model": base_model,
+        "environment": environment(torch.device("cpu")),
+    }
+    return HybridResult(parts=named, recipe=recipe)

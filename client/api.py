@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import sys
 import threading
@@ -552,6 +553,34 @@ class HubClient:
             response.close()
 
     # --- Compose and evaluate --------------------------------------------------------------------
+
+    def load(self, base_model: Any, repo: str, version: str | int | None = None) -> Any:
+        """`base_model` (a transformers model) with the adapter applied, in one call: `pull`, then
+        PEFT's `PeftModel.from_pretrained` for a plain adapter; for a hybrid, each weight part merged
+        into the base in the order of its hybrid.json, then the prompt part, if any, wrapped on top.
+        Needs `peft` on this machine (the client itself does not).
+
+        The same steps in plain PEFT, for a hybrid pulled into `folder`:
+            for part in weight_parts:   # hybrid.json's order, without the prompt part
+                model = PeftModel.from_pretrained(model, folder, subfolder=part).merge_and_unload()
+            model = PeftModel.from_pretrained(model, folder, subfolder="prompt")
+        """
+        from peft import PeftModel  # the user's own; loading a model needs it anyway
+
+        folder = self.pull(repo, version).path
+        hybrid = folder / "hybrid.json"
+        if not hybrid.is_file():
+            return PeftModel.from_pretrained(base_model, str(folder))
+        model = base_model
+        parts = [part["path"] for part in json.loads(hybrid.read_text())["parts"]]
+        for index, part in enumerate(parts):
+            config = json.loads((folder / part / "adapter_config.json").read_text())
+            loaded = PeftModel.from_pretrained(model, str(folder / part))
+            is_prompt = config.get("peft_type") in ("PROMPT_TUNING", "P_TUNING", "PREFIX_TUNING")
+            if is_prompt and index != len(parts) - 1:
+                raise ValidationError(f"{repo}: the prompt part {part!r} is not last", code="bad_hybrid")
+            model = loaded if is_prompt else loaded.merge_and_unload()
+        return model
 
     def compose(
         self,

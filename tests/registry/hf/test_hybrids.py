@@ -105,3 +105,26 @@ def test_broken_hybrids_are_refused_with_nothing_stored(
 
     assert refused.status_code in (400, 409, 422) and json_of(refused)["code"] == code, refused.content
     assert not Adapter.objects.filter(name="broken").exists()
+
+
+def test_the_client_loads_a_whole_hybrid_in_one_call(
+    hub: Hub, alice: Any, client_for: Any, token_for: Any, tmp_path: Path
+) -> None:
+    from peft import PeftModel
+
+    hybrid = make_hybrid(tmp_path / "hybrid")
+    assert push_folder(client_for(alice), "alice/skill-style", hybrid).status_code == 201
+    client = HubClient(hub.url, token_for(alice), progress=False, cache_dir=tmp_path / "cache")
+
+    loaded = client.load(tiny_llama(), "alice/skill-style").eval()
+
+    by_hand = PeftModel.from_pretrained(tiny_llama(), hybrid / "lora").merge_and_unload()
+    by_hand = PeftModel.from_pretrained(by_hand, hybrid / "prompt").eval()
+    with torch.no_grad():
+        expected = by_hand(input_ids=PROMPT).logits
+        torch.testing.assert_close(loaded(input_ids=PROMPT).logits, expected, rtol=0, atol=0)
+        assert not torch.allclose(expected, part_logits(hybrid / "prompt")), "the LoRA part changes the result"
+    assert push_folder(client_for(alice), "alice/skill", hybrid / "lora").status_code == 201
+    with torch.no_grad():
+        plain = client.load(tiny_llama(), "alice/skill").eval()(input_ids=PROMPT).logits
+    torch.testing.assert_close(plain, part_logits(hybrid / "lora"), rtol=0, atol=0)

@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from adaptercheck.errors import AdapterValidationError, refuse
 from adaptercheck.limits import (
     CONFIG_NAME,
-    HYBRID_FILE,
     FORBIDDEN_FILENAME_CHARS,
+    HYBRID_FILE,
     MAX_FILENAME_LENGTH,
     MAX_PATH_DEPTH,
     WINDOWS_RESERVED,

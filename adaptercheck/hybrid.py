@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from typing import IO, Any
 
 from adaptercheck._util import read_exact
-from adaptercheck.base_model import same_base_model
+from adaptercheck.base_model import looks_like_path, same_base_model
 from adaptercheck.config_schema import PROMPT_TYPES
 from adaptercheck.errors import refuse
 from adaptercheck.limits import CONFIG_NAME, HYBRID_FILE, MAX_CONFIG_SIZE, Limits
@@ -95,8 +95,9 @@ def validate_hybrid(
             "at most one, listed last."
         )
     bases = {v.base_model for _, v in parts if v.base_model}
-    first = next(iter(bases), None)
-    if first is not None and any(not same_base_model(other, first) for other in bases):
+    first = next(iter(sorted(bases)), None)
+    # A part trained from a local folder records its path: like one push, it matches by its last segment.
+    if first is not None and any(not (same_base_model(o, first) or same_base_model(first, o)) for o in bases):
         raise refuse(
             "base_model_mismatch", f"the parts name different base models: {', '.join(sorted(bases))}.", HYBRID_FILE
         )
@@ -105,8 +106,10 @@ def validate_hybrid(
 
 def _whole(paths: list[str], parts: list[tuple[str, ValidatedAdapter]], files: Files) -> ValidatedAdapter:
     """What the hub records of a hybrid: its parts in order, each with its method and rank."""
+    tasks = {v.config.get("task_type") for _, v in parts} - {None}
     config: dict[str, Any] = {
         "hybrid": True,
+        "task_type": tasks.pop() if len(tasks) == 1 else None,
         "parts": [
             {
                 "path": path,
@@ -128,7 +131,8 @@ def _whole(paths: list[str], parts: list[tuple[str, ValidatedAdapter]], files: F
         requires.update(v.requires)
     ranks = [v.rank for _, v in parts if v.rank is not None]
     targets = sorted({t for _, v in parts if isinstance(v.target_modules, list) for t in v.target_modules})
-    base = next((v.base_model for _, v in parts if v.base_model), None)
+    named = [v.base_model for _, v in parts if v.base_model]
+    base = next((b for b in named if not looks_like_path(b)), named[0] if named else None)
     return ValidatedAdapter(
         config=config,
         peft_type="",

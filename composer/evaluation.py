@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from composer.bitfit import PEFT_TYPE as BITFIT
 from composer.bitfit import apply_bitfit
+from composer.hybrid import HYBRID_FILE, apply_hybrid
 from composer.io import load_lora
 
 Kind = Literal["perplexity", "exact_match", "multiple_choice", "classification"]
@@ -220,6 +221,9 @@ def applied_adapter(model: nn.Module, adapter_dir: Path | None) -> Iterator[nn.M
     """The base model (adapter_dir None), with a merged LoRA, or a PEFT model on a copy."""
     if adapter_dir is None:
         yield model
+        return
+    if (adapter_dir / HYBRID_FILE).is_file():  # its parts in order, on a copy: the cached base stays clean
+        yield apply_hybrid(copy.deepcopy(model), adapter_dir)
         return
     adapter = load_lora(adapter_dir)
     mergeable = _mergeable(adapter, model)

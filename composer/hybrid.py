@@ -77,3 +77,16 @@ def assemble_hybrid(parts: Sequence[HybridPart], *, base_model: str | None) -> H
         "environment": environment(torch.device("cpu")),
     }
     return HybridResult(parts=named, recipe=recipe)
+
+
+def apply_hybrid(model: Any, folder: Path) -> Any:
+    """`model` with a hybrid's parts applied as its hybrid.json orders them: each weight part merged
+    in with PEFT, then the prompt part, if any, wrapped on top. Changes `model`: pass a copy."""
+    from peft import PeftModel
+
+    parts = [part["path"] for part in json.loads((folder / HYBRID_FILE).read_text())["parts"]]
+    for part in parts:
+        config = json.loads((folder / part / CONFIG_FILE).read_text())
+        loaded = PeftModel.from_pretrained(model, str(folder / part), is_trainable=False)
+        model = loaded if config.get("peft_type") in PROMPT_TYPES else loaded.merge_and_unload()
+    return model.eval()

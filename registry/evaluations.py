@@ -147,7 +147,7 @@ def request_evaluations(
     """
     if actor is not None and not actor.is_authenticated:
         raise NotAuthenticated("sign in or send a token to request evaluations", code="auth_required")
-    if not version.config.get("peft_type"):
+    if not version.config.get("peft_type") and not version.config.get("hybrid"):
         # The workers load PEFT adapters and BitFit (peft_type BITFIT); the `adapters` library's bottleneck
         # adapters need that library, which pins a transformers release older than the workers'.
         raise InvalidContent(
@@ -329,7 +329,9 @@ def _evaluate(request: EvaluationRequest, cache: BaseModelCache) -> Any:
     quantize = "4bit" if version.adapter.method == Method.QLORA or settings.EVAL_QUANTIZE == "4bit" else None
     with tempfile.TemporaryDirectory(prefix="eval-") as tmp:
         folder = Path(tmp)
-        copy_version_files(version, folder)
+        # A hybrid's parts are in subfolders: all of its files.
+        hybrid = version.config.get("hybrid")
+        copy_version_files(version, folder, *([[f.path for f in version.files.all()]] if hybrid else []))
         # A classifier is evaluated with a head of as many classes as the one it saved (which replaces it).
         classes = head_classes(folder) if suite.kind == SuiteKind.CLASSIFICATION else None
         if suite.kind == SuiteKind.CLASSIFICATION and classes is None:

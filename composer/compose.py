@@ -214,7 +214,10 @@ def compose(
     if spec.single_input and len(adapters) != 1:
         raise CompositionError("bad_input", f"{spec.name} re-ranks exactly one adapter, got {len(adapters)} inputs")
     if all(is_prompt_tuning(a) for a in adapters):
-        return compose_prompts([a for a in adapters if isinstance(a, LoraAdapter)], weights, spec.name, params)
+        prompt, report, recipe = compose_prompts(
+            [a for a in adapters if isinstance(a, LoraAdapter)], weights, spec.name, params
+        )
+        return CompositionResult(adapter=prompt, modules=(report,), recipe=recipe)
     families = {a.family if isinstance(a, FamilyAdapter) else "LORA" for a in adapters}
     if sums_ia3_vectors(families, spec.name, params.rank):
         return _compose_ia3(adapters, weights, params)
@@ -240,6 +243,7 @@ def compose(
                 retained_energy=low.retained_energy,
                 relative_error=low.relative_error,
                 truncated=low.truncated,
+                exact_rank=min(sum(input_ranks), shape.d_out, shape.d_in),
             )
         )
         if bias is not None:

@@ -29,10 +29,11 @@ def is_prompt_tuning(adapter: Any) -> bool:
     return isinstance(adapter, LoraAdapter) and adapter.peft_type == "PROMPT_TUNING"
 
 
-def compose_prompts(adapters: Sequence[LoraAdapter], weights: Sequence[float], method: str, params: Any) -> Any:
-    """A prompt-tuning adapter from prompt-tuning inputs (see the module docstring)."""
-    from composer.compose import CompositionResult
-
+def compose_prompts(
+    adapters: Sequence[LoraAdapter], weights: Sequence[float], method: str, params: Any
+) -> tuple[LoraAdapter, ModuleReport, dict[str, Any]]:
+    """A prompt-tuning adapter from prompt-tuning inputs (see the module docstring), with its report
+    line and recipe."""
     if method not in PROMPT_METHODS:
         raise CompositionError(
             "unsupported_method", f"prompt-tuning inputs combine by linear, expr or stack, not {method}"
@@ -94,4 +95,4 @@ def compose_prompts(adapters: Sequence[LoraAdapter], weights: Sequence[float], m
     result = LoraAdapter.from_tensors(
         config, {PROMPT_KEY: combined.to(out_dtype).contiguous()}, reference=f"composition:{method}", recipe=recipe
     )
-    return CompositionResult(adapter=result, modules=(report,), recipe=recipe)
+    return result, report, recipe

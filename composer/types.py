@@ -106,9 +106,12 @@ class ModuleReport:
     retained_energy: float
     relative_error: float
     truncated: bool
+    # The rank at which the result would be exact: the inputs' ranks added up (a dense delta counts
+    # as full rank), at most the layer's own.
+    exact_rank: int | None = None
 
     def to_dict(self) -> dict[str, object]:
-        return {
+        line: dict[str, object] = {
             "module": self.module,
             "rank": self.rank,
             "input_ranks": list(self.input_ranks),
@@ -116,3 +119,6 @@ class ModuleReport:
             "relative_error": round(self.relative_error, 8),
             "truncated": self.truncated,
         }
+        if self.exact_rank is not None:
+            line["exact_rank"] = self.exact_rank
+        return line

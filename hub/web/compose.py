@@ -66,8 +66,10 @@ def check_composition(actor: Actor, request: CompositionRequest) -> CompositionC
     check.method = method
     params = None
     parameter_problem: str | None = None
+    hybrid = method == compositions.HYBRID
     try:
-        params = compositions.check_parameters(method, request.parameters, n_inputs=len(specs))
+        if not hybrid:
+            params = compositions.check_parameters(method, request.parameters, n_inputs=len(specs))
     except RegistryError as exc:
         parameter_problem = exc.message
 
@@ -75,7 +77,8 @@ def check_composition(actor: Actor, request: CompositionRequest) -> CompositionC
     for spec in specs:
         try:
             one = compositions.resolve_input(actor, spec)
-            compositions.check_inputs([one], params)
+            if not hybrid:
+                compositions.check_inputs([one], params)
         except RegistryError as exc:
             check.inputs.append(CheckedInput(spec, None, exc.message))
             check.problems.append(exc.message)
@@ -85,7 +88,9 @@ def check_composition(actor: Actor, request: CompositionRequest) -> CompositionC
 
     if resolved and len(resolved) == len(specs):
         try:
-            check.base_model = compositions.check_inputs(resolved, params)
+            check.base_model = (
+                compositions.check_hybrid_inputs(resolved) if hybrid else compositions.check_inputs(resolved, params)
+            )
         except RegistryError as exc:
             check.problems.append(exc.message)
     if parameter_problem is not None:

@@ -94,7 +94,8 @@ class UploadForm(forms.Form):
 
 
 def method_choices() -> list[tuple[str, str]]:
-    return [(name, f"{name} — {spec.summary}") for name, spec in composer.METHODS.items()]
+    merges = [(name, f"{name} — {spec.summary}") for name, spec in composer.METHODS.items()]
+    return [*merges, ("hybrid", "hybrid — keep the inputs side by side as the parts of one adapter")]
 
 
 class ComposeForm(forms.Form):
@@ -148,6 +149,8 @@ class ComposeForm(forms.Form):
 
     def parameters(self) -> dict[str, Any]:
         data = self.cleaned_data
+        if data["method"] == "hybrid":  # parts are kept as they are
+            return {}
         spec = composer.get_method(data["method"])
         params: dict[str, Any] = {}
         if spec.uses_rank and data.get("rank"):

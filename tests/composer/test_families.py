@@ -107,6 +107,10 @@ def test_a_lora_and_each_method_compose_to_their_weighted_sum(kind: str, root: s
         target = 0.6 * lora_deltas.get(module, 0) - 0.4 * deltas.get(module, 0)
         torch.testing.assert_close(b @ a * composed.scaling(module), target, rtol=1e-4, atol=2e-5)
     assert max(r.relative_error for r in result.modules) < 1e-3
+    for report in result.modules:  # the rank that makes it exact: the inputs' ranks added up, at most the layer's
+        assert report.exact_rank == min(sum(report.input_ranks), *composed.modules[report.module].shape.in_shape,
+                                        composed.modules[report.module].shape.d_out)  # fmt: skip
+        assert not report.truncated or report.rank < report.exact_rank
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -192,3 +192,31 @@ def test_two_prompts_sum_through_the_api_into_a_prompt(alice: Any, client_for: A
         d["name"]: d["value"] for d in json_of(client.get("/api/v1/adapters/alice/p12/versions/1/"))["method_details"]
     }
     assert details["Virtual tokens"] == "8"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_each_method_composes_with_itself_on_a_worker(
+    kind: str, alice: Any, client_for: Any, stored_weights: None, tmp_path: Path
+) -> None:
+    client = client_for(alice)
+    first = trained(kind, tmp_path / "a", seed=1)
+    second = trained(kind, tmp_path / "b", seed=2)
+    for name in ("a", "b"):
+        assert push_folder(client, f"alice/{kind}-{name}", tmp_path / name).status_code == 201
+
+    response = client.post(
+        "/api/v1/compositions/",
+        {
+            "method": "linear",
+            "inputs": [{"adapter": f"alice/{kind}-a", "weight": 0.5}, {"adapter": f"alice/{kind}-b", "weight": 0.5}],
+            "parameters": {"rank": 64},
+            "into": "alice/twice",
+        },
+        format="json",
+    )
+    job = run_composition(json_of(response)["id"], worker="test")
+
+    assert job is not None and job.status == "succeeded", job.error_message if job else None
+    composed = merged_delta(client, json_of(client.get("/api/v1/adapters/alice/twice/versions/1/")), tmp_path / "out")
+    for module in first:
+        torch.testing.assert_close(composed[module], 0.5 * first[module] + 0.5 * second[module], rtol=1e-4, atol=3e-5)

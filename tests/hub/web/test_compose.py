@@ -45,7 +45,9 @@ def test_the_form_offers_every_merge_method_and_prefills_an_adapter(alice_client
     html = alice_client.get("/compose/", {"add": "alice/sql"}).content.decode()
 
     methods = re.findall(r'<option value="([a-z_]+)" data-uses-rank', html)
-    assert methods == ["stack", "linear", "expr", "svd", "ties", "dare_linear", "dare_ties", "magnitude_prune"]
+    assert methods == [
+        "stack", "linear", "expr", "svd", "ties", "dare_linear", "dare_ties", "magnitude_prune", "hybrid"
+    ]  # fmt: skip
     assert 'name="adapter" value="alice/sql"' in html
 
 
@@ -147,3 +149,16 @@ def test_the_adapter_search_offers_lora_adapters_the_user_can_see(alice_client: 
 
     assert re.findall(r'data-add-adapter="([^"]+)"', html) == ["bob/sql-dora", "alice/sql"]
     assert alice_client.get("/compose/search/", {"q": ""}).content.decode().strip() == ""
+
+
+def test_the_check_accepts_a_hybrid_of_a_lora_and_a_prompt(alice_client: Client, alice: Any) -> None:
+    style = make_adapter(alice, "style", method="prompt_tuning")
+    style.versions.update(config={"peft_type": "PROMPT_TUNING", "num_virtual_tokens": 4}, peft_type="PROMPT_TUNING")
+
+    ok = alice_client.post("/compose/check/", recipe(("alice/sql", "1"), ("alice/style", "1"), method="hybrid"))
+
+    assert 'data-check="ok"' in ok.content.decode(), ok.content.decode()
+    two_prompts = alice_client.post(
+        "/compose/check/", recipe(("alice/style", "1"), ("alice/style", "1"), method="hybrid")
+    ).content.decode()
+    assert "at most one prompt part" in two_prompts

@@ -111,7 +111,7 @@ def check_compatible(adapters: Sequence[Input | str | os.PathLike[str]]) -> Comp
             _check_plain_lora(adapter)
         else:
             adapter.require_shapes()
-    _check_same_base(loaded)
+    check_same_base(loaded)
     modules = _check_module_shapes(loaded)
     extra_keys = _check_extras(loaded)
     fan_in_fan_out = _agreed_flag(loaded, "fan_in_fan_out")
@@ -185,7 +185,8 @@ def _check_plain_lora(adapter: LoraAdapter) -> None:
             )
 
 
-def _check_same_base(adapters: Sequence[Input]) -> None:
+def check_same_base(adapters: Sequence[Input]) -> None:
+    """Refuse (base_model_mismatch) inputs trained on different base models or revisions."""
     first = adapters[0]
     for other in adapters[1:]:
         if other.base_model != first.base_model:

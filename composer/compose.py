@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from composer.compat import Compatibility, Input, as_adapter, check_compatible
+from composer.compat import Compatibility, Input, as_adapter, check_compatible, check_same_base
 from composer.errors import CompositionError
 from composer.expression import parse_expression
 from composer.families import BaseView, FamilyAdapter, sums_ia3_vectors
@@ -285,12 +285,7 @@ def _compose_ia3(adapters: Sequence[Input], weights: Sequence[float], params: Co
     nothing). Exact by construction, so every module reports no error."""
     ia3 = [a for a in adapters if isinstance(a, FamilyAdapter)]
     first = ia3[0]
-    for other in ia3[1:]:
-        if (other.base_model, other.revision) != (first.base_model, first.revision):
-            raise CompositionError(
-                "base_model_mismatch",
-                f"{first.reference} was trained on {first.base_model!r} but {other.reference} on {other.base_model!r}",
-            )
+    check_same_base(ia3)
     summed: dict[str, Tensor] = {}
     present: dict[str, list[int]] = {}
     for adapter, weight in zip(ia3, weights, strict=True):

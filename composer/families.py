@@ -22,7 +22,6 @@ and a composition that keeps enough rank reproduces the weighted sum of the inpu
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import re
@@ -34,7 +33,16 @@ import torch
 from torch import Tensor
 
 from composer.errors import CompositionError
-from composer.io import CONFIG_FILE, PEFT_PREFIX, WEIGHTS_FILE, SafetensorsSource, TensorSource, match_pattern
+from composer.io import (
+    CONFIG_FILE,
+    PEFT_PREFIX,
+    WEIGHTS_FILE,
+    ConfigViews,
+    SafetensorsSource,
+    TensorSource,
+    file_sha256,
+    match_pattern,
+)
 from composer.types import ModuleShape
 
 
@@ -213,7 +221,7 @@ def family_of(config: dict[str, Any]) -> str:
     return "DORA" if peft_type == "LORA" and config.get("use_dora") else peft_type
 
 
-class FamilyAdapter:
+class FamilyAdapter(ConfigViews):
     """A PEFT adapter of one of COMPOSABLE_TYPES: config, an index of its modules, and `delta`."""
 
     def __init__(
@@ -267,20 +275,6 @@ class FamilyAdapter:
     # -- what the composer asks of every input ---------------------------------------------------
 
     @property
-    def peft_type(self) -> str:
-        return str(self.config.get("peft_type") or "")
-
-    @property
-    def base_model(self) -> str | None:
-        value = self.config.get("base_model_name_or_path")
-        return str(value) if value is not None else None
-
-    @property
-    def revision(self) -> str | None:
-        value = self.config.get("revision")
-        return str(value) if value is not None else None
-
-    @property
     def needs_base(self) -> bool:
         return self.family in NEEDS_BASE
 
@@ -292,13 +286,7 @@ class FamilyAdapter:
     @property
     def sha256(self) -> str:
         if self._sha256 is None:
-            path = getattr(self.source, "path", None)
-            digest = hashlib.sha256()
-            if path is not None:
-                with open(path, "rb") as handle:
-                    for chunk in iter(lambda: handle.read(1 << 20), b""):
-                        digest.update(chunk)
-            self._sha256 = digest.hexdigest()
+            self._sha256 = file_sha256(self.source.path) if isinstance(self.source, SafetensorsSource) else ""
         return self._sha256
 
     def tensor(self, key: str) -> Tensor:

@@ -144,7 +144,35 @@ def match_pattern(patterns: Mapping[str, Any], module: str) -> Any | None:
     return None
 
 
-class LoraAdapter:
+class ConfigViews:
+    """What every composer input says of itself in its adapter_config.json."""
+
+    config: dict[str, Any]
+
+    @property
+    def peft_type(self) -> str:
+        return str(self.config.get("peft_type") or "")
+
+    @property
+    def base_model(self) -> str | None:
+        value = self.config.get("base_model_name_or_path")
+        return str(value) if value is not None else None
+
+    @property
+    def revision(self) -> str | None:
+        value = self.config.get("revision")
+        return str(value) if value is not None else None
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class LoraAdapter(ConfigViews):
     """A PEFT LoRA adapter: its config and an index of its tensors, which are read on demand.
 
     Build one with `load_lora(path)` or `LoraAdapter.from_tensors(config, tensors)`. Loading only
@@ -202,20 +230,6 @@ class LoraAdapter:
     # -- config views ------------------------------------------------------------------------
 
     @property
-    def peft_type(self) -> str:
-        return str(self.config.get("peft_type") or "")
-
-    @property
-    def base_model(self) -> str | None:
-        value = self.config.get("base_model_name_or_path")
-        return str(value) if value is not None else None
-
-    @property
-    def revision(self) -> str | None:
-        value = self.config.get("revision")
-        return str(value) if value is not None else None
-
-    @property
     def dtype(self) -> torch.dtype:
         """The dtype of the LoRA factors; float32 when they disagree."""
         dtypes = {self.source.dtype(m.a_key) for m in self.modules.values()}
@@ -238,14 +252,10 @@ class LoraAdapter:
     def sha256(self) -> str:
         """Hex digest of the tensor file (of its serialized bytes for in-memory adapters)."""
         if self._sha256 is None:
-            digest = hashlib.sha256()
             if isinstance(self.source, SafetensorsSource):
-                with open(self.source.path, "rb") as handle:
-                    for chunk in iter(lambda: handle.read(1 << 20), b""):
-                        digest.update(chunk)
+                self._sha256 = file_sha256(self.source.path)
             else:
-                digest.update(safetensors_save(self.tensors()))
-            self._sha256 = digest.hexdigest()
+                self._sha256 = hashlib.sha256(safetensors_save(self.tensors())).hexdigest()
         return self._sha256
 
     # -- tensors -------------------------------------------------------------------------------

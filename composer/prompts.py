@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from composer.compat import check_same_base
 from composer.errors import CompositionError
 from composer.io import LoraAdapter
 from composer.recipe import Recipe, RecipeInput, environment
@@ -39,12 +40,7 @@ def compose_prompts(
             "unsupported_method", f"prompt-tuning inputs combine by linear, expr or stack, not {method}"
         )
     first = adapters[0]
-    for other in adapters[1:]:
-        if (other.base_model, other.revision) != (first.base_model, first.revision):
-            raise CompositionError(
-                "base_model_mismatch",
-                f"{first.reference} was trained on {first.base_model!r} but {other.reference} on {other.base_model!r}",
-            )
+    check_same_base(adapters)
     prompts = []
     for adapter in adapters:
         if PROMPT_KEY not in adapter.source.keys() or int(adapter.config.get("num_transformer_submodules") or 1) != 1:

@@ -52,6 +52,22 @@ def merged_delta(client: Any, version: dict[str, Any], folder: Path) -> dict[str
     return {k.removesuffix(".weight"): merged[k] - base[k] for k in base}
 
 
+def compose_on_worker(client: Any, method: str, inputs: list[tuple[str, float]], into: str, **parameters: Any) -> Any:
+    """POST the composition, run its job on this process's worker, return the finished job."""
+    body: dict[str, Any] = {
+        "method": method,
+        "inputs": [{"adapter": adapter, "weight": weight} for adapter, weight in inputs],
+        "into": into,
+    }
+    if parameters:
+        body["parameters"] = parameters
+    response = client.post("/api/v1/compositions/", body, format="json")
+    assert response.status_code == 202, response.content
+    job = run_composition(json_of(response)["id"], worker="test")
+    assert job is not None and job.status == "succeeded", job.error_message if job else None
+    return job
+
+
 @pytest.fixture
 def stored_weights(tmp_path: Path, settings: Any) -> None:
     """The base model registered with its files, as `register_base_model --from-folder` does."""
@@ -69,20 +85,8 @@ def test_a_lora_and_each_other_method_compose_on_a_worker_into_their_weighted_su
     assert push_folder(client, "alice/skill", tmp_path / "lora").status_code == 201
     assert push_folder(client, f"alice/{kind}", tmp_path / kind).status_code == 201
 
-    response = client.post(
-        "/api/v1/compositions/",
-        {
-            "method": "linear",
-            "inputs": [{"adapter": "alice/skill", "weight": 0.6}, {"adapter": f"alice/{kind}", "weight": -0.4}],
-            "parameters": {"rank": 64},
-            "into": "alice/mixed",
-        },
-        format="json",
-    )
-    assert response.status_code == 202, response.content
-    job = run_composition(json_of(response)["id"], worker="test")
+    job = compose_on_worker(client, "linear", [("alice/skill", 0.6), (f"alice/{kind}", -0.4)], "alice/mixed", rank=64)
 
-    assert job is not None and job.status == "succeeded", job.error_message if job else None
     version = json_of(client.get("/api/v1/adapters/alice/mixed/versions/1/"))
     assert json_of(client.get("/api/v1/adapters/alice/mixed/"))["method"] == "lora"
     assert VersionParent.objects.filter(child__adapter__name="mixed").count() == 2
@@ -100,18 +104,8 @@ def test_ia3_adapters_summed_through_the_api_stay_ia3(alice: Any, client_for: An
         trained("ia3", tmp_path / f"ia3-{seed}", seed=seed)
         assert push_folder(client, f"alice/ia3-{seed}", tmp_path / f"ia3-{seed}").status_code == 201
 
-    response = client.post(
-        "/api/v1/compositions/",
-        {
-            "method": "linear",
-            "inputs": [{"adapter": "alice/ia3-1", "weight": 0.5}, {"adapter": "alice/ia3-2", "weight": 0.5}],
-            "into": "alice/ia3-mix",
-        },
-        format="json",
-    )
-    job = run_composition(json_of(response)["id"], worker="test")
+    job = compose_on_worker(client, "linear", [("alice/ia3-1", 0.5), ("alice/ia3-2", 0.5)], "alice/ia3-mix")
 
-    assert job is not None and job.status == "succeeded", job.error_message if job else None
     assert json_of(client.get("/api/v1/adapters/alice/ia3-mix/"))["method"] == "ia3"
     version = json_of(client.get("/api/v1/adapters/alice/ia3-mix/versions/1/"))
     assert version["peft_type"] == "IA3" and job.report["relative_error_max"] == 0
@@ -175,18 +169,8 @@ def test_two_prompts_sum_through_the_api_into_a_prompt(alice: Any, client_for: A
         prompt_tuning(tmp_path / f"p{seed}", seed=seed)
         assert push_folder(client, f"alice/p{seed}", tmp_path / f"p{seed}").status_code == 201
 
-    response = client.post(
-        "/api/v1/compositions/",
-        {
-            "method": "stack",
-            "inputs": [{"adapter": "alice/p1", "weight": 1}, {"adapter": "alice/p2", "weight": 1}],
-            "into": "alice/p12",
-        },
-        format="json",
-    )
-    job = run_composition(json_of(response)["id"], worker="test")
+    compose_on_worker(client, "stack", [("alice/p1", 1), ("alice/p2", 1)], "alice/p12")
 
-    assert job is not None and job.status == "succeeded", job.error_message if job else None
     assert json_of(client.get("/api/v1/adapters/alice/p12/"))["method"] == "prompt_tuning"
     details = {
         d["name"]: d["value"] for d in json_of(client.get("/api/v1/adapters/alice/p12/versions/1/"))["method_details"]
@@ -204,19 +188,7 @@ def test_each_method_composes_with_itself_on_a_worker(
     for name in ("a", "b"):
         assert push_folder(client, f"alice/{kind}-{name}", tmp_path / name).status_code == 201
 
-    response = client.post(
-        "/api/v1/compositions/",
-        {
-            "method": "linear",
-            "inputs": [{"adapter": f"alice/{kind}-a", "weight": 0.5}, {"adapter": f"alice/{kind}-b", "weight": 0.5}],
-            "parameters": {"rank": 64},
-            "into": "alice/twice",
-        },
-        format="json",
-    )
-    job = run_composition(json_of(response)["id"], worker="test")
-
-    assert job is not None and job.status == "succeeded", job.error_message if job else None
+    compose_on_worker(client, "linear", [(f"alice/{kind}-a", 0.5), (f"alice/{kind}-b", 0.5)], "alice/twice", rank=64)
     composed = merged_delta(client, json_of(client.get("/api/v1/adapters/alice/twice/versions/1/")), tmp_path / "out")
     for module in first:
         torch.testing.assert_close(composed[module], 0.5 * first[module] + 0.5 * second[module], rtol=1e-4, atol=3e-5)

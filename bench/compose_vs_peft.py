@@ -478,20 +478,20 @@ def main() -> None:
         print(f"[{time.perf_counter() - started:6.1f}s] {message}", file=sys.stderr, flush=True)
 
     hidden, intermediate, layers, heads = (256, 704, 2, 4) if args.quick else (1024, 2816, 4, 16)
+
+    def llama() -> nn.Module:
+        torch.manual_seed(0)
+        config = LlamaConfig(
+            hidden_size=hidden,
+            intermediate_size=intermediate,
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            num_key_value_heads=heads,
+            vocab_size=1000,
+        )
+        return LlamaForCausalLM(config)
+
     if args.families:
-
-        def llama() -> nn.Module:
-            torch.manual_seed(0)
-            config = LlamaConfig(
-                hidden_size=hidden,
-                intermediate_size=intermediate,
-                num_hidden_layers=layers,
-                num_attention_heads=heads,
-                num_key_value_heads=heads,
-                vocab_size=1000,
-            )
-            return LlamaForCausalLM(config)
-
         print(f"families: hidden {hidden}, {layers} layers, device={device}, torch threads={torch.get_num_threads()}")
         with tempfile.TemporaryDirectory() as scratch:
             run_family_cases(llama, Path(scratch), device, args.rounds)
@@ -510,18 +510,7 @@ def main() -> None:
             kind, spec = cases[case]
             log(f"building {case}")
             if kind == "model":
-                torch.manual_seed(0)
-                model: nn.Module = LlamaForCausalLM(
-                    LlamaConfig(
-                        hidden_size=hidden,
-                        intermediate_size=intermediate,
-                        num_hidden_layers=layers,
-                        num_attention_heads=heads,
-                        num_key_value_heads=heads,
-                        vocab_size=1000,
-                    )
-                )
-                peft_model, folders = add_random_adapters(model, TARGETS, int(spec), Path(scratch) / case)  # type: ignore[arg-type]
+                peft_model, folders = add_random_adapters(llama(), TARGETS, int(spec), Path(scratch) / case)  # type: ignore[arg-type]
                 check = spec == 2
             else:
                 d_out, d_in = spec  # type: ignore[misc]

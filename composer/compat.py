@@ -16,6 +16,7 @@ import torch
 
 from composer.errors import CompositionError
 from composer.families import COMPOSABLE_TYPES, BaseView, FamilyAdapter, family_of, load_family_adapter
+from composer.hybrid import HYBRID_FILE, HybridInput, hybrid_paths
 from composer.io import CONFIG_FILE, LoraAdapter, load_lora
 from composer.types import ModuleShape
 
@@ -64,11 +65,17 @@ def load_adapter(
     reference: str | None = None,
     sha256: str | None = None,
     base: BaseView | None = None,
-) -> Input:
+) -> Any:
     """Open a PEFT adapter folder as the composer reads it: a plain LoRA as a LoraAdapter, a method
     whose delta is computable (AdaLoRA, LoHa, LoKr, VeRA, FourierFT, IA3, DoRA) as a FamilyAdapter
-    (`base` gives the layer shapes and weights some of them need)."""
+    (`base` gives the layer shapes and weights some of them need); a hybrid as a HybridInput of those."""
     folder = Path(path)
+    if (folder / HYBRID_FILE).is_file():
+        named = reference or str(folder)
+        parts = [
+            (name, load_adapter(folder / name, reference=f"{named}/{name}", base=base)) for name in hybrid_paths(folder)
+        ]
+        return HybridInput(parts=parts, reference=reference or str(folder), sha256=sha256)
     config_path = folder / CONFIG_FILE
     if folder.is_dir() and config_path.is_file():
         try:
@@ -80,8 +87,8 @@ def load_adapter(
     return load_lora(folder, reference=reference, sha256=sha256)
 
 
-def as_adapter(item: Input | str | os.PathLike[str], base: BaseView | None = None) -> Input:
-    return item if isinstance(item, (LoraAdapter, FamilyAdapter)) else load_adapter(item, base=base)
+def as_adapter(item: Any, base: BaseView | None = None) -> Any:
+    return item if isinstance(item, (LoraAdapter, FamilyAdapter, HybridInput)) else load_adapter(item, base=base)
 
 
 def module_shapes(adapter: Input) -> dict[str, ModuleShape]:

@@ -18,6 +18,7 @@ from composer.compat import Compatibility, Input, as_adapter, check_compatible, 
 from composer.errors import CompositionError
 from composer.expression import parse_expression
 from composer.families import BaseView, FamilyAdapter, sums_ia3_vectors
+from composer.hybrid import PROMPT_TYPES, HybridInput, HybridPart, HybridResult
 from composer.io import PEFT_PREFIX, LoraAdapter, load_lora, match_pattern, save_lora
 from composer.lora import combined_bias, refactor_dense, single_threaded
 from composer.prompts import compose_prompts, is_prompt_tuning
@@ -168,7 +169,7 @@ def compose(
     progress: ProgressCallback | None = None,
     expression: str | None = None,
     base: BaseView | None = None,
-) -> CompositionResult:
+) -> CompositionResult | HybridResult:
     """Compose adapters into a new LoRA: LoRA inputs by their factors, every other method whose
     delta is computable (composer.families) by its delta, exact factors or dense.
 
@@ -196,7 +197,8 @@ def compose(
             or layer shapes need it (IA3, DoRA; VeRA, FourierFT).
 
     Returns:
-        A `CompositionResult`; `result.save(folder)` writes it.
+        A `CompositionResult` (a `HybridResult` when hybrid inputs keep a prompt); `result.save(folder)`
+        writes it.
     """
     params = CompositionParams(
         method=method,
@@ -210,6 +212,8 @@ def compose(
         expression=expression,
     )
     adapters, weights = _normalize_inputs(inputs, base)
+    if any(isinstance(a, HybridInput) for a in adapters):
+        return _compose_hybrids(adapters, weights, params, progress=progress, base=base)
     spec = params.spec
     if spec.single_input and len(adapters) != 1:
         raise CompositionError("bad_input", f"{spec.name} re-ranks exactly one adapter, got {len(adapters)} inputs")
@@ -279,6 +283,80 @@ def compose(
     return CompositionResult(adapter=adapter, modules=tuple(reports), recipe=recipe)
 
 
+def _compose_hybrids(
+    adapters: Sequence[Any],
+    weights: Sequence[float],
+    params: CompositionParams,
+    *,
+    progress: ProgressCallback | None,
+    base: BaseView | None,
+) -> Any:
+    """Hybrids (and plain adapters) under a weighted sum: every weight part merged into one LoRA as
+    plain inputs are, the prompts combined into one prompt (prompt tuning, weighted; a single prompt is
+    kept as it is); both together make a hybrid again, lora/ then prompt/."""
+    if params.spec.name not in ("linear", "expr"):
+        raise CompositionError(
+            "unsupported_method",
+            f"hybrids combine by linear or expr (weight parts into one LoRA, prompts into one prompt), not "
+            f"{params.spec.name}",
+        )
+    weight_inputs: list[tuple[Any, float]] = []
+    prompt_inputs: list[tuple[Any, float]] = []
+    for adapter, weight in zip(adapters, weights, strict=True):
+        for part in [p for _, p in adapter.parts] if isinstance(adapter, HybridInput) else [adapter]:
+            (prompt_inputs if part.peft_type in PROMPT_TYPES else weight_inputs).append((part, weight))
+    merged = None
+    if weight_inputs:
+        merged = compose(
+            weight_inputs,
+            method=params.method,
+            rank=params.rank,
+            energy=params.energy,
+            dtype=params.dtype,
+            device=params.device,
+            progress=progress,
+            base=base,
+        )
+    prompt: Any = None
+    prompt_recipe: dict[str, Any] = {}
+    if len(prompt_inputs) == 1:
+        kept = prompt_inputs[0][0]  # one prompt among the inputs: carried as it is, byte for byte
+        path = getattr(kept, "path", None)
+        prompt = HybridPart(path, kept.reference, None, kept.peft_type) if path is not None else kept
+        prompt_recipe = {"kept": kept.reference}
+    elif prompt_inputs:
+        if not all(is_prompt_tuning(p) for p, _ in prompt_inputs):
+            raise CompositionError(
+                "unsupported_adapter_type",
+                "several prompt parts combine only when all are prompt tuning (p-tuning and prefix tuning do not)",
+            )
+        prompt, _, prompt_recipe = compose_prompts(
+            [p for p, _ in prompt_inputs], [w for _, w in prompt_inputs], "linear", params
+        )
+    assert merged is None or isinstance(merged, CompositionResult)  # its inputs are no hybrids
+    if prompt is None:
+        assert merged is not None
+        return merged
+    if merged is None:
+        return CompositionResult(adapter=prompt, modules=(), recipe=prompt_recipe)
+    recipe = {
+        "library": "composer",
+        "version": VERSION,
+        "method": params.spec.name,
+        "inputs": [
+            {"reference": a.reference, "weight": w, "sha256": a.sha256} for a, w in zip(adapters, weights, strict=True)
+        ],
+        "parts": {"lora": merged.recipe, "prompt": prompt_recipe},
+        "environment": environment(params.torch_device),
+    }
+    return HybridResult(
+        parts=[("lora", merged.adapter), ("prompt", prompt)],
+        recipe=recipe,
+        modules=merged.modules,
+        summary=merged.summary,
+    )
+
+
 def _compose_ia3(adapters: Sequence[Input], weights: Sequence[float], params: CompositionParams) -> CompositionResult:
     """IA3 inputs under a weighted sum stay IA3, as PEFT's add_weighted_adapter mixes them: each
     module's scaling vector is the weighted sum of the inputs' vectors (inputs without the module add
@@ -329,7 +407,7 @@ def _compose_ia3(adapters: Sequence[Input], weights: Sequence[float], params: Co
     return CompositionResult(adapter=result, modules=reports, recipe=recipe)
 
 
-def compose_expression(expression: str, **params: Any) -> CompositionResult:
+def compose_expression(expression: str, **params: Any) -> CompositionResult | HybridResult:
     """Compose the adapter folders named in `expression` with the weights it gives (method "expr").
 
     The hub resolves `ns/name[:version]` references itself: it calls `parse_expression`, loads

@@ -31,20 +31,47 @@ class HybridPart:
     peft_type: str
 
 
+@dataclass(frozen=True)
+class HybridInput:
+    """A hybrid read as a composition input: its parts, in order, each a composer input."""
+
+    parts: list[tuple[str, Any]]  # (folder name, LoraAdapter | FamilyAdapter)
+    reference: str
+    sha256: str | None = None
+
+    @property
+    def weight_parts(self) -> list[Any]:
+        return [adapter for _, adapter in self.parts if adapter.peft_type not in PROMPT_TYPES]
+
+    @property
+    def prompt_parts(self) -> list[Any]:
+        return [adapter for _, adapter in self.parts if adapter.peft_type in PROMPT_TYPES]
+
+
+def hybrid_paths(folder: Path) -> list[str]:
+    return [part["path"] for part in json.loads((folder / HYBRID_FILE).read_text())["parts"]]
+
+
 @dataclass
 class HybridResult:
-    """What `save` writes: one subfolder per part, hybrid.json, composition.json."""
+    """What `save` writes: one subfolder per part (a folder's files copied, or a composed adapter
+    saved), hybrid.json, composition.json."""
 
-    parts: list[tuple[str, HybridPart]]
+    parts: list[tuple[str, Any]]  # (folder name, HybridPart | a composed LoraAdapter)
     recipe: dict[str, Any]
-    modules: tuple[()] = ()
+    modules: tuple[Any, ...] = ()
     summary: dict[str, Any] = field(default_factory=dict)
     peft_type: str = "HYBRID"
 
     def save(self, path: str | Path) -> Path:
+        from composer.io import save_lora
+
         out = Path(path)
         out.mkdir(parents=True, exist_ok=True)
         for name, part in self.parts:
+            if not isinstance(part, HybridPart):
+                save_lora(part, out / name)
+                continue
             (out / name).mkdir(exist_ok=True)
             for file in (CONFIG_FILE, WEIGHTS_FILE):
                 shutil.copyfile(part.folder / file, out / name / file)
@@ -84,8 +111,7 @@ def apply_hybrid(model: Any, folder: Path) -> Any:
     in with PEFT, then the prompt part, if any, wrapped on top. Changes `model`: pass a copy."""
     from peft import PeftModel
 
-    parts = [part["path"] for part in json.loads((folder / HYBRID_FILE).read_text())["parts"]]
-    for part in parts:
+    for part in hybrid_paths(folder):
         config = json.loads((folder / part / CONFIG_FILE).read_text())
         loaded = PeftModel.from_pretrained(model, str(folder / part), is_trainable=False)
         model = loaded if config.get("peft_type") in PROMPT_TYPES else loaded.merge_and_unload()

@@ -50,6 +50,7 @@ from registry.models import (
 )
 from registry.push import folder_files, push_version
 from registry.services import AdapterMetadata, copy_version_files, resolve_version
+from registry.services.staging import ADAPTER_FILES
 
 log = logging.getLogger(__name__)
 
@@ -241,6 +242,9 @@ def check_inputs(resolved: Sequence[ResolvedInput], params: CompositionParams | 
         family = family_of(config)
         if family in COMPOSABLE_TYPES:
             continue
+        if config.get("hybrid"):
+            _check_hybrid_input(r, params)
+            continue
         if adapter.method not in LORA_FAMILY or r.version.peft_type != "LORA":
             raise InvalidContent(
                 f"{r.reference} is {method_phrase(adapter.get_method_display())}, which changes no weight by a "
@@ -253,7 +257,7 @@ def check_inputs(resolved: Sequence[ResolvedInput], params: CompositionParams | 
             raise InvalidContent(exc.message, code=exc.code) from None
     name = _one_base(resolved)
     base = resolved[0].version.adapter.base_model
-    families = {family_of(r.version.config) for r in resolved}
+    families = {family for r in resolved for family in _families(r.version.config)}
     if params is not None and sums_ia3_vectors(families, params.spec.name, params.rank):
         return name  # IA3 vectors summed: nothing of the base is needed
     if families & NEEDS_BASE and not base.files_digest:
@@ -269,6 +273,30 @@ def check_inputs(resolved: Sequence[ResolvedInput], params: CompositionParams | 
             code="base_model_required",
         )
     return name
+
+
+def _families(config: dict[str, Any]) -> set[str]:
+    """The delta rules an input's weights follow: its own, or each part's for a hybrid."""
+    if not config.get("hybrid"):
+        return {family_of(config)}
+    return {"DORA" if p.get("method") == "dora" else str(p.get("peft_type")) for p in config.get("parts") or []}
+
+
+def _check_hybrid_input(r: ResolvedInput, params: CompositionParams | None) -> None:
+    """A hybrid joins a weighted sum: its weight parts merge with the others', its prompt with theirs."""
+    if params is None or params.spec.name not in ("linear", "expr"):
+        raise InvalidContent(
+            f"{r.reference} is a hybrid: hybrids combine by linear or expr (weight parts into one LoRA, prompts into "
+            "one prompt), or join a hybrid of their own parts",
+            code="unsupported_method",
+        )
+    for part in r.version.config.get("parts") or []:
+        peft_type = str(part.get("peft_type"))
+        if peft_type not in COMPOSABLE_TYPES | {"LORA"} | set(HYBRID_PROMPT_TYPES):
+            raise InvalidContent(
+                f"{r.reference}: its part {part.get('path')!r} ({part.get('method')}) has no computable delta",
+                code="unsupported_method",
+            )
 
 
 def _one_base(resolved: Sequence[ResolvedInput]) -> str:
@@ -432,7 +460,9 @@ def _load_inputs(job: CompositionJob, folder: Path) -> list[tuple[ResolvedInput,
     base = None if vectors_only else _base_view([version for version, _ in versions])
     for index, (version, weight) in enumerate(versions):
         target = folder / str(index)
-        copied = copy_version_files(version, target)
+        # A hybrid's parts are in subfolders: all of its files.
+        paths = [f.path for f in version.files.all()] if version.config.get("hybrid") else ADAPTER_FILES
+        copied = copy_version_files(version, target, paths)
         resolved = ResolvedInput(version=version, weight=weight)
         adapter = load_adapter(
             target, reference=resolved.published_reference, sha256=copied.get("adapter_model.safetensors"), base=base
@@ -500,7 +530,7 @@ class _FetchedOnUse(ManifestBase):
 
 def _compose(
     job: CompositionJob, inputs: list[tuple[ResolvedInput, Input]], report: _ProgressReporter
-) -> composer.CompositionResult:
+) -> composer.CompositionResult | HybridResult:
     recipe = job.recipe
     result = composer.compose(
         [(adapter, resolved.weight) for resolved, adapter in inputs],
@@ -510,12 +540,24 @@ def _compose(
         **recipe["parameters"],
     )
     # composition.json travels with the result, which others may read: a private parent's file
-    # digest would identify it as surely as its name.
-    for recorded in (result.recipe, result.adapter.recipe or {}):
-        for item, (resolved, _) in zip(recorded.get("inputs", []), inputs, strict=False):
-            if resolved.version.adapter.is_private:
-                item["sha256"] = None
+    # digest would identify it as surely as its name (a hybrid's parts are named after their hybrid).
+    private = {r.published_reference for r, _ in inputs if r.version.adapter.is_private}
+    saved = [part for _, part in result.parts] if isinstance(result, HybridResult) else [result.adapter]
+    for recorded in (result.recipe, *(getattr(part, "recipe", None) or {} for part in saved)):
+        _scrub_digests(recorded, private)
     return result
+
+
+def _scrub_digests(recorded: Any, private: set[str]) -> None:
+    """Blank the sha256 of every recorded input whose reference is (a part of) a private parent's."""
+    if isinstance(recorded, dict):
+        for item in recorded.get("inputs") or []:
+            reference = str(item.get("reference") or "")
+            if any(reference == p or reference.startswith(p + "/") for p in private):
+                item["sha256"] = None
+        for value in recorded.values():
+            if isinstance(value, dict):
+                _scrub_digests(value, private)
 
 
 def published_expression(expression: str | None, inputs: Sequence[ResolvedInput]) -> str | None:

@@ -161,6 +161,20 @@ def test_a_lora_and_a_prompt_compose_into_a_hybrid_whose_parts_are_the_inputs(
         format="json",
     )
     assert refused.status_code == 422 and json_of(refused)["code"] == "bad_input"
+    # A hybrid joins a weighted sum: its LoRA merges with the other one, its prompt is kept.
+    compose_on_worker(client, "expr", [("alice/both", 0.5), ("alice/skill", 0.5)], "alice/mix", rank=8)
+    mixed = json_of(client.get("/api/v1/adapters/alice/mix/versions/1/"))
+    mixed_files = {f["path"]: f["sha256"] for f in mixed["files"]}
+    assert json_of(client.get("/api/v1/adapters/alice/mix/"))["method"] == "hybrid"
+    assert mixed_files["prompt/adapter_model.safetensors"] == inputs["style"]["adapter_model.safetensors"]
+    assert mixed_files["lora/adapter_model.safetensors"] != inputs["skill"]["adapter_model.safetensors"]
+    refused = client.post(
+        "/api/v1/compositions/",
+        {"method": "ties", "inputs": [{"adapter": "alice/both"}, {"adapter": "alice/skill"}], "into": "alice/y",
+         "parameters": {"density": 0.5}},
+        format="json",
+    )  # fmt: skip
+    assert refused.status_code == 422 and "is a hybrid" in json_of(refused)["message"]
 
 
 def test_two_prompts_sum_through_the_api_into_a_prompt(alice: Any, client_for: Any, tmp_path: Path) -> None:

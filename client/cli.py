@@ -193,6 +193,16 @@ def cmd_search(args: argparse.Namespace, out: Output) -> int:
     return 0
 
 
+def _kind(peft_type: str, config: dict[str, Any]) -> str:
+    """What a version is: its peft_type, a hybrid's parts, or the adapters library's bottleneck."""
+    if config.get("hybrid"):
+        parts = ", ".join(f"{p.get('path')}/ {p.get('method')}" for p in config.get("parts") or [])
+        return f"hybrid ({parts})"
+    if peft_type:
+        return peft_type
+    return "bottleneck (adapters library)" if isinstance(config.get("config"), dict) else "-"
+
+
 def cmd_info(args: argparse.Namespace, out: Output) -> int:
     client = _client(args)
     namespace, name, ref = parse_ref(args.ref)
@@ -202,7 +212,7 @@ def cmd_info(args: argparse.Namespace, out: Output) -> int:
         def human_version() -> str:
             lines = [
                 f"{version.ref}" + (f" ({version.label})" if version.label else ""),
-                f"type: {version.peft_type or '-'}  rank: {version.rank}  alpha: {version.lora_alpha}",
+                f"type: {_kind(version.peft_type, version.config)}  rank: {version.rank}  alpha: {version.lora_alpha}",
                 f"targets: {version.target_modules}",
                 f"size: {_size(version.total_size)}  created: {version.created_at} by {version.created_by}",
             ]

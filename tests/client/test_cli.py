@@ -148,3 +148,15 @@ def test_python_dash_m_client_runs_in_a_fresh_process_without_torch_or_django(en
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["username"] == "alice"
     assert imports.stdout.strip() == "[]", imports.stdout + imports.stderr
+
+
+def test_info_says_what_a_hybrid_is_made_of(env: str, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from tests.registry.hf.test_hybrids import make_hybrid
+
+    hybrid = make_hybrid(tmp_path / "hybrid")
+    assert run(capsys, "push", str(hybrid), "alice/skill-style")[0] == 0
+
+    code, out, _ = run(capsys, "info", "alice/skill-style:1")
+
+    assert code == 0 and "type: hybrid (lora/ lora, prompt/ prompt_tuning)" in out, out
+    assert "prompt/adapter_model.safetensors" in out

@@ -365,7 +365,6 @@ def _compose_ia3(adapters: Sequence[Input], weights: Sequence[float], params: Co
     first = ia3[0]
     check_same_base(ia3)
     summed: dict[str, Tensor] = {}
-    present: dict[str, list[int]] = {}
     for adapter, weight in zip(ia3, weights, strict=True):
         for module, vector in adapter.ia3_vectors().items():
             value = vector.to(torch.float32) * weight
@@ -376,7 +375,6 @@ def _compose_ia3(adapters: Sequence[Input], weights: Sequence[float], params: Co
                     f"{adapter.reference} but not in another input (feedforward_modules differ)",
                 )
             summed[module] = summed[module] + value if module in summed else value
-            present.setdefault(module, []).append(int(vector.numel()))
     out_dtype = params.output_dtype(first.dtype)
     tensors = {f"{PEFT_PREFIX}{m}.ia3_l": v.to(out_dtype).contiguous() for m, v in sorted(summed.items())}
     config = dict(first.config)
@@ -509,8 +507,10 @@ def _merge_module(
     factors, dense = _input_terms(module, adapters, weights, device)
     nominal = [f.a.shape[0] for f in factors]
     auto = params.rank == "auto" or (params.rank is None and not nominal)  # dense deltas only: keep `energy`
-    target_rank: int | None = None if auto or params.rank == "auto" else (params.rank or max(nominal))
+    asked = params.rank if isinstance(params.rank, int) else None
+    target_rank = None if auto else (asked or max(nominal))
     energy = params.energy if auto else None
+    # Element-wise methods draw with the request's seed; the SVD of a dense sum draws with the default one.
     seed = params.effective_seed if params.effective_seed is not None else DEFAULT_SEED
 
     if dense and spec.name in ("linear", "expr"):
@@ -534,16 +534,13 @@ def _merge_module(
     for weight, matrix, bias in dense:  # other methods see every input as (exact) factors
         b, a = _exact_factors(matrix)
         factors.append(ScaledFactors(b=b, a=a, coefficient=weight, scaling=1.0, bias=bias))
-    max_input_rank = max(f.a.shape[0] for f in factors)
-    if not auto and params.rank is None:
-        target_rank = max_input_rank
+    if not auto and params.rank is None:  # the largest input rank, dense inputs' exact factors included
+        target_rank = max(f.a.shape[0] for f in factors)
 
     if spec.kind == "factored":
         low = spec.merge(factors, rank=target_rank, energy=energy) if spec.uses_rank else spec.merge(factors)
         return low, combined_bias(factors)
 
-    seed_ = params.effective_seed
-    assert seed_ is not None
     kwargs: dict[str, Any] = {"density": params.density}
     if spec.uses_sign_method:
         kwargs["majority_sign_method"] = params.majority_sign_method
@@ -554,7 +551,7 @@ def _merge_module(
     for slot, f in zip(deltas, factors, strict=True):
         torch.mm(f.b * f.scaling, f.a, out=slot)  # the task vector dW_i; the method applies the weight
     if spec.uses_seed:
-        kwargs["generator"] = _generator(seed_, module, "mask", device)
+        kwargs["generator"] = _generator(seed, module, "mask", device)
     merged = spec.merge(deltas, weight_tensor, **kwargs)  # (d_out, d_in)
     del deltas
     low = refactor_dense(
@@ -562,17 +559,17 @@ def _merge_module(
         rank=target_rank,
         energy=energy,
         max_rank=sum(f.a.shape[0] for f in factors),
-        generator=_generator(seed_, module, "svd", device),
+        generator=_generator(seed, module, "svd", device),
     )
     del merged
     bias = None
     if any(f.bias is not None for f in factors):
-        biases_ = torch.stack(
+        effective = torch.stack(
             [f.bias * f.scaling if f.bias is not None else torch.zeros(d_out, device=device) for f in factors]
         )  # (n, d_out): the effective bias each task adds
         if spec.uses_seed:
-            kwargs["generator"] = _generator(seed_, module, "bias_mask", device)
-        bias = spec.merge(biases_, weight_tensor, **kwargs)
+            kwargs["generator"] = _generator(seed, module, "bias_mask", device)
+        bias = spec.merge(effective, weight_tensor, **kwargs)
     return low, bias
 
 

@@ -275,10 +275,6 @@ class FamilyAdapter(ConfigViews):
     # -- what the composer asks of every input ---------------------------------------------------
 
     @property
-    def needs_base(self) -> bool:
-        return self.family in NEEDS_BASE
-
-    @property
     def dtype(self) -> torch.dtype:
         dtypes = {self.source.dtype(k) for parts in self.parts.values() for k in parts.values()}
         return dtypes.pop() if len(dtypes) == 1 else torch.float32

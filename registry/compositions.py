@@ -50,7 +50,6 @@ from registry.models import (
 )
 from registry.push import folder_files, push_version
 from registry.services import AdapterMetadata, copy_version_files, resolve_version
-from registry.services.staging import ADAPTER_FILES
 
 log = logging.getLogger(__name__)
 
@@ -319,7 +318,7 @@ def check_hybrid_inputs(resolved: Sequence[ResolvedInput]) -> str:
         if peft_type in HYBRID_PROMPT_TYPES:
             prompts += 1
             continue
-        if family_of(config) not in COMPOSABLE_TYPES and not (peft_type == "LORA" and not config.get("use_dora")):
+        if family_of(config) not in COMPOSABLE_TYPES | {"LORA"}:
             raise InvalidContent(
                 f"{r.reference} is {method_phrase(r.version.adapter.get_method_display())}; a hybrid's parts are PEFT "
                 "adapters that change weights (LoRA, IA3, LoHa, ...) or a prompt (prompt, p- or prefix tuning)",
@@ -460,9 +459,7 @@ def _load_inputs(job: CompositionJob, folder: Path) -> list[tuple[ResolvedInput,
     base = None if vectors_only else _base_view([version for version, _ in versions])
     for index, (version, weight) in enumerate(versions):
         target = folder / str(index)
-        # A hybrid's parts are in subfolders: all of its files.
-        paths = [f.path for f in version.files.all()] if version.config.get("hybrid") else ADAPTER_FILES
-        copied = copy_version_files(version, target, paths)
+        copied = copy_version_files(version, target)
         resolved = ResolvedInput(version=version, weight=weight)
         adapter = load_adapter(
             target, reference=resolved.published_reference, sha256=copied.get("adapter_model.safetensors"), base=base

@@ -329,9 +329,7 @@ def _evaluate(request: EvaluationRequest, cache: BaseModelCache) -> Any:
     quantize = "4bit" if version.adapter.method == Method.QLORA or settings.EVAL_QUANTIZE == "4bit" else None
     with tempfile.TemporaryDirectory(prefix="eval-") as tmp:
         folder = Path(tmp)
-        # A hybrid's parts are in subfolders: all of its files.
-        hybrid = version.config.get("hybrid")
-        copy_version_files(version, folder, *([[f.path for f in version.files.all()]] if hybrid else []))
+        copy_version_files(version, folder)
         # A classifier is evaluated with a head of as many classes as the one it saved (which replaces it).
         classes = head_classes(folder) if suite.kind == SuiteKind.CLASSIFICATION else None
         if suite.kind == SuiteKind.CLASSIFICATION and classes is None:

@@ -13,12 +13,16 @@ from registry.models import (
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 
 
-def copy_version_files(version: AdapterVersion, folder: Path, paths: Sequence[str] = ADAPTER_FILES) -> dict[str, str]:
-    """Stream the version's files named in `paths` from the blob store into `folder`;
-    returns their sha256 by path (workers load adapters from the copy)."""
+def copy_version_files(version: AdapterVersion, folder: Path, paths: Sequence[str] | None = None) -> dict[str, str]:
+    """Stream the version's files named in `paths` from the blob store into `folder`; by default the
+    files an adapter loads from: ADAPTER_FILES, or every file of a hybrid (its parts are in subfolders).
+    Returns their sha256 by path (workers load adapters from the copy)."""
     store = get_blob_store()
     copied: dict[str, str] = {}
-    for f in version.files.filter(path__in=paths):
+    files = version.files.all()
+    if paths is not None or not version.config.get("hybrid"):
+        files = files.filter(path__in=ADAPTER_FILES if paths is None else paths)
+    for f in files:
         target = folder / f.path
         target.parent.mkdir(parents=True, exist_ok=True)
         with target.open("wb") as out:

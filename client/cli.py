@@ -424,7 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task")
     p.add_argument("--tag")
     p.add_argument("--namespace")
-    p.add_argument("--sort", help="downloads (default), recent, name or score")
+    p.add_argument("--sort", help="relevance (the default: best matches first), downloads, recent, name or score")
     p.add_argument("--limit", type=int, default=20)
 
     p = command("info", cmd_info, "an adapter and its versions, or one version and its files")

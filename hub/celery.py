@@ -30,6 +30,10 @@ app.conf.update(
             "task": "registry.tasks.reconcile_jobs",
             "schedule": float(os.environ.get("JOB_RECONCILE_SECONDS", "60")),
         },
+        "fold-facet-counts": {
+            "task": "registry.tasks.fold_facet_counts",
+            "schedule": float(os.environ.get("FACET_FOLD_SECONDS", "10")),
+        },
     },
 )
 app.autodiscover_tasks()

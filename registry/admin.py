@@ -11,6 +11,7 @@ from registry.models import (
     ApiToken,
     BaseModel,
     BaseModelFile,
+    BestScore,
     BlobClaim,
     CompositionJob,
     EvalResult,
@@ -18,6 +19,7 @@ from registry.models import (
     EvaluationRequest,
     Membership,
     Namespace,
+    SearchTerm,
     Tag,
     VersionFile,
     VersionParent,
@@ -95,6 +97,35 @@ class BaseModelAdmin(admin.ModelAdmin):
 @admin.register(Tag)
 class TagAdmin(admin.ModelAdmin):
     search_fields = ("name",)
+
+
+class MaintainedByTheDatabase(admin.ModelAdmin):
+    """Rows the database's triggers write (migrations 0013, 0015): shown, never edited here."""
+
+    def has_add_permission(self, request: Any) -> bool:
+        return False
+
+    def has_change_permission(self, request: Any, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: Any, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(SearchTerm)
+class SearchTermAdmin(MaintainedByTheDatabase):
+    """The words of public adapters that typo correction picks from."""
+
+    search_fields = ("term",)
+
+
+@admin.register(BestScore)
+class BestScoreAdmin(MaintainedByTheDatabase):
+    """Each adapter's best score per suite, which ranking the catalog by a suite reads."""
+
+    list_display = ("adapter", "eval_suite", "value")
+    list_select_related = ("adapter__namespace", "eval_suite")
+    raw_id_fields = ("adapter",)
 
 
 @admin.register(Adapter)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.db import connection
 from django.db.models import OuterRef, QuerySet, Subquery
 
 from registry.access import Actor, visible_adapters
@@ -75,3 +76,11 @@ def best_score_subquery(suite: EvalSuite) -> Subquery:
         .values("value")[:1]
     )
     return Subquery(best)
+
+
+def rebuild_best_scores() -> None:
+    """Recompute every adapter's best score per suite (after results were loaded with triggers off);
+    the database keeps them current otherwise (migration 0015). Nothing to do on SQLite."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT registry_best_score_rebuild()")

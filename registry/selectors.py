@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any, TypeAlias
 
-from django.db.models import Exists, F, OuterRef, Q, QuerySet
+from django.db.models import Exists, F, OuterRef, QuerySet, prefetch_related_objects
 
+from registry import facet_counts, search
 from registry.access import Actor, visible_adapters
 from registry.exceptions import InvalidRequest
 from registry.models import Adapter, AdapterVersion, EvalSuite, Tag
 from registry.scores import best_score_subquery
+from registry.search import RelevanceRanked
 
 SORTS = {
+    # Without words, relevance is the downloads order.
+    "relevance": ("-downloads", "-updated_at", "pk"),
     "downloads": ("-downloads", "-updated_at", "pk"),
     "recent": ("-updated_at", "pk"),
     "name": ("namespace__name", "name"),
 }
+
+TagLink = Adapter.tags.through
+# What a search returns: a queryset, or for rankings that page through several index-backed
+# queries (relevance, a suite's score), a sliceable sequence with count() that paginators take.
+Ranking: TypeAlias = "QuerySet[Adapter] | ScoreRanked | RelevanceRanked"
 
 
 @dataclass(frozen=True)
@@ -26,49 +36,127 @@ class AdapterQuery:
     task: str = ""
     tag: str = ""
     namespace: str = ""
-    sort: str = "downloads"
+    # Any of these methods (none: any method).
+    methods: tuple[str, ...] = ()
+    sort: str = "relevance"
     # With sort="score": the id of the EvalSuite to rank by (its base model's adapters only).
     suite: str = ""
+    # Replace unknown words of `q` by the nearest known ones (registry.search.understand); a caller
+    # that already did, to show the user what it searched, turns this off.
+    correct_typos: bool = True
 
 
-def search_adapters(actor: Actor, query: AdapterQuery) -> QuerySet[Adapter]:
-    """Adapters visible to the actor matching every given filter; each word of `q` must match
-    the name, namespace, description, task or a tag. sort="score" ranks by the best score on
-    `query.suite` (adapters without one last)."""
-    if query.sort not in SORTS and query.sort != "score":
-        raise InvalidRequest(f"sort must be one of {', '.join([*SORTS, 'score'])}", code="bad_sort")
-    suite = _suite_for_sort(query)
-    adapters = visible_adapters(actor)
-    for word in query.q.split():
-        # EXISTS rather than a join through tags: no duplicate rows, so no DISTINCT is needed.
-        tagged = Tag.objects.filter(adapters=OuterRef("pk"), name__icontains=word)
-        adapters = adapters.filter(
-            Q(name__icontains=word)
-            | Q(namespace__name__icontains=word)
-            | Q(description__icontains=word)
-            | Q(task__icontains=word)
-            | Exists(tagged)
-        )
-    if query.base_model:
-        adapters = adapters.filter(base_model__name=query.base_model)
-    if query.method:
-        adapters = adapters.filter(method=query.method)
-    if query.task:
-        adapters = adapters.filter(task=query.task)
-    if query.tag:
-        adapters = adapters.filter(Exists(Tag.objects.filter(adapters=OuterRef("pk"), name=query.tag.lower())))
+def search_adapters(actor: Actor, query: AdapterQuery) -> Ranking:
+    """Adapters visible to the actor matching every given filter, in the query's order; each word
+    of `q` must match the name, namespace, description, task, base model or a tag
+    (registry.search). sort="relevance" (the default) puts the best matches first, then the most
+    downloaded; sort="score" ranks by the best score on `query.suite` (adapters without one last)."""
+    suite = suite_for_sort(query)
+    query = understood(actor, query)
+    found = matching_adapters(actor, query, suite).select_related("namespace", "base_model").prefetch_related("tags")
+    return ordered(found, query, suite)
+
+
+def matching_adapters(
+    actor: Actor, query: AdapterQuery, suite: EvalSuite | None, *, skip: frozenset[str] = frozenset()
+) -> QuerySet[Adapter]:
+    """The adapters visible to the actor that `query` finds, unordered, leaving out the facet
+    filters named in `skip` (the catalog's facet counts). No filter joins a many-valued relation,
+    so no row repeats and GROUP BY can run on the result directly."""
+    adapters = search.matching(visible_adapters(actor), search.words_of(understood(actor, query).q))
     if query.namespace:
         adapters = adapters.filter(namespace__name=query.namespace)
+    if query.methods:
+        adapters = adapters.filter(method__in=query.methods)
     if suite is not None:
-        adapters = adapters.filter(base_model=suite.base_model)
-    found = adapters.select_related("namespace", "base_model").prefetch_related("tags")
-    if suite is None:
-        return found.order_by(*SORTS[query.sort])
-    score = F("score").desc(nulls_last=True) if suite.higher_is_better else F("score").asc(nulls_last=True)
-    return found.annotate(score=best_score_subquery(suite)).order_by(score, "pk")
+        adapters = adapters.filter(base_model_id=suite.base_model_id)
+    if query.base_model and "base_model" not in skip:
+        adapters = adapters.filter(base_model__name=query.base_model)
+    if query.method and "method" not in skip:
+        adapters = adapters.filter(method=query.method)
+    if query.task and "task" not in skip:
+        adapters = adapters.filter(task=query.task)
+    if query.tag and "tag" not in skip:
+        # By the tag's id, looked up first: as a literal, the planner reads from its statistics how
+        # many adapters carry that tag (a subquery's value would leave it guessing), and picks
+        # between walking the sort order and gathering the tag's adapters accordingly.
+        tag_id = Tag.objects.filter(name=query.tag.lower()).values_list("pk", flat=True).first()
+        adapters = adapters.filter(Exists(TagLink.objects.filter(adapter_id=OuterRef("pk"), tag_id=tag_id or 0)))
+    return adapters
 
 
-def _suite_for_sort(query: AdapterQuery) -> EvalSuite | None:
+def ordered(found: QuerySet[Adapter], query: AdapterQuery, suite: EvalSuite | None) -> Ranking:
+    if suite is not None:
+        if facet_counts.available():
+            return ScoreRanked(found, suite)
+        score = F("score").desc(nulls_last=True) if suite.higher_is_better else F("score").asc(nulls_last=True)
+        return found.annotate(score=best_score_subquery(suite)).order_by(score, "pk")
+    if query.sort == "relevance":
+        return search.by_relevance(found, search.words_of(query.q))
+    return found.order_by(*SORTS[query.sort])
+
+
+def counted_without_search(actor: Actor, query: AdapterQuery) -> int | None:
+    """The number of adapters `search_adapters` finds, from the counts the database maintains
+    (registry.facet_counts), when the query has no words and no namespace; else None (count the
+    results)."""
+    if not facet_counts.available() or query.q.split() or query.namespace:
+        return None
+    suite = suite_for_sort(query)
+    chosen = {field: getattr(query, field) for field in facet_counts.DIMENSIONS if getattr(query, field)}
+    if "tag" in chosen:
+        chosen["tag"] = chosen["tag"].lower()
+    return facet_counts.count(actor, chosen, base_model_id=suite.base_model_id if suite is not None else None)
+
+
+def understood(actor: Actor, query: AdapterQuery) -> AdapterQuery:
+    """`query` with its typos corrected (registry.search.understand), once: later steps take its
+    words as they are."""
+    if not query.correct_typos:
+        return query
+    return replace(query, q=search.understand(query.q, visible_adapters(actor)).query, correct_typos=False)
+
+
+class ScoreRanked(search.PagedRanking):
+    """Adapters ranked by their best score on a suite, those without one after them (by id), as a
+    sliceable sequence for paginators.
+
+    Two index-backed queries per page instead of scoring and sorting every adapter of the base
+    model: the scored ones walk the (suite, value) index of the best scores the database maintains
+    (migration 0015); the rest follow by id. Each adapter carries `score` (None when unscored).
+    """
+
+    def __init__(self, found: QuerySet[Adapter], suite: EvalSuite) -> None:
+        self.found = found.prefetch_related(None)
+        # Prefetched once for the whole page, not per part.
+        self.prefetch: tuple[Any, ...] = getattr(found, "_prefetch_related_lookups", ())
+        self.suite = suite
+        value = F("best_scores__value")
+        self.scored = (
+            self.found.filter(best_scores__eval_suite=suite)
+            .annotate(score=value)
+            .order_by(value.desc() if suite.higher_is_better else value.asc(), "pk")
+        )
+        self.unscored = self.found.exclude(best_scores__eval_suite=suite).order_by("pk")
+
+    def _page(self, start: int, stop: int) -> list[Adapter]:
+        page: list[Adapter] = list(self.scored[start:stop])
+        if len(page) < stop - start:
+            # The scored ones end on this page or before it: the unscored follow. Their number is
+            # only counted for pages past the last scored adapter.
+            scored_count = start + len(page) if page else self.scored.count()
+            rest = list(self.unscored[max(0, start - scored_count) : stop - scored_count])
+            for adapter in rest:
+                adapter.score = None  # type: ignore[attr-defined]
+            page += rest
+        prefetch_related_objects(page, *self.prefetch)
+        return page
+
+
+def suite_for_sort(query: AdapterQuery) -> EvalSuite | None:
+    """The suite a sort="score" query ranks by; InvalidRequest for an unknown sort or suite."""
+    if query.sort not in SORTS and query.sort != "score":
+        raise InvalidRequest(f"sort must be one of {', '.join([*SORTS, 'score'])}", code="bad_sort")
     if query.sort != "score":
         return None
     suite = (

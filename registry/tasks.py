@@ -14,7 +14,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
-from registry import jobs, reconcile
+from registry import facet_counts, jobs, reconcile
 from registry.compositions import run_composition
 from registry.evaluations import run_evaluation
 from registry.jobs import LeaseHeld
@@ -73,6 +73,12 @@ def _run_job(task: Task, model: type[Any], job_id: str, run: Callable[..., Any],
 def compose_adapter(self: Task, job_id: str) -> str | None:
     """Run one composition job, on the `compose` queue."""
     return _run_job(self, CompositionJob, job_id, run_composition, settings.COMPOSE_TIME_LIMIT)
+
+
+@shared_task(name="registry.tasks.fold_facet_counts", ignore_result=True)
+def fold_facet_counts() -> None:
+    """Fold the catalog's pending count changes into its counts (registry/facet_counts.py); run by beat."""
+    facet_counts.fold()
 
 
 @shared_task(name="registry.tasks.reconcile_jobs", ignore_result=True)

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 from rest_framework.test import APIClient
 
 from registry.blobs import get_blob_store
@@ -95,3 +96,14 @@ def _reconnect(app: Any) -> None:
     """Make the Celery app connect anew, to the broker its configuration names now."""
     app._pool = None  # the old pools stay open for whoever holds them
     app.amqp._producer_pool = None
+
+
+def _on_postgresql() -> bool:
+    from django.db import connection
+
+    return connection.vendor == "postgresql"
+
+
+# What only PostgreSQL's search does (typo correction, ranking by ts_rank); the embedded SQLite
+# default has the substring fallback (registry/search.py).
+postgresql_only = pytest.mark.skipif(not _on_postgresql(), reason="PostgreSQL search only")

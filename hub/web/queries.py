@@ -8,12 +8,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
-from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery
 
+from registry import facet_counts
 from registry.access import Actor, visible_adapters, visible_base_models
 from registry.models import Adapter, AdapterVersion, BaseModel, EvalResult, EvalSuite, Method
-from registry.scores import best_score_subquery
-from registry.selectors import SORTS, AdapterQuery
+from registry.selectors import AdapterQuery, Ranking, matching_adapters, ordered, understood
 
 FACETS = (("base_model", "Base model"), ("method", "Method"), ("task", "Task"), ("tag", "Tags"))
 FACET_LIMIT = 12
@@ -43,52 +43,11 @@ def query_string(params: dict[str, str], **changes: str) -> str:
     return "?" + urlencode(kept) if kept else "?"
 
 
-TagLink = Adapter.tags.through
-
-
-def catalog_adapters(
-    actor: Actor, query: AdapterQuery, suite: EvalSuite | None, *, skip: frozenset[str] = frozenset()
-) -> QuerySet[Adapter]:
-    """The adapters `registry.selectors.search_adapters` finds for `query`, leaving out the facet
-    filters named in `skip`, without ordering.
-
-    Same semantics as the selector, but tags are matched with EXISTS instead of a join, so no row
-    repeats and GROUP BY can run on it directly: the selector's `pk IN (...)` wrapper made each
-    facet query re-run the whole search (tests/hub/web/test_catalog.py checks the two agree).
-    """
-    adapters = visible_adapters(actor)
-    for word in query.q.split():
-        adapters = adapters.filter(
-            Q(name__icontains=word)
-            | Q(namespace__name__icontains=word)
-            | Q(description__icontains=word)
-            | Q(task__icontains=word)
-            | Exists(TagLink.objects.filter(adapter_id=OuterRef("pk"), tag__name__icontains=word))
-        )
-    if query.namespace:
-        adapters = adapters.filter(namespace__name=query.namespace)
-    if suite is not None:
-        adapters = adapters.filter(base_model_id=suite.base_model_id)
-    if query.base_model and "base_model" not in skip:
-        adapters = adapters.filter(base_model__name=query.base_model)
-    if query.method and "method" not in skip:
-        adapters = adapters.filter(method=query.method)
-    if query.task and "task" not in skip:
-        adapters = adapters.filter(task=query.task)
-    if query.tag and "tag" not in skip:
-        adapters = adapters.filter(
-            Exists(TagLink.objects.filter(adapter_id=OuterRef("pk"), tag__name=query.tag.lower()))
-        )
-    return adapters
-
-
-def catalog_page_queryset(actor: Actor, query: AdapterQuery, suite: EvalSuite | None) -> QuerySet[Adapter]:
+def catalog_page_queryset(actor: Actor, query: AdapterQuery, suite: EvalSuite | None) -> Ranking:
     """The matching adapters in the query's order, ready for a page of cards."""
-    found = catalog_adapters(actor, query, suite).select_related("namespace", "base_model").prefetch_related("tags")
-    if suite is None:
-        return found.order_by(*SORTS[query.sort])
-    score = F("score").desc(nulls_last=True) if suite.higher_is_better else F("score").asc(nulls_last=True)
-    return found.annotate(score=best_score_subquery(suite)).order_by(score, "pk")
+    query = understood(actor, query)
+    found = matching_adapters(actor, query, suite).select_related("namespace", "base_model").prefetch_related("tags")
+    return ordered(found, query, suite)
 
 
 @dataclass(frozen=True)
@@ -101,17 +60,40 @@ COLUMN_FACETS = ("base_model", "method", "task")
 
 
 def facets(actor: Actor, query: AdapterQuery, suite: EvalSuite | None, params: dict[str, str]) -> FacetCounts:
-    """The number of results and the counts per base model, method, task and tag, in two queries.
+    """The number of results and the counts per base model, method, task and tag, in one or two
+    queries.
 
     Each facet counts over the results filtered by every *other* facet, so picking a method still
-    shows how many adapters the other methods would give (shop-style facets):
+    shows how many adapters the other methods would give (shop-style facets). Without search words,
+    on PostgreSQL, the counts come from those the database maintains on write (one query whose cost
+    does not grow with the catalog); otherwise they are counted over the matching adapters.
+    """
+    if facet_counts.available() and not query.q.split() and not query.namespace:
+        chosen = {field: getattr(query, field) for field in facet_counts.DIMENSIONS if getattr(query, field)}
+        if "tag" in chosen:
+            chosen["tag"] = chosen["tag"].lower()
+        counted = facet_counts.facet_counts(
+            actor, chosen, base_model_id=suite.base_model_id if suite is not None else None, limit=FACET_LIMIT
+        )
+        total, rows = counted.total, counted.values
+    else:
+        total, rows = _counted_over_matches(actor, query, suite)
+    return FacetCounts(
+        total=total, facets=[_facet(field, title, rows[field], query, params) for field, title in FACETS]
+    )
+
+
+def _counted_over_matches(
+    actor: Actor, query: AdapterQuery, suite: EvalSuite | None
+) -> tuple[int, dict[str, list[tuple[str, int]]]]:
+    """Facets counted over the matching adapters, in two queries:
 
     1. One GROUP BY (base model, method, task) over the results without those three filters; the
        total and the three facets are sums over its rows.
     2. One GROUP BY tag over the results without the tag filter.
     """
     combos = (
-        catalog_adapters(actor, query, suite, skip=frozenset(COLUMN_FACETS))
+        matching_adapters(actor, query, suite, skip=frozenset(COLUMN_FACETS))
         .values_list("base_model__name", "method", "task")
         .annotate(n=Count("pk"))
         .order_by()
@@ -130,7 +112,7 @@ def facets(actor: Actor, query: AdapterQuery, suite: EvalSuite | None, params: d
     # Grouped from the adapters' side: the search filters each adapter once in a scan, then a hash
     # join brings its tags (a semi-join from the tag links would re-check the search per link).
     tag_rows = (
-        catalog_adapters(actor, query, suite, skip=frozenset({"tag"}))
+        matching_adapters(actor, query, suite, skip=frozenset({"tag"}))
         .filter(tags__isnull=False)
         .values_list("tags__name")
         .annotate(n=Count("pk"))
@@ -141,9 +123,7 @@ def facets(actor: Actor, query: AdapterQuery, suite: EvalSuite | None, params: d
         for field in COLUMN_FACETS
     }
     rows["tag"] = list(tag_rows)
-    return FacetCounts(
-        total=total, facets=[_facet(field, title, rows[field], query, params) for field, title in FACETS]
-    )
+    return total, rows
 
 
 def _facet(field: str, title: str, rows: list[tuple[str, int]], query: AdapterQuery, params: dict[str, str]) -> Facet:

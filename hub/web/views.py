@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from django.contrib import messages
@@ -30,9 +29,10 @@ from hub.web import forms, queries, svg
 from hub.web.compose import check_composition
 from hub.web.display import Card, adapter_url, ago, make_cards
 from hub.web.modelcard import render_card
-from registry import push, services
-from registry.access import Actor, access_adapter, access_base_model, access_namespace
+from registry import push, search, services
+from registry.access import Actor, access_adapter, access_base_model, access_namespace, visible_adapters
 from registry.api.errors import status_of
+from registry.api.pagination import CountedPaginator
 from registry.compositions import submit_composition, version_lineage, visible_job
 from registry.exceptions import NotAuthenticated, NotFound, RegistryError
 from registry.methods import method_details
@@ -54,7 +54,7 @@ if TYPE_CHECKING:
 
 PAGE_SIZE = 24
 MAX_PAGE_SIZE = 100
-SORT_LABELS = {"downloads": "Most downloaded", "recent": "Recently updated", "name": "Name"}
+SORT_LABELS = {"relevance": "Best match", "downloads": "Most downloaded", "recent": "Recently updated", "name": "Name"}
 CATALOG_PARAMS = ("q", "base_model", "method", "task", "tag", "sort", "suite", "page", "page_size")
 
 signin_required = login_required(login_url="web:login")
@@ -120,18 +120,6 @@ def _page_size(value: str | None) -> int:
     return min(int(value), MAX_PAGE_SIZE) if value and value.isdigit() and int(value) > 0 else PAGE_SIZE
 
 
-class CountedPaginator(Paginator):
-    """A paginator told the number of results (the catalog's facet query already counted them)."""
-
-    def __init__(self, object_list: Any, per_page: int, *, count: int) -> None:
-        super().__init__(object_list, per_page)
-        self.known_count = count
-
-    @cached_property
-    def count(self) -> int:
-        return self.known_count
-
-
 def _paginate(found: Any, params: dict[str, str], *, count: int | None = None) -> dict[str, Any]:
     size = _page_size(params.get("page_size"))
     paginator = Paginator(found, size) if count is None else CountedPaginator(found, size, count=count)
@@ -155,7 +143,7 @@ def catalog(request: HttpRequest) -> HttpResponse:
     """
     actor = actor_of(request)
     params = {key: request.GET.get(key, "").strip() for key in CATALOG_PARAMS}
-    sort, suite_id = params["sort"] or "downloads", params["suite"]
+    sort, suite_id = params["sort"] or "relevance", params["suite"]
     if sort.startswith("score:"):
         sort, suite_id = "score", sort.removeprefix("score:")
     suite = None
@@ -166,11 +154,13 @@ def catalog(request: HttpRequest) -> HttpResponse:
             else None
         )
     if sort not in SORT_LABELS and suite is None:
-        sort = "downloads"
-    params["sort"] = "" if sort == "downloads" else sort
+        sort = "relevance"
+    params["sort"] = "" if sort == "relevance" else sort
     params["suite"] = str(suite.pk) if suite is not None else ""
+    text = search.understand(params["q"], visible_adapters(actor))
     query = AdapterQuery(
-        q=params["q"],
+        q=text.query,
+        correct_typos=False,
         base_model=params["base_model"],
         method=params["method"],
         task=params["task"],
@@ -184,6 +174,7 @@ def catalog(request: HttpRequest) -> HttpResponse:
         **_paginate(queries.catalog_page_queryset(actor, query, suite), params, count=counted.total),
         "params": params,
         "query": query,
+        "corrections": text.corrections,
         "suite": suite,
         "facets": counted.facets,
         "sort_options": [{"value": k, "label": v, "selected": k == sort_value} for k, v in SORT_LABELS.items()],
@@ -536,12 +527,7 @@ def compose_check(request: AuthenticatedHttpRequest) -> HttpResponse:
 def compose_search(request: HttpRequest) -> HttpResponse:
     """Composable (LoRA-family) adapters the user can see that match `q`, as an HTML fragment."""
     q = request.GET.get("q", "").strip()
-    found = (
-        search_adapters(actor_of(request), AdapterQuery(q=q)).filter(method__in=LORA_FAMILY)
-        if q
-        else Adapter.objects.none()
-    )
-    adapters = list(found[:8])
+    adapters = list(search_adapters(actor_of(request), AdapterQuery(q=q, methods=tuple(LORA_FAMILY)))[:8]) if q else []
     latest = queries.latest_versions([a.pk for a in adapters])
     results = [Card(a, latest.get(a.pk), None, timezone.now()) for a in adapters]
     return render(request, "web/partials/compose_search.html", {"results": results, "q": q})

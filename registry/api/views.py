@@ -42,9 +42,11 @@ def signed_in(request: Request) -> User:
     return user
 
 
-def paginated(view: APIView, request: Request, queryset: Any, serializer: type[Any]) -> Response:
+def paginated(
+    view: APIView, request: Request, queryset: Any, serializer: type[Any], *, count: int | None = None
+) -> Response:
     paginator = PageNumberPagination()
-    page: list[Any] | None = paginator.paginate_queryset(queryset, request, view=view)
+    page: list[Any] | None = paginator.paginate_counted(queryset, request, view, count=count)
     return paginator.get_paginated_response(serializer(page, many=True).data)
 
 
@@ -74,13 +76,25 @@ class AdapterListView(APIView):
     @extend_schema(
         summary="Search adapters",
         parameters=[
-            OpenApiParameter("q", str, description="words matched against name, namespace, description, task, tags"),
+            OpenApiParameter(
+                "q",
+                str,
+                description="words, each matched against the name, namespace, description, task, base model and "
+                "tags (a prefix of a word, or a substring of the name); unknown words are corrected to the nearest "
+                "known one",
+            ),
             OpenApiParameter("base_model", str),
             OpenApiParameter("method", str),
             OpenApiParameter("task", str),
             OpenApiParameter("tag", str),
             OpenApiParameter("namespace", str),
-            OpenApiParameter("sort", str, enum=[*selectors.SORTS, "score"]),
+            OpenApiParameter(
+                "sort",
+                str,
+                enum=[*selectors.SORTS, "score"],
+                description="relevance (the default: best matches first, then downloads), downloads, recent, name, "
+                "or score with suite",
+            ),
             OpenApiParameter("suite", int, description="with sort=score: the eval suite to rank by"),
             OpenApiParameter("page", int),
             OpenApiParameter("page_size", int),
@@ -90,13 +104,23 @@ class AdapterListView(APIView):
     def get(self, request: Request) -> Response:
         params = request.query_params
         query = selectors.AdapterQuery(
-            **{
-                field: params.get(field, "")
-                for field in ("q", "base_model", "method", "task", "tag", "namespace", "suite")
-            },
-            sort=params.get("sort", "downloads"),
+            q=params.get("q", ""),
+            base_model=params.get("base_model", ""),
+            method=params.get("method", ""),
+            task=params.get("task", ""),
+            tag=params.get("tag", ""),
+            namespace=params.get("namespace", ""),
+            suite=params.get("suite", ""),
+            sort=params.get("sort") or "relevance",
         )
-        return paginated(self, request, selectors.search_adapters(actor_of(request), query), s.AdapterSerializer)
+        actor = actor_of(request)
+        return paginated(
+            self,
+            request,
+            selectors.search_adapters(actor, query),
+            s.AdapterSerializer,
+            count=selectors.counted_without_search(actor, query),
+        )
 
     @extend_schema(
         summary="Create an adapter (without versions)",

@@ -11,7 +11,7 @@ from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
 from registry.access import Actor
 from registry.hf.serializers import LIBRARY
 from registry.models import Adapter, AdapterVersion, Method, Tag
-from registry.selectors import AdapterQuery, search_adapters
+from registry.selectors import AdapterQuery, Ranking, matching_adapters, ordered, understood
 
 if TYPE_CHECKING:
     from django_stubs_ext import WithAnnotations
@@ -49,20 +49,28 @@ class ModelQuery:
     author: str = ""
     filters: tuple[str, ...] = field(default_factory=tuple)
     pipeline_tag: str = ""
-    sort: str = "downloads"
+    # Empty: relevance when searching, else downloads (the Hub's own default order).
+    sort: str = ""
 
 
-def search_models(actor: Actor, query: ModelQuery) -> QuerySet[WithAnnotations[Adapter, HeadAnnotations]]:
+def search_models(actor: Actor, query: ModelQuery) -> QuerySet[WithAnnotations[Adapter, HeadAnnotations]] | Ranking:  # noqa: E501
     """Adapters visible to the actor matching the query, each annotated with its head version.
 
     Words of `search` go to the registry's full-text search, except `ns/name` fragments, which
     match the repo id as the Hub's search does. Each `filter` must match a tag the adapter shows.
+    Without a `sort`, a search is in relevance order (the registry's), a listing by downloads.
     """
     words = query.search.split()
-    adapters = search_adapters(
+    adapter_query = understood(
         actor,
-        AdapterQuery(q=" ".join(w for w in words if "/" not in w), namespace=query.author, task=query.pipeline_tag),
+        AdapterQuery(
+            q=" ".join(w for w in words if "/" not in w),
+            namespace=query.author,
+            task=query.pipeline_tag,
+            sort="relevance" if query.sort not in SORTS else "downloads",
+        ),
     )
+    adapters = matching_adapters(actor, adapter_query, None)
     for word in (w for w in words if "/" in w):
         # "a/b" is a substring of "ns/name" exactly when ns ends with a and name starts with b.
         owner_part, name_part = word.split("/", 1)
@@ -70,11 +78,16 @@ def search_models(actor: Actor, query: ModelQuery) -> QuerySet[WithAnnotations[A
     for value in query.filters:
         adapters = adapters.filter(_tag_filter(value))
     head = AdapterVersion.objects.filter(adapter=OuterRef("pk"), yanked=False).order_by("-number")
-    return adapters.annotate(
-        head_id=Subquery(head.values("pk")[:1]),
-        head_digest=Subquery(head.values("digest")[:1]),
-        head_created_at=Subquery(head.values("created_at")[:1]),
-    ).order_by(*SORTS.get(query.sort, _BY_DOWNLOADS))
+    annotated = (
+        adapters.select_related("namespace", "base_model")
+        .prefetch_related("tags")
+        .annotate(
+            head_id=Subquery(head.values("pk")[:1]),
+            head_digest=Subquery(head.values("digest")[:1]),
+            head_created_at=Subquery(head.values("created_at")[:1]),
+        )
+    )
+    return annotated.order_by(*SORTS[query.sort]) if query.sort in SORTS else ordered(annotated, adapter_query, None)
 
 
 def _tag_filter(value: str) -> Q:

@@ -163,13 +163,13 @@ def list_models(request: HttpRequest, actor: Actor) -> JsonResponse:
         author=params.get("author", ""),
         filters=tuple(params.getlist("filter")),
         pipeline_tag=params.get("pipeline_tag", ""),
-        sort=params.get("sort", "downloads"),
+        sort=params.get("sort", ""),
     )
     limit = params.get("limit", "")
     page_size = min(int(limit), search.PAGE_SIZE) if limit.isdigit() and int(limit) > 0 else search.PAGE_SIZE
-    page, link = paginated(
-        request, search.search_models(actor, query), offset=parse_cursor(request), page_size=page_size
-    )
+    # Each adapter carries its head version's id, digest and time (search.HeadAnnotations).
+    found: Any = search.search_models(actor, query)
+    page, link = paginated(request, found, offset=parse_cursor(request), page_size=page_size)
     expand = set(params.getlist("expand"))
     full = flag(request, "full")
     files_by_version = _head_files(page) if full or "siblings" in expand else None

@@ -30,6 +30,7 @@ from registry.models.core import (
     Method,
     Namespace,
     Role,
+    SearchTerm,
     Tag,
     TokenScope,
     Validation,
@@ -38,7 +39,7 @@ from registry.models.core import (
     method_phrase,
     slug_validator,
 )
-from registry.models.evals import SUITE_METRICS, EvalResult, EvalSuite, EvaluationRequest, SuiteKind
+from registry.models.evals import SUITE_METRICS, BestScore, EvalResult, EvalSuite, EvaluationRequest, SuiteKind
 
 __all__ = [
     "method_phrase",
@@ -48,6 +49,7 @@ __all__ = [
     "BaseModelFile",
     "ACTIVE_STATUSES",
     "SUITE_METRICS",
+    "BestScore",
     "EvalSuite",
     "EvaluationRequest",
     "SuiteKind",
@@ -72,6 +74,7 @@ __all__ = [
     "Method",
     "Namespace",
     "Role",
+    "SearchTerm",
     "Tag",
     "TokenScope",
     "VersionFile",

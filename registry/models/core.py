@@ -6,6 +6,7 @@ import hashlib
 from typing import Any
 
 from django.conf import settings
+from django.contrib.postgres.search import SearchVectorField
 from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
@@ -217,6 +218,18 @@ class Tag(models.Model):
         return self.name
 
 
+class SearchTerm(models.Model):
+    """A word of some public adapter's search document: the vocabulary typo correction picks from.
+
+    Filled by the database (migration 0013) on PostgreSQL; never holds a private adapter's words.
+    """
+
+    term = models.TextField(primary_key=True)
+
+    def __str__(self) -> str:
+        return self.term
+
+
 class Adapter(models.Model):
     namespace = models.ForeignKey(Namespace, on_delete=models.PROTECT, related_name="adapters")
     name = models.CharField(max_length=96, validators=[slug_validator])
@@ -233,6 +246,9 @@ class Adapter(models.Model):
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
+    # The weighted full-text document on PostgreSQL, kept current by a trigger (migration 0013,
+    # with its GIN index); null on SQLite. Never written by the application.
+    search_vector = SearchVectorField(null=True, editable=False)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["namespace", "name"], name="adapter_unique_in_namespace")]

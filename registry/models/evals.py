@@ -119,3 +119,17 @@ class EvalResult(models.Model):
 
     def __str__(self) -> str:
         return f"{self.version} {self.suite}/{self.metric}={self.value}"
+
+
+class BestScore(models.Model):
+    """An adapter's best value on a suite among its non-yanked versions: what ranking the catalog
+    by the suite reads. Written only by the database (migration 0015) on PostgreSQL; empty on
+    SQLite, where the ranking computes it."""
+
+    adapter = models.ForeignKey("registry.Adapter", on_delete=models.CASCADE, related_name="best_scores")
+    eval_suite = models.ForeignKey(EvalSuite, on_delete=models.CASCADE, related_name="+")
+    value = models.FloatField()
+
+    class Meta:
+        indexes = [models.Index(fields=["eval_suite", "value"], name="registry_bestscore_rank")]
+        constraints = [models.UniqueConstraint(fields=("eval_suite", "adapter"), name="registry_bestscore_unique")]

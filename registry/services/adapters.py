@@ -65,6 +65,9 @@ def create_adapter(*, actor: Actor, namespace: str, name: str, meta: AdapterMeta
             base_model=base_model_named(actor, meta.base_model),
             method=meta.method,
             created_by=actor.user,
+            # Private from its first row: the search vocabulary takes public adapters' words as they
+            # are inserted (migration 0013).
+            visibility=meta.visibility or Visibility.PUBLIC,
         )
         apply_metadata(adapter, meta)
     return adapter

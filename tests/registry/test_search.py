@@ -9,7 +9,7 @@ from django.test.utils import CaptureQueriesContext
 from registry.access import Actor
 from registry.models import Adapter
 from registry.services import AdapterMetadata, create_adapter, register_base_model
-from tests.helpers import json_of
+from tests.helpers import json_of, postgresql_only
 
 pytestmark = pytest.mark.django_db
 
@@ -40,10 +40,80 @@ def ids(response: Any) -> list[str]:
 
 def test_full_text_search_matches_name_description_and_tags(catalog: None, client_for: Any) -> None:
     client = client_for(None)
-    assert ids(client.get("/api/v1/adapters/?q=sql")) == ["bob/sql-fixer", "alice/sql-coder"]
+    assert ids(client.get("/api/v1/adapters/?q=sql&sort=downloads")) == ["bob/sql-fixer", "alice/sql-coder"]
     assert ids(client.get("/api/v1/adapters/?q=queries")) == ["alice/sql-coder"]
     assert ids(client.get("/api/v1/adapters/?q=creative")) == ["alice/poet"]
     assert ids(client.get("/api/v1/adapters/?q=sql+writes")) == ["alice/sql-coder"]
+
+
+def test_relevance_ranks_an_exact_name_first_then_name_words_then_the_rest(
+    catalog: None, client_for: Any, alice: Any, bob: Any
+) -> None:
+    def make(owner: Any, name: str, downloads: int, **meta: Any) -> None:
+        adapter = create_adapter(
+            actor=Actor(user=owner),
+            namespace=owner.username,
+            name=name,
+            meta=AdapterMetadata(base_model="llama-8b", method="lora", **meta),
+        )
+        Adapter.objects.filter(pk=adapter.pk).update(downloads=downloads)
+
+    make(alice, "coder", 1)
+    make(bob, "helper", 900, description="a general helper that also writes code, like a coder would")
+    make(bob, "coder-large", 100)
+    client = client_for(None)
+    # The exact name first whatever its downloads; then the name match; the description last.
+    assert ids(client.get("/api/v1/adapters/?q=coder")) == [
+        "alice/coder",
+        "bob/coder-large",
+        "alice/sql-coder",
+        "bob/helper",
+    ]
+    assert ids(client.get("/api/v1/adapters/?q=coder&sort=downloads"))[0] == "bob/helper"
+    # Typed as words of the name, the exact match still comes first.
+    assert ids(client.get("/api/v1/adapters/?q=coder+large"))[0] == "bob/coder-large"
+
+
+def test_words_match_prefixes_name_substrings_and_base_models(catalog: None, client_for: Any) -> None:
+    client = client_for(None)
+    assert ids(client.get("/api/v1/adapters/?q=quer&sort=downloads")) == ["alice/sql-coder"]  # "queries"
+    assert ids(client.get("/api/v1/adapters/?q=l-cod")) == ["alice/sql-coder"]  # inside the name
+    assert ids(client.get("/api/v1/adapters/?q=mistral")) == ["bob/sql-fixer"]  # its base model
+    assert ids(client.get("/api/v1/adapters/?q=nothing-like-it")) == []
+
+
+@postgresql_only
+def test_typos_are_corrected_from_public_words_only(catalog: None, client_for: Any, bob: Any) -> None:
+    assert ids(client_for(None).get("/api/v1/adapters/?q=creatve")) == ["alice/poet"]
+    assert ids(client_for(None).get("/api/v1/adapters/?q=poetyr")) == ["alice/poet"]
+    # "hidden" is only in a private adapter's name: no correction towards it, even for its owner.
+    assert ids(client_for(bob).get("/api/v1/adapters/?q=hiden")) == []
+    assert ids(client_for(bob).get("/api/v1/adapters/?q=hidden")) == ["bob/hidden-sql"]
+
+
+@postgresql_only
+def test_a_member_s_private_word_is_not_corrected_into_a_public_one(catalog: None, client_for: Any, bob: Any) -> None:
+    """ "hidden" is in no public adapter but "hiding" is: bob, who may see hidden-sql, gets it;
+    others get the public word's adapter."""
+    create_adapter(
+        actor=Actor(user=bob),
+        namespace=bob.username,
+        name="hiding-place",
+        meta=AdapterMetadata(base_model="llama-8b", method="lora"),
+    )
+    assert ids(client_for(bob).get("/api/v1/adapters/?q=hidden")) == ["bob/hidden-sql"]
+    assert ids(client_for(None).get("/api/v1/adapters/?q=hidden")) == ["bob/hiding-place"]
+
+
+def test_search_words_are_limited(catalog: None, client_for: Any) -> None:
+    response = client_for(None).get("/api/v1/adapters/", {"q": " ".join(["w"] * 17)})
+    assert response.status_code == 400 and json_of(response)["code"] == "bad_query"
+
+
+def test_hostile_search_text_is_only_text(catalog: None, client_for: Any) -> None:
+    for q in ["sql' | !", "a & b", "%", "_", "\\", "(((", "coder:*", "''", "sql:A"]:
+        response = client_for(None).get("/api/v1/adapters/", {"q": q})
+        assert response.status_code == 200, q
 
 
 @pytest.mark.parametrize(

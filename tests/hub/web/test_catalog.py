@@ -10,6 +10,7 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
+from tests.helpers import postgresql_only
 from tests.hub.web.builders import add_version, make_adapter, make_suite, score
 
 pytestmark = pytest.mark.django_db
@@ -125,10 +126,27 @@ def test_private_adapters_are_shown_to_their_namespace_only_counts_included(
         assert "secret-sql" not in response.content.decode()
         assert "internal" not in response.content.decode()
         assert facet_counts(response, "tag")["sql"] == 2
-    mine = as_alice.get("/", {"q": "sql"})
+    mine = as_alice.get("/", {"q": "sql", "sort": "downloads"})
     assert shown(mine)[0] == "alice/secret-sql"
     assert facet_counts(mine, "tag")["sql"] == 3
     assert "badge-private" in mine.content.decode()
+
+
+@postgresql_only
+def test_a_typo_is_corrected_and_said(catalog: None) -> None:
+    page = Client().get("/", {"q": "peoms"})
+    assert shown(page) == ["bob/poems"]
+    assert "Showing results for <strong>poems</strong>" in page.content.decode()
+    assert "“peoms”" in page.content.decode()
+
+
+def test_a_private_adapter_s_words_never_correct_a_typo(catalog: None, alice: Any) -> None:
+    """The vocabulary holds public adapters' words only: "internal" is a private adapter's tag."""
+    page = Client().get("/", {"q": "internl"})
+    assert shown(page) == [] and "Showing results for" not in page.content.decode()
+    as_alice = Client()
+    as_alice.force_login(alice)
+    assert shown(as_alice.get("/", {"q": "internal"})) == ["alice/secret-sql"]
 
 
 def test_the_live_search_gets_only_the_results_fragment(catalog: None) -> None:
@@ -155,14 +173,18 @@ def test_list_pages_run_a_fixed_number_of_queries_whatever_the_page_size(
         counts[size] = len(queries)
     assert counts["5"] == counts["50"]
 
-    # facets and count (2), page, tags of the page, newest versions of the page, suites to sort by.
-    with django_assert_num_queries(6):
+    # Without words: facets and count (1, from the maintained counts on PostgreSQL; 2 GROUP BYs on
+    # SQLite), page, tags of the page, newest versions of the page, suites to sort by.
+    facet_queries = 1 if connection.vendor == "postgresql" else 2
+    with django_assert_num_queries(4 + facet_queries):
         Client().get("/", {"page_size": "50"})
-    with django_assert_num_queries(7):  # + the suite ranked by
+    # + the suite ranked by (the page holds only scored adapters: their number is not needed)
+    with django_assert_num_queries(5 + facet_queries):
         Client().get("/", {"page_size": "50", "sort": f"score:{suite.pk}"})
     logged_in = Client()
     logged_in.force_login(alice)
-    with django_assert_num_queries(8):  # + the session and the user
+    # + the session and the user, and (maintained counts) the namespaces whose private counts they see
+    with django_assert_num_queries(6 + facet_queries + (facet_queries == 1)):
         logged_in.get("/", {"page_size": "50"})
 
 

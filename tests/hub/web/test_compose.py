@@ -147,7 +147,8 @@ def test_the_adapter_search_offers_lora_adapters_the_user_can_see(alice_client: 
 
     html = alice_client.get("/compose/search/", {"q": "sql"}).content.decode()
 
-    assert re.findall(r'data-add-adapter="([^"]+)"', html) == ["bob/sql-dora", "alice/sql"]
+    # The exact name first (relevance), then the other name match.
+    assert re.findall(r'data-add-adapter="([^"]+)"', html) == ["alice/sql", "bob/sql-dora"]
     assert alice_client.get("/compose/search/", {"q": ""}).content.decode().strip() == ""
 
 

@@ -1,0 +1,155 @@
+"""The counts the database maintains on write (migration 0014) agree with counting the adapters,
+through every way an adapter changes: created, tagged and untagged, made private and public,
+moved to another base model or method, its task changed, deleted, and bulk loads rebuilt."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from typing import Any
+
+import pytest
+from django.db import connection
+
+from hub.web.queries import _counted_over_matches
+from registry import facet_counts
+from registry.access import Actor
+from registry.models import Adapter, Membership, Namespace
+from registry.selectors import AdapterQuery
+from registry.services import AdapterMetadata, create_adapter, register_base_model, update_adapter
+
+pytestmark = [
+    pytest.mark.django_db,
+    pytest.mark.skipif(connection.vendor != "postgresql", reason="maintained counts are PostgreSQL's"),
+]
+
+BASES = ("base-a", "base-b", "base-c")
+METHODS = ("lora", "ia3", "dora")
+TASKS = ("chat", "code", "")
+TAGS = ("x", "y", "z", "w")
+
+
+def agree(actor: Actor) -> None:
+    """Every combination of chosen values: the maintained counts equal GROUP BYs over the adapters."""
+    for base, method, task, tag in itertools.product(("", *BASES[:2]), ("", "lora"), ("", "chat"), ("", "x")):
+        query = AdapterQuery(base_model=base, method=method, task=task, tag=tag, correct_typos=False)
+        chosen = {k: v for k, v in {"base_model": base, "method": method, "task": task, "tag": tag}.items() if v}
+        maintained = facet_counts.facet_counts(actor, chosen, base_model_id=None, limit=100)
+        total, rows = _counted_over_matches(actor, query, None)
+        assert maintained.total == total, chosen
+        for field in facet_counts.DIMENSIONS:
+            assert sorted(maintained.values[field]) == sorted(rows[field]), (chosen, field)
+
+
+def test_maintained_counts_follow_every_change(alice: Any, bob: Any) -> None:
+    for base in BASES:
+        register_base_model(name=base)
+    org = Namespace.objects.create(name="lab", kind=Namespace.Kind.ORG)
+    Membership.objects.create(namespace=org, user=alice, role="writer")
+    rng = random.Random(7)
+    made = []
+    for i in range(40):
+        owner = rng.choice([alice, bob])
+        namespace = "lab" if owner is alice and i % 3 == 0 else owner.username
+        made.append(
+            create_adapter(
+                actor=Actor(user=owner),
+                namespace=namespace,
+                name=f"adapter-{i}",
+                meta=AdapterMetadata(
+                    base_model=rng.choice(BASES),
+                    method=rng.choice(METHODS),
+                    task=rng.choice(TASKS),
+                    tags=rng.sample(TAGS, rng.randint(0, 3)),
+                    visibility="private" if i % 4 == 0 else "public",
+                ),
+            )
+        )
+    actors = [Actor(user=None), Actor(user=alice), Actor(user=bob)]
+    for actor in actors:
+        agree(actor)
+
+    for adapter in rng.sample(made, 20):
+        owner = Actor(user=adapter.created_by)
+        update_adapter(
+            actor=owner,
+            adapter=adapter,
+            meta=AdapterMetadata(
+                method=rng.choice(METHODS),
+                task=rng.choice(TASKS),
+                tags=rng.sample(TAGS, rng.randint(0, 4)),
+                visibility=rng.choice(["public", "private"]),
+            ),
+        )
+    Adapter.objects.filter(pk=made[1].pk).update(base_model=made[2].base_model)
+    made[3].tags.clear()
+    Adapter.objects.filter(pk=made[5].pk).delete()
+    for actor in actors:
+        agree(actor)
+    # Folding the pending changes into the counts (beat does it) changes no count.
+    facet_counts.fold()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM registry_facetdelta")
+        assert cursor.fetchone()[0] == 0
+    for actor in actors:
+        agree(actor)
+
+
+def test_a_rebuild_recounts_rows_loaded_with_triggers_off(alice: Any) -> None:
+    register_base_model(name="base-a")
+    create_adapter(
+        actor=Actor(user=alice),
+        namespace=alice.username,
+        name="one",
+        meta=AdapterMetadata(base_model="base-a", method="lora", task="chat", tags=["x"]),
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM registry_facetcount")
+        cursor.execute("DELETE FROM registry_facetdelta")
+        assert facet_counts.count(Actor(user=None), {}) == 0
+        cursor.execute("SELECT registry_facet_rebuild()")
+    assert facet_counts.count(Actor(user=None), {}) == 1
+    assert facet_counts.count(Actor(user=None), {"tag": "x", "task": "chat"}) == 1
+    agree(Actor(user=None))
+
+
+@pytest.mark.parametrize("higher_is_better", [True, False])
+def test_best_scores_follow_results_and_yanks(alice: Any, higher_is_better: bool) -> None:
+    """Ranking by a suite reads the maintained best scores; it agrees with computing each adapter's
+    best among its non-yanked versions, through new results, yanks and restores."""
+    from django.db.models import F
+
+    from registry.scores import best_score_subquery
+    from registry.selectors import ScoreRanked
+    from tests.hub.web.builders import add_version, make_adapter, make_suite, score
+
+    suite = make_suite(higher_is_better=higher_is_better)
+    rng = random.Random(3)
+    versions = []
+    for i in range(12):
+        adapter = make_adapter(alice, f"scored-{i}")
+        for _ in range(rng.randint(0, 3)):
+            version = add_version(adapter)
+            versions.append(version)
+            for _ in range(rng.randint(0, 2)):
+                score(version, suite, round(rng.random(), 3))
+
+    def agree() -> None:
+        found = Adapter.objects.filter(base_model=suite.base_model)
+        direction = F("score").desc(nulls_last=True) if higher_is_better else F("score").asc(nulls_last=True)
+        expected = [(a.pk, a.score) for a in found.annotate(score=best_score_subquery(suite)).order_by(direction, "pk")]
+        ranked = ScoreRanked(found, suite)
+        assert ranked.count() == len(expected)
+        got = [(a.pk, a.score) for start in range(0, len(expected), 5) for a in ranked[start : start + 5]]
+        assert got == expected
+
+    agree()
+    for version in rng.sample(versions, 4):
+        version.yanked = True
+        version.save(update_fields=["yanked"])
+    agree()
+    versions[0].yanked = False
+    versions[0].save(update_fields=["yanked"])
+    score(versions[1], suite, 0.5)
+    versions[2].eval_results.all().delete()
+    agree()

@@ -16,6 +16,7 @@ from typing import Any
 from django.db import connection
 
 from registry.access import Actor
+from registry.search import on_postgresql
 
 DIMENSIONS = ("base_model", "method", "task", "tag")
 _COLUMNS = {"base_model": "f.base_model_id", "method": "f.method", "task": "f.task", "tag": "f.tag_id"}
@@ -45,7 +46,7 @@ class Counts:
 
 
 def available() -> bool:
-    return connection.vendor == "postgresql"
+    return on_postgresql()
 
 
 def scopes(actor: Actor) -> list[int]:

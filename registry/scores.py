@@ -9,6 +9,7 @@ from django.db.models import OuterRef, QuerySet, Subquery
 
 from registry.access import Actor, visible_adapters
 from registry.models import AdapterVersion, BaseModel, EvalResult, EvalSuite
+from registry.search import on_postgresql
 
 
 def version_scores(version: AdapterVersion) -> list[EvalResult]:
@@ -81,6 +82,6 @@ def best_score_subquery(suite: EvalSuite) -> Subquery:
 def rebuild_best_scores() -> None:
     """Recompute every adapter's best score per suite (after results were loaded with triggers off);
     the database keeps them current otherwise (migration 0015). Nothing to do on SQLite."""
-    if connection.vendor == "postgresql":
+    if on_postgresql():
         with connection.cursor() as cursor:
             cursor.execute("SELECT registry_best_score_rebuild()")

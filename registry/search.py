@@ -43,6 +43,8 @@ MIN_SIMILARITY = 0.2
 _PARTS = re.compile(r"[^\W_]+")
 
 TagLink = Adapter.tags.through
+# The catalog's default order, and the order within a relevance tier.
+BY_DOWNLOADS = ("-downloads", "-updated_at", "pk")
 
 
 @dataclass(frozen=True)
@@ -151,7 +153,7 @@ def by_relevance(found: QuerySet[Adapter], words: tuple[str, ...]) -> QuerySet[A
     their name or namespace, then in those or their task and tags, then the rest; the most
     downloaded first within each."""
     if not words:
-        return found.order_by("-downloads", "-updated_at", "pk")
+        return found.order_by(*BY_DOWNLOADS)
     if on_postgresql() and any(_PARTS.findall(w) for w in words):
         return RelevanceRanked(found, words)
     # The fallback's relevance: the exact name, then names holding every word, then the rest.
@@ -161,7 +163,7 @@ def by_relevance(found: QuerySet[Adapter], words: tuple[str, ...]) -> QuerySet[A
     return found.annotate(
         exact=Case(When(_exact_name(words), then=Value(1)), default=Value(0), output_field=IntegerField()),
         in_name=Case(When(in_name, then=Value(1)), default=Value(0), output_field=IntegerField()),
-    ).order_by("-exact", "-in_name", "-downloads", "-updated_at", "pk")
+    ).order_by("-exact", "-in_name", *BY_DOWNLOADS)
 
 
 def _exact_name(words: tuple[str, ...]) -> Q:
@@ -259,7 +261,7 @@ class RelevanceRanked(PagedRanking):
             # "+ 0": an order no index serves, so the few matches are gathered through the GIN
             # index and sorted, never found by walking the downloads index.
             return ((F("downloads") + 0).desc(), "-updated_at", "pk")
-        return ("-downloads", "-updated_at", "pk")
+        return BY_DOWNLOADS
 
 
 def reindex(*, start: int = 0, batch: int = 50_000) -> int:

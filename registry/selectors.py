@@ -16,8 +16,8 @@ from registry.search import RelevanceRanked
 
 SORTS = {
     # Without words, relevance is the downloads order.
-    "relevance": ("-downloads", "-updated_at", "pk"),
-    "downloads": ("-downloads", "-updated_at", "pk"),
+    "relevance": search.BY_DOWNLOADS,
+    "downloads": search.BY_DOWNLOADS,
     "recent": ("-updated_at", "pk"),
     "name": ("namespace__name", "name"),
 }
@@ -96,16 +96,25 @@ def ordered(found: QuerySet[Adapter], query: AdapterQuery, suite: EvalSuite | No
     return found.order_by(*SORTS[query.sort])
 
 
-def counted_without_search(actor: Actor, query: AdapterQuery) -> int | None:
-    """The number of adapters `search_adapters` finds, from the counts the database maintains
-    (registry.facet_counts), when the query has no words and no namespace; else None (count the
-    results)."""
+def maintained_choices(query: AdapterQuery) -> dict[str, str] | None:
+    """The query's facet choices (dimension -> value) when the counts the database maintains
+    (registry.facet_counts) can answer it: on PostgreSQL, without words and without a namespace.
+    None: count the matching adapters instead."""
     if not facet_counts.available() or query.q.split() or query.namespace:
         return None
-    suite = suite_for_sort(query)
     chosen = {field: getattr(query, field) for field in facet_counts.DIMENSIONS if getattr(query, field)}
     if "tag" in chosen:
         chosen["tag"] = chosen["tag"].lower()
+    return chosen
+
+
+def counted_without_search(actor: Actor, query: AdapterQuery) -> int | None:
+    """The number of adapters `search_adapters` finds, from the maintained counts when they can
+    answer (`maintained_choices`); else None (count the results)."""
+    chosen = maintained_choices(query)
+    if chosen is None:
+        return None
+    suite = suite_for_sort(query)
     return facet_counts.count(actor, chosen, base_model_id=suite.base_model_id if suite is not None else None)
 
 

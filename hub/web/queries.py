@@ -13,7 +13,7 @@ from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery
 from registry import facet_counts
 from registry.access import Actor, visible_adapters, visible_base_models
 from registry.models import Adapter, AdapterVersion, BaseModel, EvalResult, EvalSuite, Method
-from registry.selectors import AdapterQuery, Ranking, matching_adapters, ordered, understood
+from registry.selectors import AdapterQuery, Ranking, maintained_choices, matching_adapters, ordered, understood
 
 FACETS = (("base_model", "Base model"), ("method", "Method"), ("task", "Task"), ("tag", "Tags"))
 FACET_LIMIT = 12
@@ -68,10 +68,8 @@ def facets(actor: Actor, query: AdapterQuery, suite: EvalSuite | None, params: d
     on PostgreSQL, the counts come from those the database maintains on write (one query whose cost
     does not grow with the catalog); otherwise they are counted over the matching adapters.
     """
-    if facet_counts.available() and not query.q.split() and not query.namespace:
-        chosen = {field: getattr(query, field) for field in facet_counts.DIMENSIONS if getattr(query, field)}
-        if "tag" in chosen:
-            chosen["tag"] = chosen["tag"].lower()
+    chosen = maintained_choices(query)
+    if chosen is not None:
         counted = facet_counts.facet_counts(
             actor, chosen, base_model_id=suite.base_model_id if suite is not None else None, limit=FACET_LIMIT
         )

@@ -11,6 +11,7 @@ from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
 from registry.access import Actor
 from registry.hf.serializers import LIBRARY
 from registry.models import Adapter, AdapterVersion, Method, Tag
+from registry.search import BY_DOWNLOADS
 from registry.selectors import AdapterQuery, Ranking, matching_adapters, ordered, understood
 
 if TYPE_CHECKING:
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 # are heavier with `full=true`).
 PAGE_SIZE = 100
 
-_BY_DOWNLOADS = ("-downloads", "-updated_at", "pk")
+_BY_DOWNLOADS = BY_DOWNLOADS
 # The client sends the Hub's camelCase sort keys; the Hub sorts descending.
 SORTS: dict[str, tuple[str, ...]] = {
     "downloads": _BY_DOWNLOADS,
@@ -67,7 +68,6 @@ def search_models(actor: Actor, query: ModelQuery) -> QuerySet[WithAnnotations[A
             q=" ".join(w for w in words if "/" not in w),
             namespace=query.author,
             task=query.pipeline_tag,
-            sort="relevance" if query.sort not in SORTS else "downloads",
         ),
     )
     adapters = matching_adapters(actor, adapter_query, None)

@@ -17,11 +17,9 @@ from registry.access import Actor
 from registry.models import Adapter, Membership, Namespace
 from registry.selectors import AdapterQuery
 from registry.services import AdapterMetadata, create_adapter, register_base_model, update_adapter
+from tests.helpers import postgresql_only
 
-pytestmark = [
-    pytest.mark.django_db,
-    pytest.mark.skipif(connection.vendor != "postgresql", reason="maintained counts are PostgreSQL's"),
-]
+pytestmark = [pytest.mark.django_db, postgresql_only]
 
 BASES = ("base-a", "base-b", "base-c")
 METHODS = ("lora", "ia3", "dora")

@@ -13,7 +13,8 @@ from typing import TypeVar
 
 from django.conf import settings
 from django.db import models
-from django.db.models import F, Q
+from django.db.models import F, Q, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from registry.exceptions import NotFound, RateLimited
@@ -57,16 +58,18 @@ def claim(model: type[Job], job_id: str, worker: str) -> Job | None:
     """
     now = timezone.now()
     claimable = Q(status=JobStatus.QUEUED) | Q(status=JobStatus.RUNNING, lease_expires_at__lt=now)
+    # One statement: no reader ever sees a running job without its start time (the first claim's).
     taken = model.objects.filter(claimable, pk=job_id).update(  # type: ignore[attr-defined]
-        status=JobStatus.RUNNING, worker=worker, lease_expires_at=lease_deadline(), attempts=F("attempts") + 1
+        status=JobStatus.RUNNING,
+        worker=worker,
+        lease_expires_at=lease_deadline(),
+        attempts=F("attempts") + 1,
+        started_at=Coalesce(F("started_at"), Value(now)),
     )
     job = model.objects.filter(pk=job_id).first()  # type: ignore[attr-defined]
     if job is None:
         raise NotFound(f"job {job_id} does not exist", code="job_not_found")
     if taken:
-        if job.started_at is None:
-            model.objects.filter(pk=job_id).update(started_at=now)  # type: ignore[attr-defined]
-            job.started_at = now
         return job
     if job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED):
         return None

@@ -155,6 +155,8 @@ BLOB_STORE = {
     "SECRET_KEY": env("S3_SECRET_ACCESS_KEY", "") or None,
     "REGION": env("S3_REGION", "us-east-1"),
     "CREATE_BUCKET": envbool("S3_CREATE_BUCKET", "False"),
+    # Parts of one upload the hub (or a worker publishing a composition) sends at once.
+    "PART_WORKERS": envint("S3_PART_WORKERS", "4"),
 }
 # Seconds a presigned download URL stays valid.
 PRESIGNED_URL_EXPIRES = envint("PRESIGNED_URL_EXPIRES", "300")
@@ -259,6 +261,12 @@ HUB_BASE_MODEL_PATHS = envlist("HUB_BASE_MODEL_PATHS", str(VAR_DIR / "models"))
 # evicting the least recently used ones beyond WORKER_BASE_CACHE_BYTES.
 WORKER_BASE_CACHE_DIR = Path(env("WORKER_BASE_CACHE_DIR", str(VAR_DIR / "base-cache")))
 WORKER_BASE_CACHE_BYTES = envint("WORKER_BASE_CACHE_BYTES", str(100 * 1024**3))
+# Adapter files a worker staged for compositions and evaluations, by sha256: a second job over the
+# same inputs downloads nothing. Least recently used blobs go beyond WORKER_BLOB_CACHE_BYTES.
+WORKER_BLOB_CACHE_DIR = Path(env("WORKER_BLOB_CACHE_DIR", str(VAR_DIR / "blob-cache")))
+WORKER_BLOB_CACHE_BYTES = envint("WORKER_BLOB_CACHE_BYTES", str(20 * 1024**3))
+# Blobs a worker fetches at once when staging a job's inputs.
+WORKER_FETCH_THREADS = envint("WORKER_FETCH_THREADS", "4")
 EVAL_DEVICE = env("EVAL_DEVICE", "auto")  # auto: CUDA when present
 EVAL_BATCH_SIZE = envint("EVAL_BATCH_SIZE", "16")
 # "4bit": load base models in 4-bit NF4 (CUDA and the `gpu` extra's bitsandbytes) for every adapter;

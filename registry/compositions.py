@@ -11,7 +11,6 @@ import hashlib
 import json
 import logging
 import math
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -49,7 +48,7 @@ from registry.models import (
     method_phrase,
 )
 from registry.push import folder_files, push_version
-from registry.services import AdapterMetadata, copy_version_files, resolve_version
+from registry.services import AdapterMetadata, Staged, resolve_version, scratch_folder, stage_versions
 
 log = logging.getLogger(__name__)
 
@@ -410,10 +409,12 @@ def run_composition(job_id: str, *, worker: str) -> CompositionJob | None:
     report = _ProgressReporter(job)
     timings: dict[str, float] = {}
     try:
-        with tempfile.TemporaryDirectory(prefix="compose-") as tmp:
+        with scratch_folder("compose-") as tmp:
             started = time.monotonic()
             hybrid = job.recipe["method"] == HYBRID
-            inputs = _hybrid_parts(job, Path(tmp) / "inputs") if hybrid else _load_inputs(job, Path(tmp) / "inputs")
+            staged = _stage_inputs(job, Path(tmp) / "inputs")
+            timings["fetched_bytes"] = sum(s.fetched_bytes for _, s in staged)
+            inputs = _hybrid_parts(staged) if hybrid else _load_inputs(job, staged)
             timings["load_seconds"] = round(time.monotonic() - started, 3)
             report(COMPOSE_BAND[0], force=True)
 
@@ -450,22 +451,34 @@ def run_composition(job_id: str, *, worker: str) -> CompositionJob | None:
     return job
 
 
-def _load_inputs(job: CompositionJob, folder: Path) -> list[tuple[ResolvedInput, Input]]:
-    loaded = []
+def _stage_inputs(job: CompositionJob, folder: Path) -> list[tuple[ResolvedInput, Staged]]:
+    """Every input version's files in folder/<position>, fetched in parallel through the worker's cache."""
     versions = _input_versions(job)
+    targets = [(version, folder / str(index)) for index, (version, _) in enumerate(versions)]
+    staged = stage_versions(targets)
+    return [
+        (ResolvedInput(version=version, weight=weight), s)
+        for (version, weight), s in zip(versions, staged, strict=True)
+    ]
+
+
+def _load_inputs(job: CompositionJob, staged: list[tuple[ResolvedInput, Staged]]) -> list[tuple[ResolvedInput, Input]]:
     recipe = job.recipe
-    families = {family_of(version.config) for version, _ in versions}
+    families = {family_of(resolved.version.config) for resolved, _ in staged}
     vectors_only = sums_ia3_vectors(families, recipe["method"], recipe["parameters"].get("rank"))
-    base = None if vectors_only else _base_view([version for version, _ in versions])
-    for index, (version, weight) in enumerate(versions):
-        target = folder / str(index)
-        copied = copy_version_files(version, target)
-        resolved = ResolvedInput(version=version, weight=weight)
-        adapter = load_adapter(
-            target, reference=resolved.published_reference, sha256=copied.get("adapter_model.safetensors"), base=base
+    base = None if vectors_only else _base_view([resolved.version for resolved, _ in staged])
+    return [
+        (
+            resolved,
+            load_adapter(
+                s.folder,
+                reference=resolved.published_reference,
+                sha256=s.files.get("adapter_model.safetensors"),
+                base=base,
+            ),
         )
-        loaded.append((resolved, adapter))
-    return loaded
+        for resolved, s in staged
+    ]
 
 
 def _input_versions(job: CompositionJob) -> list[tuple[AdapterVersion, float]]:
@@ -483,15 +496,13 @@ def _input_versions(job: CompositionJob) -> list[tuple[AdapterVersion, float]]:
     return versions
 
 
-def _hybrid_parts(job: CompositionJob, folder: Path) -> list[tuple[ResolvedInput, Any]]:
-    """Each input's PEFT files copied out of the blob store, as a hybrid part."""
+def _hybrid_parts(staged: list[tuple[ResolvedInput, Staged]]) -> list[tuple[ResolvedInput, Any]]:
+    """Each input's staged PEFT files as a hybrid part."""
     parts: list[tuple[ResolvedInput, Any]] = []
-    for index, (version, weight) in enumerate(_input_versions(job)):
-        target = folder / str(index)
-        copied = copy_version_files(version, target)
-        resolved = ResolvedInput(version=version, weight=weight)
-        sha = None if version.adapter.is_private else copied.get("adapter_model.safetensors")
-        parts.append((resolved, HybridPart(target, resolved.published_reference, sha, str(version.peft_type))))
+    for resolved, s in staged:
+        version = resolved.version
+        sha = None if version.adapter.is_private else s.files.get("adapter_model.safetensors")
+        parts.append((resolved, HybridPart(s.folder, resolved.published_reference, sha, str(version.peft_type))))
     return parts
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, cast
@@ -54,7 +53,7 @@ from registry.models import (
     Validation,
     method_phrase,
 )
-from registry.services import copy_version_files
+from registry.services import copy_version_files, scratch_folder
 
 log = logging.getLogger(__name__)
 
@@ -327,7 +326,7 @@ def _evaluate(request: EvaluationRequest, cache: BaseModelCache) -> Any:
     examples = parse_suite(raw, suite.kind)
     # QLoRA adapters were trained on a 4-bit base; EVAL_QUANTIZE=4bit evaluates every adapter so.
     quantize = "4bit" if version.adapter.method == Method.QLORA or settings.EVAL_QUANTIZE == "4bit" else None
-    with tempfile.TemporaryDirectory(prefix="eval-") as tmp:
+    with scratch_folder("eval-") as tmp:
         folder = Path(tmp)
         copy_version_files(version, folder)
         # A classifier is evaluated with a head of as many classes as the one it saved (which replaces it).

@@ -65,6 +65,7 @@ from registry.models import (
     Visibility,
 )
 from registry.services import MAX_TAGS, AdapterMetadata, apply_metadata, check_slug
+from storage import BlobMismatch
 
 log = logging.getLogger(__name__)
 
@@ -498,9 +499,11 @@ def _store_blobs(files: Mapping[str, IncomingFile], hashed: Mapping[str, str], a
         if sha in added or store.exists(sha):
             continue
         f.stream.seek(0)
-        info = store.put(f.stream, max_size=settings.MAX_FILE_SIZE)
-        if info.sha256 != sha:
-            raise StateConflict(f"{path} changed while it was being stored", code="upload_changed")
+        try:
+            # The digest is known: the store writes straight to the blob's key, checking it.
+            store.put(f.stream, max_size=settings.MAX_FILE_SIZE, sha256=sha)
+        except BlobMismatch:
+            raise StateConflict(f"{path} changed while it was being stored", code="upload_changed") from None
         added.append(sha)
     return added
 

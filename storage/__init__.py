@@ -13,6 +13,7 @@ from typing import Any
 from storage.interfaces import (
     MIN_PART_SIZE,
     BlobInfo,
+    BlobMismatch,
     BlobNotFound,
     BlobStore,
     BlobTooLarge,
@@ -30,6 +31,7 @@ from storage.s3 import S3BlobStore
 __all__ = [
     "MIN_PART_SIZE",
     "BlobInfo",
+    "BlobMismatch",
     "BlobNotFound",
     "BlobStore",
     "BlobTooLarge",
@@ -69,6 +71,7 @@ def make_blob_store(config: Mapping[str, Any]) -> BlobStore:
             access_key=config.get("ACCESS_KEY") or None,
             secret_key=config.get("SECRET_KEY") or None,
             region=config.get("REGION") or "us-east-1",
+            part_workers=int(config.get("PART_WORKERS") or 4),
             create_bucket=bool(config.get("CREATE_BUCKET", False)),
         )
     raise ValueError(f"BLOB_STORE: unknown BACKEND {backend!r}; use 'local' or 's3'")

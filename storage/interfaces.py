@@ -46,6 +46,18 @@ class BlobTooLarge(StorageError):
         return f"blob exceeds the size limit of {self.limit} bytes"
 
 
+class BlobMismatch(StorageError):
+    """The bytes given to put() do not hash to the sha256 the caller announced; nothing was stored."""
+
+    def __init__(self, expected: str, actual: str) -> None:
+        super().__init__(expected, actual)
+        self.expected = expected
+        self.actual = actual
+
+    def __str__(self) -> str:
+        return f"the bytes hash to {self.actual}, not to the announced {self.expected}"
+
+
 class BlobNotFound(StorageError, FileNotFoundError):
     """No blob is stored under this sha256."""
 
@@ -89,11 +101,13 @@ def blob_key(sha256: str) -> str:
 
 @runtime_checkable
 class BlobStore(Protocol):
-    def put(self, stream: IO[bytes], *, max_size: int | None = None) -> BlobInfo:
+    def put(self, stream: IO[bytes], *, max_size: int | None = None, sha256: str | None = None) -> BlobInfo:
         """Stream into the store, hashing on the fly; identical bytes are stored once.
 
         Raises BlobTooLarge as soon as more than max_size bytes have been read. Temp data is
-        cleaned on any error, so a failed put leaves nothing behind.
+        cleaned on any error, so a failed put leaves nothing behind. A caller that already knows
+        the digest passes it as sha256: the store may then write straight to the blob's key (no
+        staging copy), and raises BlobMismatch, storing nothing, when the bytes hash otherwise.
         """
         ...
 

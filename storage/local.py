@@ -21,6 +21,7 @@ from storage.interfaces import (
     EMPTY_SHA256,
     UPLOAD_PREFIX,
     BlobInfo,
+    BlobMismatch,
     BlobNotFound,
     MultipartUpload,
     StorageError,
@@ -58,7 +59,7 @@ class LocalBlobStore:
         """Where the blob's file is (or would be)."""
         return self.root / blob_key(sha256)
 
-    def put(self, stream: IO[bytes], *, max_size: int | None = None) -> BlobInfo:
+    def put(self, stream: IO[bytes], *, max_size: int | None = None, sha256: str | None = None) -> BlobInfo:
         """Store a stream under its sha256.
 
         1. Copy the stream into a temp file in root/tmp, hashing and counting as it goes.
@@ -75,6 +76,8 @@ class LocalBlobStore:
                 tmp.flush()
                 os.fsync(tmp.fileno())
             info = reader.info()
+            if sha256 is not None and info.sha256 != sha256:
+                raise BlobMismatch(sha256, info.sha256)
             target = self.path(info.sha256)
             if self.exists(info.sha256):
                 tmp_path.unlink()

@@ -6,7 +6,9 @@ import io
 import logging
 import tempfile
 import uuid
+from collections import deque
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import IO, TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import quote
@@ -23,6 +25,7 @@ from storage.interfaces import (
     MAX_PARTS,
     MIN_PART_SIZE,
     BlobInfo,
+    BlobMismatch,
     BlobNotFound,
     MultipartUpload,
     StorageError,
@@ -74,6 +77,7 @@ class S3BlobStore:
         region: str = "us-east-1",
         multipart_threshold: int = 8 * 1024 * 1024,
         part_size: int = 8 * 1024 * 1024,
+        part_workers: int = 4,
         create_bucket: bool = False,
         client: S3Client | None = None,
     ) -> None:
@@ -81,10 +85,15 @@ class S3BlobStore:
             raise ValueError(f"part_size must be at least {MIN_PART_SIZE} bytes (S3's minimum)")
         if multipart_threshold < 0:
             raise ValueError("multipart_threshold must be >= 0")
+        if part_workers < 1:
+            raise ValueError("part_workers must be >= 1")
         self.bucket = bucket
         self.region = region
         self.multipart_threshold = multipart_threshold
         self.part_size = part_size
+        # Parts of one put in flight at once: a single stream of PUTs leaves the store's and the
+        # network's parallelism unused; memory stays bounded at (part_workers + 1) parts.
+        self.part_workers = part_workers
         # Above this size the final copy goes through boto3's managed (multipart) copy; only
         # tests lower it, to exercise that path without writing 5 GiB.
         self._single_copy_limit = MAX_SINGLE_COPY
@@ -121,78 +130,108 @@ class S3BlobStore:
 
     # --- writing ---------------------------------------------------------------------------
 
-    def put(self, stream: IO[bytes], *, max_size: int | None = None) -> BlobInfo:
-        """Store a stream under its sha256, holding about two parts in memory, never the stream.
+    def put(self, stream: IO[bytes], *, max_size: int | None = None, sha256: str | None = None) -> BlobInfo:
+        """Store a stream under its sha256, holding at most part_workers + 1 parts in memory.
 
         1. Read up to multipart_threshold + 1 bytes. If the stream ends within that, its hash
            is already known: PUT it straight to its final key (unless that exists) and stop.
-        2. Otherwise start a multipart upload to tmp/<uuid> and send part_size parts as they
-           fill, hashing and enforcing max_size as the bytes go by.
-        3. Complete it, server-side copy tmp/<uuid> to the content-addressed key unless that
-           blob already exists, and delete the temp key.
-        Any error aborts the multipart upload and deletes the temp key.
+        2. Otherwise start a multipart upload and send part_size parts as they fill, several at
+           once, hashing and enforcing max_size as the bytes go by. With the digest announced
+           (`sha256`) the upload goes straight to the blob's key: S3 shows an object only once it
+           is completed, and it is completed only after the bytes read hashed to that digest, so
+           there is nothing to copy afterwards. Without it the upload goes to tmp/<uuid>, which is
+           completed, copied server-side to the content-addressed key, and deleted.
+        Any error aborts the multipart upload (and deletes a temp key).
         """
+        if sha256 is not None:
+            validate_sha256(sha256)
         reader = HashingReader(stream, max_size=max_size)
         buf = bytearray()
         # One byte past the threshold tells "small" from "large" without a second pass.
         if reader.fill(buf, self.multipart_threshold + 1):
-            info = reader.info()
+            info = _expected(reader.info(), sha256)
             # Overwrites whatever sits at the key without being this blob (see _locate).
             if not self.exists(info.sha256):
                 self.client.put_object(Bucket=self.bucket, Key=blob_key(info.sha256), Body=bytes(buf))
             return info
 
-        tmp_key = f"{TMP_PREFIX}{uuid.uuid4().hex}"
-        upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=tmp_key)["UploadId"]
+        key = blob_key(sha256) if sha256 is not None else f"{TMP_PREFIX}{uuid.uuid4().hex}"
+        upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=key)["UploadId"]
         completed = False
         try:
-            parts = self._upload_parts(reader, buf, tmp_key, upload_id)
+            parts = self._upload_parts(reader, buf, key, upload_id)
+            info = _expected(reader.info(), sha256)
             self.client.complete_multipart_upload(
                 Bucket=self.bucket,
-                Key=tmp_key,
+                Key=key,
                 UploadId=upload_id,
                 MultipartUpload={"Parts": parts},
             )
             completed = True
-            info = reader.info()
-            if not self.exists(info.sha256):
-                self._copy(tmp_key, blob_key(info.sha256), info.size)
+            if sha256 is None and not self.exists(info.sha256):
+                self._copy(key, blob_key(info.sha256), info.size)
             return info
         finally:
-            # Runs on success too: the temp key has served its purpose once copied.
-            self._discard_upload(tmp_key, upload_id, completed=completed)
+            if sha256 is None:  # the temp key has served its purpose once copied
+                self._discard_upload(key, upload_id, completed=completed)
+            elif not completed:
+                self._abort_quietly(key, upload_id)
 
     def _upload_parts(
         self, reader: HashingReader, buf: bytearray, key: str, upload_id: str
     ) -> list[CompletedPartTypeDef]:
+        """Read the stream part by part in this thread (hashing it in order) and PUT the parts
+        from a pool, at most part_workers at a time."""
+        in_flight: deque[Future[CompletedPartTypeDef]] = deque()
         parts: list[CompletedPartTypeDef] = []
-        while True:
-            at_end = reader.fill(buf, self.part_size)
-            if buf:
-                if len(parts) == MAX_PARTS:
-                    # At the default 8 MiB parts that is ~78 GiB, far above any sane max_size.
-                    raise StorageError(
-                        f"stream needs more than {MAX_PARTS} parts of {self.part_size} bytes; raise part_size"
-                    )
-                if len(buf) <= self.part_size:
-                    # Hand the buffer itself to botocore rather than copying a whole part.
-                    body, buf = buf, bytearray()
-                else:
-                    body = buf[: self.part_size]
-                    del buf[: self.part_size]
-                number = len(parts) + 1
-                resp = self.client.upload_part(
-                    # botocore takes a bytearray as a blob; the stubs list only bytes, str and file objects.
-                    Bucket=self.bucket,
-                    Key=key,
-                    UploadId=upload_id,
-                    PartNumber=number,
-                    Body=body,  # type: ignore[arg-type]
-                )
-                del body  # let the part go before the next one is read
-                parts.append({"PartNumber": number, "ETag": resp["ETag"]})
-            if at_end and not buf:
-                return parts
+        number = 0
+        with ThreadPoolExecutor(max_workers=self.part_workers, thread_name_prefix="s3-part") as pool:
+            try:
+                while True:
+                    at_end = reader.fill(buf, self.part_size)
+                    if buf:
+                        if number == MAX_PARTS:
+                            # At the default 8 MiB parts that is ~78 GiB, far above any sane max_size.
+                            raise StorageError(
+                                f"stream needs more than {MAX_PARTS} parts of {self.part_size} bytes; raise part_size"
+                            )
+                        if len(buf) <= self.part_size:
+                            # Hand the buffer itself to botocore rather than copying a whole part.
+                            body, buf = buf, bytearray()
+                        else:
+                            body = buf[: self.part_size]
+                            del buf[: self.part_size]
+                        number += 1
+                        if len(in_flight) >= self.part_workers:
+                            parts.append(in_flight.popleft().result())
+                        in_flight.append(pool.submit(self._upload_part, key, upload_id, number, body))
+                        del body  # the pool holds the part only until it is sent
+                    if at_end and not buf:
+                        break
+                while in_flight:
+                    parts.append(in_flight.popleft().result())
+            finally:
+                for future in in_flight:
+                    future.cancel()
+        return parts
+
+    def _upload_part(self, key: str, upload_id: str, number: int, body: bytearray) -> CompletedPartTypeDef:
+        resp = self.client.upload_part(
+            # botocore takes a bytearray as a blob; the stubs list only bytes, str and file objects.
+            Bucket=self.bucket,
+            Key=key,
+            UploadId=upload_id,
+            PartNumber=number,
+            Body=body,  # type: ignore[arg-type]
+        )
+        return {"PartNumber": number, "ETag": resp["ETag"]}
+
+    def _abort_quietly(self, key: str, upload_id: str) -> None:
+        # Best effort: a failure here must not hide the original error; abort_stale_uploads sweeps.
+        try:
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+        except Exception:
+            logger.warning("could not abort upload %s of %s", upload_id, key, exc_info=True)
 
     def _copy(self, src: str, dst: str, size: int) -> None:
         source: CopySourceTypeDef = {"Bucket": self.bucket, "Key": src}
@@ -349,18 +388,20 @@ class S3BlobStore:
                 yield sha256, obj["LastModified"].astimezone(UTC)
 
     def abort_stale_uploads(self, older_than: timedelta) -> int:
-        """Abort multipart uploads under tmp/ started more than older_than ago; return the count.
+        """Abort put()'s multipart uploads (under tmp/, or at a blob key when the digest was
+        announced) started more than older_than ago; return the count.
 
-        A put still streaming is itself an upload under tmp/, so older_than must exceed the
-        longest upload you expect (hours, not seconds).
+        A put still streaming is itself such an upload, so older_than must exceed the longest
+        upload you expect (hours, not seconds).
         """
         cutoff = datetime.now(UTC) - older_than
         stale: list[tuple[str, str]] = []
         paginator = self.client.get_paginator("list_multipart_uploads")
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=TMP_PREFIX):
-            for upload in page.get("Uploads", []):
-                if upload["Initiated"] < cutoff:
-                    stale.append((upload["Key"], upload["UploadId"]))
+        for prefix in (TMP_PREFIX, BLOB_PREFIX):
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                for upload in page.get("Uploads", []):
+                    if upload["Initiated"] < cutoff:
+                        stale.append((upload["Key"], upload["UploadId"]))
         # Collected first, then aborted: aborting while paging would shift the listing under us.
         for key, upload_id in stale:
             try:
@@ -686,6 +727,12 @@ def make_s3_client(
         config=config,
     )
     return client
+
+
+def _expected(info: BlobInfo, sha256: str | None) -> BlobInfo:
+    if sha256 is not None and info.sha256 != sha256:
+        raise BlobMismatch(sha256, info.sha256)
+    return info
 
 
 def _link_of(response: Any) -> tuple[str, int] | None:

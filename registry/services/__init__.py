@@ -27,7 +27,7 @@ from registry.services.namespaces import (
     ensure_user_namespace,
     set_membership,
 )
-from registry.services.staging import ADAPTER_FILES, copy_version_files
+from registry.services.staging import ADAPTER_FILES, Staged, copy_version_files, scratch_folder, stage_versions
 from registry.services.tokens import IssuedToken, authenticate_token, issue_token, revoke_token
 from registry.services.versions import counts_as_download, record_download, resolve_version, version_file, yank_version
 
@@ -42,6 +42,9 @@ __all__ = [
     "check_namespace_name",
     "check_slug",
     "copy_version_files",
+    "scratch_folder",
+    "stage_versions",
+    "Staged",
     "counts_as_download",
     "create_adapter",
     "create_organization",

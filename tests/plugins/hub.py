@@ -47,6 +47,13 @@ def registered_test_base(request: pytest.FixtureRequest) -> Any:
 
 
 @pytest.fixture
+def worker_blob_cache(settings: Any, tmp_path: Path) -> Path:
+    """Each test's workers (in-process and started ones) cache staged blobs in a folder of its own."""
+    settings.WORKER_BLOB_CACHE_DIR = tmp_path / "worker-blob-cache"
+    return settings.WORKER_BLOB_CACHE_DIR
+
+
+@pytest.fixture
 def local_blob_store(settings: Any, tmp_path: Path) -> Iterator[Path]:
     """An empty local blob store of the test's own (registry tests use it automatically)."""
     from registry.blobs import reset_blob_store

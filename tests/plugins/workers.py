@@ -58,6 +58,7 @@ def start_worker(
         "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
         "STORAGE_BACKEND": "local",
         "BLOB_DIR": str(local_blob_store),
+        "WORKER_BLOB_CACHE_DIR": str(settings.WORKER_BLOB_CACHE_DIR),
         "CELERY_BROKER_URL": redis_broker,
         # Short timeouts so a killed worker's job comes back within seconds, not an hour.
         "CELERY_VISIBILITY_TIMEOUT": "3",

@@ -137,6 +137,45 @@ def test_the_same_recipe_returns_the_existing_job_unless_forced(two_adapters: An
     assert VersionParent.objects.filter(child__adapter__name="sum").count() == 2
 
 
+def test_a_second_job_over_the_same_inputs_downloads_nothing(two_adapters: Any, settings: Any) -> None:
+    inputs = [{"adapter": "alice/sql", "weight": 1.0}, {"adapter": "alice/chat", "weight": 0.5}]
+    first = run(json_of(submit(two_adapters, method="linear", inputs=inputs, into="alice/one"))["id"])
+    second = run(json_of(submit(two_adapters, method="stack", inputs=inputs, into="alice/two"))["id"])
+
+    staged = AdapterVersion.objects.filter(adapter__name__in=["sql", "chat"])
+    blobs = {
+        (f.sha256, f.size)
+        for v in staged
+        for f in v.files.filter(path__in=["adapter_config.json", "adapter_model.safetensors"])
+    }
+    input_bytes = sum(size for _, size in blobs)  # a file both inputs share is fetched once
+    assert (first.status, second.status) == ("succeeded", "succeeded")
+    assert first.timings["fetched_bytes"] == input_bytes
+    assert second.timings["fetched_bytes"] == 0
+    cached = sorted(p.name for p in Path(settings.WORKER_BLOB_CACHE_DIR).glob("??/*"))
+    assert cached == sorted(sha for sha, _ in blobs)
+
+
+def test_the_worker_cache_evicts_least_recently_used_blobs_beyond_its_budget(two_adapters: Any, settings: Any) -> None:
+    from registry.services.staging import cache_path, stage_versions
+
+    sql = AdapterVersion.objects.get(adapter__name="sql")
+    chat = AdapterVersion.objects.get(adapter__name="chat")
+    weights = {v: v.files.get(path="adapter_model.safetensors") for v in (sql, chat)}
+    root = Path(settings.WORKER_BLOB_CACHE_DIR)
+    stage_versions([(sql, root / "jobs" / "a")])
+    settings.WORKER_BLOB_CACHE_BYTES = sum(f.size for f in weights.values()) // 2 + 1
+
+    stage_versions([(chat, root / "jobs" / "b")])
+
+    # Only the blobs just staged fit; the older input's files went, its job folder's links still read.
+    assert cache_path(weights[chat].sha256).is_file()
+    assert not cache_path(weights[sql].sha256).exists()
+    assert (root / "jobs" / "a" / "adapter_model.safetensors").stat().st_size == weights[sql].size
+    again = stage_versions([(sql, root / "jobs" / "c")])
+    assert again[0].fetched_bytes > 0
+
+
 def test_a_duplicate_delivery_of_a_finished_job_does_nothing(two_adapters: Any) -> None:
     job_id = json_of(
         submit(two_adapters, method="stack", inputs=[{"adapter": "alice/sql", "weight": 1}], into="alice/copy")

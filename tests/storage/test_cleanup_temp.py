@@ -44,13 +44,15 @@ def test_the_s3_store_removes_only_stale_temp_keys(s3_blob_store: S3BlobStore) -
 
 def test_the_s3_store_aborts_only_stale_multipart_uploads(s3_blob_store: S3BlobStore) -> None:
     store = s3_blob_store
+    at_blob_key = f"blobs/sha256/ab/cd/abcd{'0' * 60}"  # a put of announced bytes, interrupted
     store.client.create_multipart_upload(Bucket=store.bucket, Key="tmp/interrupted")
+    store.client.create_multipart_upload(Bucket=store.bucket, Key=at_blob_key)
     store.client.create_multipart_upload(Bucket=store.bucket, Key="elsewhere/not-ours")
 
     assert store.abort_stale_uploads(timedelta(hours=1)) == 0
-    assert sorted(pending_uploads(store)) == ["elsewhere/not-ours", "tmp/interrupted"]
+    assert sorted(pending_uploads(store)) == [at_blob_key, "elsewhere/not-ours", "tmp/interrupted"]
 
-    assert store.abort_stale_uploads(timedelta(0)) == 1
+    assert store.abort_stale_uploads(timedelta(0)) == 2
     assert pending_uploads(store) == ["elsewhere/not-ours"]
 
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from storage import BlobInfo, BlobStore, BlobTooLarge, S3BlobStore, blob_key
+from storage import BlobInfo, BlobMismatch, BlobStore, BlobTooLarge, S3BlobStore, blob_key
 from tests.storage.helpers import (
     FailingStream,
     generated,
@@ -95,7 +95,7 @@ def test_a_multipart_upload_round_trips_without_holding_the_file_in_memory(
     tuned_store: Callable[..., BlobStore],
 ) -> None:
     size = 40 * MiB + 12345  # 9 parts of 5 MiB, the last one short
-    store = tuned_store(multipart_threshold=5 * MiB, part_size=5 * MiB)
+    store = tuned_store(multipart_threshold=5 * MiB, part_size=5 * MiB, part_workers=2)
     expected = generated_digest(size, seed=7)
 
     tracemalloc.start()
@@ -106,9 +106,9 @@ def test_a_multipart_upload_round_trips_without_holding_the_file_in_memory(
         tracemalloc.stop()
 
     assert info == BlobInfo(sha256=expected, size=size)
-    # About two 5 MiB parts (the one being filled, the one botocore still holds); the file is
-    # 40 MiB, so the stream was never held whole.
-    assert peak < 16 * MiB, f"peak {peak / MiB:.1f} MiB"
+    # About four 5 MiB parts (the one being filled, two in flight, one botocore still holds);
+    # the file is 40 MiB, so the stream was never held whole.
+    assert peak < 24 * MiB, f"peak {peak / MiB:.1f} MiB"
     assert stored_keys(store) == [blob_key(expected)]
     assert pending_uploads(store) == []
     hasher = hashlib.sha256()
@@ -156,3 +156,52 @@ def test_a_blob_over_the_single_copy_limit_is_copied_in_parts(
     assert hasher.hexdigest() == info.sha256
     assert stored_keys(store) == [blob_key(info.sha256)]
     assert pending_uploads(store) == []
+
+
+@pytest.mark.parametrize("size", [1000, 11 * MiB + 5], ids=["small", "multipart"])
+def test_bytes_that_do_not_hash_to_the_announced_digest_are_not_stored(
+    tuned_store: Callable[..., BlobStore], size: int
+) -> None:
+    store = tuned_store(multipart_threshold=5 * MiB, part_size=5 * MiB)
+    announced = hashlib.sha256(b"other bytes").hexdigest()
+
+    with pytest.raises(BlobMismatch) as exc_info:
+        store.put(generated(size, seed=5), sha256=announced)
+
+    assert exc_info.value.actual == generated_digest(size, seed=5)
+    assert stored_keys(store) == []
+    assert pending_uploads(store) == []
+
+
+def test_announced_bytes_go_in_parallel_parts_straight_to_the_blob_key(s3_blob_store: S3BlobStore) -> None:
+    store = S3BlobStore(
+        bucket=s3_blob_store.bucket,
+        client=s3_blob_store.client,
+        multipart_threshold=5 * MiB,
+        part_size=5 * MiB,
+        part_workers=3,
+    )
+    store._single_copy_limit = 0  # any server-side copy would now fail loudly
+    size = 26 * MiB + 77  # 6 parts, sent three at a time
+    expected = generated_digest(size, seed=9)
+    keys_written: list[str] = []
+    original = store.client.create_multipart_upload
+
+    def recording(**kwargs: object) -> object:
+        keys_written.append(str(kwargs["Key"]))
+        return original(**kwargs)  # type: ignore[arg-type]
+
+    store.client.create_multipart_upload = recording  # type: ignore[method-assign]
+    try:
+        info = store.put(generated(size, seed=9), sha256=expected)
+    finally:
+        del store.client.create_multipart_upload
+
+    assert info == BlobInfo(sha256=expected, size=size)
+    assert keys_written == [blob_key(expected)]  # no temp key, so nothing to copy
+    assert stored_keys(store) == [blob_key(expected)]
+    assert pending_uploads(store) == []
+    hasher = hashlib.sha256()
+    for chunk in store.read_range(expected, 0, size):
+        hasher.update(chunk)
+    assert hasher.hexdigest() == expected

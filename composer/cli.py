@@ -3,6 +3,7 @@
 python -m composer METHOD --input DIR:WEIGHT [--input DIR:WEIGHT ...] --out DIR
                    [--rank N|auto] [--energy E] [--density D] [--seed S]
                    [--majority-sign total|frequency] [--dtype fp16|bf16|fp32] [--device auto|cpu|cuda]
+                   [--threads N]
 python -m composer expr "0.7*DIR_A + 0.5*DIR_B - 0.3*DIR_C" --out DIR [options as above]
 """
 
@@ -59,6 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--majority-sign", choices=["total", "frequency"], default="total")
     parser.add_argument("--dtype", choices=["fp16", "bf16", "fp32"], default=None, help="default: the inputs'")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads for the math (default: COMPOSER_THREADS, else 1; 0 = torch's default of one per core)",
+    )
     parser.add_argument("--quiet", action="store_true", help="print nothing on success")
     return parser
 
@@ -87,8 +94,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             dtype=args.dtype,
             device=args.device,
             expression=args.expression,
+            threads=args.threads,
+            out=args.out,  # written module by module as they are composed
         )
-        result.save(args.out)
     except CompositionError as error:
         print(f"error [{error.code}]: {error}", file=sys.stderr)
         return EXIT_REFUSED

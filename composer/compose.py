@@ -19,11 +19,21 @@ from composer.errors import CompositionError
 from composer.expression import parse_expression
 from composer.families import BaseView, FamilyAdapter, sums_ia3_vectors
 from composer.hybrid import PROMPT_TYPES, HybridInput, HybridPart, HybridResult
-from composer.io import PEFT_PREFIX, LoraAdapter, load_lora, match_pattern, save_lora
+from composer.io import (
+    PEFT_PREFIX,
+    WEIGHTS_FILE,
+    LoraAdapter,
+    SafetensorsSource,
+    SafetensorsWriter,
+    load_lora,
+    match_pattern,
+    save_lora,
+)
 from composer.lora import combined_bias, refactor_dense, single_threaded
 from composer.prompts import compose_prompts, is_prompt_tuning
 from composer.recipe import Recipe, RecipeInput, environment, summarize
 from composer.registry import MergeMethod, get_method
+from composer.threads import using_threads
 from composer.types import (
     DTYPE_NAMES,
     DTYPES,
@@ -169,6 +179,8 @@ def compose(
     progress: ProgressCallback | None = None,
     expression: str | None = None,
     base: BaseView | None = None,
+    threads: int | None = None,
+    out: str | os.PathLike[str] | None = None,
 ) -> CompositionResult | HybridResult:
     """Compose adapters into a new LoRA: LoRA inputs by their factors, every other method whose
     delta is computable (composer.families) by its delta, exact factors or dense.
@@ -195,6 +207,11 @@ def compose(
         expression: the arithmetic expression the weights came from, recorded in the recipe.
         base: the base model (composer.base.BaseCheckpoint or ManifestBase), for inputs whose delta
             or layer shapes need it (IA3, DoRA; VeRA, FourierFT).
+        threads: CPU threads for the math (composer.threads): None = COMPOSER_THREADS or one,
+            0 = torch's current setting. Results are the same bytes whatever the count.
+        out: a folder to write the result to (as `result.save` does). A LoRA result is written
+            module by module as it is composed, so memory holds one module of each input and one
+            of the output, never the whole result; `result.adapter` then reads from the file.
 
     Returns:
         A `CompositionResult` (a `HybridResult` when hybrid inputs keep a prompt); `result.save(folder)`
@@ -211,6 +228,22 @@ def compose(
         device=device,
         expression=expression,
     )
+    folder = Path(out) if out is not None else None
+    with using_threads(threads):
+        result = _compose(inputs, params, progress=progress, base=base, out=folder)
+    if folder is not None:
+        result.save(folder)  # the config and recipe (a streamed LoRA's weights are there already)
+    return result
+
+
+def _compose(
+    inputs: Sequence[InputItem],
+    params: CompositionParams,
+    *,
+    progress: ProgressCallback | None,
+    base: BaseView | None,
+    out: Path | None = None,
+) -> CompositionResult | HybridResult:
     adapters, weights = _normalize_inputs(inputs, base)
     if any(isinstance(a, HybridInput) for a in adapters):
         return _compose_hybrids(adapters, weights, params, progress=progress, base=base)
@@ -232,38 +265,13 @@ def compose(
     device_ = params.torch_device
     out_dtype = params.output_dtype(compat.dtype)
 
-    tensors: dict[str, Tensor] = {}
-    reports: list[ModuleReport] = []
-    total = len(compat.modules)
-    biased: set[str] = set()
-    for done, (module, shape) in enumerate(compat.modules.items(), start=1):
-        low, bias = _merge_module(module, shape, adapters, weights, params, device_)
-        input_ranks = tuple(_input_rank(a, module, shape) for a in adapters)
-        reports.append(
-            ModuleReport(
-                module=module,
-                rank=low.rank,
-                input_ranks=input_ranks,
-                retained_energy=low.retained_energy,
-                relative_error=low.relative_error,
-                truncated=low.truncated,
-                exact_rank=min(sum(input_ranks), shape.d_out, shape.d_in),
-            )
-        )
-        if bias is not None:
-            biased.add(module)
-        tensors.update(_module_tensors(module, shape, low, bias, out_dtype))
-        if progress is not None:
-            progress(done, total)
-    if biased or compat.has_bias:
-        # PEFT gives every lora_B a bias once lora_bias=True; zeros keep modules without one exact.
-        compat = replace(compat, has_bias=True)
-        for module, shape in compat.modules.items():
-            if module not in biased and shape.kind != "embedding":
-                tensors[f"{PEFT_PREFIX}{module}.lora_B.bias"] = torch.zeros(shape.d_out, dtype=out_dtype)
-
-    for key in compat.extra_keys:
-        tensors[key] = adapters[0].tensor(key).contiguous()
+    sink = _OutputTensors(out, _possible_keys(compat))
+    try:
+        reports = _merge_modules(compat, adapters, weights, params, device_, out_dtype, sink, progress)
+    except BaseException:
+        sink.abort()
+        raise
+    compat = sink.finish(compat, adapters, out_dtype)
     config = build_output_config(adapters, compat, {r.module: r.rank for r in reports})
     recipe = Recipe(
         library="composer",
@@ -279,8 +287,100 @@ def compose(
         revision=compat.revision,
         environment=environment(device_),
     ).to_dict(reports)
-    adapter = LoraAdapter.from_tensors(config, tensors, reference=f"composition:{spec.name}", recipe=recipe)
+    adapter = sink.adapter(config, reference=f"composition:{spec.name}", recipe=recipe)
     return CompositionResult(adapter=adapter, modules=tuple(reports), recipe=recipe)
+
+
+def _merge_modules(
+    compat: Compatibility,
+    adapters: Sequence[Input],
+    weights: Sequence[float],
+    params: CompositionParams,
+    device: torch.device,
+    out_dtype: torch.dtype,
+    sink: _OutputTensors,
+    progress: ProgressCallback | None,
+) -> list[ModuleReport]:
+    """Merge module after module, handing each result to `sink` before the next one starts."""
+    reports: list[ModuleReport] = []
+    total = len(compat.modules)
+    for done, (module, shape) in enumerate(compat.modules.items(), start=1):
+        low, bias = _merge_module(module, shape, adapters, weights, params, device)
+        input_ranks = tuple(_input_rank(a, module, shape) for a in adapters)
+        reports.append(
+            ModuleReport(
+                module=module,
+                rank=low.rank,
+                input_ranks=input_ranks,
+                retained_energy=low.retained_energy,
+                relative_error=low.relative_error,
+                truncated=low.truncated,
+                exact_rank=min(sum(input_ranks), shape.d_out, shape.d_in),
+            )
+        )
+        if bias is not None:
+            sink.biased.add(module)
+        for key, value in _module_tensors(module, shape, low, bias, out_dtype).items():
+            sink.add(key, value)
+        del low, bias
+        if progress is not None:
+            progress(done, total)
+    return reports
+
+
+def _possible_keys(compat: Compatibility) -> list[str]:
+    """Every key the output may hold: each module's factors and bias, the inputs' extra tensors."""
+    keys = list(compat.extra_keys)
+    for module, shape in compat.modules.items():
+        prefix = f"{PEFT_PREFIX}{module}"
+        if shape.kind == "embedding":
+            keys += [f"{prefix}.lora_embedding_A", f"{prefix}.lora_embedding_B"]
+        else:
+            keys += [f"{prefix}.lora_A.weight", f"{prefix}.lora_B.weight", f"{prefix}.lora_B.bias"]
+    return keys
+
+
+class _OutputTensors:
+    """Where the composed tensors go: a safetensors file written as they come (`out` given), or a
+    dict in memory."""
+
+    def __init__(self, out: Path | None, keys: list[str]) -> None:
+        self.biased: set[str] = set()
+        self.tensors: dict[str, Tensor] = {}
+        self.writer: SafetensorsWriter | None = None
+        if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+            self.writer = SafetensorsWriter(out / WEIGHTS_FILE, keys)
+
+    def add(self, key: str, value: Tensor) -> None:
+        if self.writer is not None:
+            self.writer.add(key, value)
+        else:
+            self.tensors[key] = value
+
+    def finish(self, compat: Compatibility, adapters: Sequence[Input], out_dtype: torch.dtype) -> Compatibility:
+        """Add the zero biases and extra tensors that complete the output; close the file."""
+        if self.biased or compat.has_bias:
+            # PEFT gives every lora_B a bias once lora_bias=True; zeros keep modules without one exact.
+            compat = replace(compat, has_bias=True)
+            for module, shape in compat.modules.items():
+                if module not in self.biased and shape.kind != "embedding":
+                    self.add(f"{PEFT_PREFIX}{module}.lora_B.bias", torch.zeros(shape.d_out, dtype=out_dtype))
+        for key in compat.extra_keys:
+            self.add(key, adapters[0].tensor(key).contiguous())
+        if self.writer is not None:
+            self.writer.close()
+        return compat
+
+    def abort(self) -> None:
+        if self.writer is not None:
+            self.writer.abort()
+
+    def adapter(self, config: dict[str, Any], *, reference: str, recipe: dict[str, Any]) -> LoraAdapter:
+        if self.writer is None:
+            return LoraAdapter.from_tensors(config, self.tensors, reference=reference, recipe=recipe)
+        path = self.writer.path
+        return LoraAdapter(config=config, source=SafetensorsSource(path), reference=reference, recipe=recipe)
 
 
 def _compose_hybrids(
@@ -316,6 +416,7 @@ def _compose_hybrids(
             device=params.device,
             progress=progress,
             base=base,
+            threads=0,  # the policy is already applied
         )
     prompt: Any = None
     prompt_recipe: dict[str, Any] = {}

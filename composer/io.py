@@ -24,7 +24,9 @@ import json
 import math
 import os
 import re
-from collections.abc import Mapping
+import shutil
+import struct
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -55,6 +57,10 @@ _SAFETENSORS_DTYPES: dict[str, torch.dtype] = {
     "F16": torch.float16,
     "BF16": torch.bfloat16,
 }
+_SAFETENSORS_NAMES = {dtype: name for name, dtype in _SAFETENSORS_DTYPES.items()}
+# One metadata key only: safetensors writes several in hash order, which would make identical
+# compositions differ byte-wise (the hub stores files by content digest).
+_METADATA = {"format": "pt"}
 
 
 class TensorSource(Protocol):
@@ -390,17 +396,83 @@ def save_lora(adapter: LoraAdapter, path: str | os.PathLike[str]) -> Path:
     """Write a standard PEFT adapter folder, plus composition.json when the adapter has a recipe
     (a composition's result saves itself: `result.save(path)`).
 
-    Returns the folder. Existing files of the same names are replaced.
+    Returns the folder. Existing files of the same names are replaced; an adapter read from a file
+    is copied byte for byte (and not rewritten when that file is already the folder's).
     """
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)
-    # One metadata key only: safetensors writes several in hash order, which would make
-    # identical compositions differ byte-wise (the hub stores files by content digest).
-    save_file(adapter.tensors(), str(folder / WEIGHTS_FILE), metadata={"format": "pt"})
+    target = folder / WEIGHTS_FILE
+    source = adapter.source
+    if isinstance(source, SafetensorsSource):
+        if not (target.exists() and os.path.samefile(source.path, target)):
+            shutil.copyfile(source.path, target)
+    else:
+        save_file(adapter.tensors(), str(target), metadata=_METADATA)
     _write_json(folder / CONFIG_FILE, adapter.config)
     if adapter.recipe is not None:
         _write_json(folder / RECIPE_FILE, adapter.recipe)
     return folder
+
+
+class SafetensorsWriter:
+    """Writes a .safetensors file one tensor at a time, as a composition makes them, so the output is
+    never held in memory whole.
+
+    A safetensors file is an 8-byte header length, a JSON header giving every tensor's dtype, shape
+    and byte range, then the bytes. The header is known only at the end, so room for it is reserved
+    up front, sized for the longest entry each possible key could need; tensors follow as they come;
+    `close` writes the header into its room, padded with spaces (which the format allows). The same
+    tensors added in the same order give the same bytes.
+    """
+
+    def __init__(self, path: Path, keys: Iterable[str]) -> None:
+        self.path = path
+        self._entries: dict[str, dict[str, Any]] = {}
+        self._offset = 0
+        self._room = _header_room(keys)
+        self._file = open(path, "wb")  # noqa: SIM115 - closed by close() or abort()
+        self._file.seek(8 + self._room)
+
+    def add(self, key: str, tensor: Tensor) -> None:
+        if key in self._entries:
+            raise ValueError(f"tensor {key!r} written twice")
+        value = tensor.detach().to("cpu").contiguous()
+        if value.dtype not in _SAFETENSORS_NAMES:
+            raise CompositionError("bad_input", f"cannot store tensor {key!r} of dtype {value.dtype}")
+        if value.numel():  # the bytes as they lie in memory (little-endian, as safetensors stores them)
+            self._file.write(value.reshape(-1).view(torch.uint8).numpy().data)
+        size = value.numel() * value.element_size()
+        self._entries[key] = {
+            "dtype": _SAFETENSORS_NAMES[value.dtype],
+            "shape": list(value.shape),
+            "data_offsets": [self._offset, self._offset + size],
+        }
+        self._offset += size
+
+    def close(self) -> None:
+        header = json.dumps(
+            {"__metadata__": _METADATA, **dict(sorted(self._entries.items()))}, separators=(",", ":")
+        ).encode()
+        if len(header) > self._room:  # _header_room bounds every entry; reaching this is a bug
+            raise RuntimeError(f"safetensors header of {len(header)} bytes exceeds its {self._room} reserved")
+        self._file.seek(0)
+        self._file.write(struct.pack("<Q", self._room) + header + b" " * (self._room - len(header)))
+        self._file.close()
+
+    def abort(self) -> None:
+        self._file.close()
+        self.path.unlink(missing_ok=True)
+
+
+def _header_room(keys: Iterable[str]) -> int:
+    """Bytes that hold the header of any subset of `keys`: each entry at its longest (five
+    dimensions and two offsets of 20 digits), rounded up to 8 so the data starts aligned."""
+    longest = 2**64 - 1
+    room = len(json.dumps({"__metadata__": _METADATA}, separators=(",", ":")))
+    for key in keys:
+        entry = {key: {"dtype": "BF16", "shape": [longest] * 5, "data_offsets": [longest, longest]}}
+        room += len(json.dumps(entry, separators=(",", ":")))
+    return (room + 7) // 8 * 8
 
 
 def _write_json(path: Path, payload: Mapping[str, Any]) -> None:

@@ -265,6 +265,9 @@ WORKER_BASE_CACHE_BYTES = envint("WORKER_BASE_CACHE_BYTES", str(100 * 1024**3))
 # same inputs downloads nothing. Least recently used blobs go beyond WORKER_BLOB_CACHE_BYTES.
 WORKER_BLOB_CACHE_DIR = Path(env("WORKER_BLOB_CACHE_DIR", str(VAR_DIR / "blob-cache")))
 WORKER_BLOB_CACHE_BYTES = envint("WORKER_BLOB_CACHE_BYTES", str(20 * 1024**3))
+# CPU threads of one composition (composer.threads): one, measured fastest under load; a host runs
+# compositions side by side as worker processes (`celery worker -c N`). 0 = torch's default.
+COMPOSER_THREADS = envint("COMPOSER_THREADS", "1")
 # Blobs a worker fetches at once when staging a job's inputs.
 WORKER_FETCH_THREADS = envint("WORKER_FETCH_THREADS", "4")
 EVAL_DEVICE = env("EVAL_DEVICE", "auto")  # auto: CUDA when present

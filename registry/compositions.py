@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -419,11 +420,14 @@ def run_composition(job_id: str, *, worker: str) -> CompositionJob | None:
             report(COMPOSE_BAND[0], force=True)
 
             started = time.monotonic()
-            result = _assemble(job, inputs) if hybrid else _compose(job, inputs, report)
+            out = Path(tmp) / "out"
+            # A LoRA result is written module by module as it is composed (composer.compose(out=...)).
+            result = _assemble(job, inputs) if hybrid else _compose(job, inputs, report, out)
+            if hybrid:
+                result.save(out)
             timings["compose_seconds"] = round(time.monotonic() - started, 3)
 
             started = time.monotonic()
-            out = result.save(Path(tmp) / "out")
             (out / "README.md").write_text(composition_card(job, inputs, result))
             version, created = _publish(job, inputs, out, method=_method_of(result))
             timings["publish_seconds"] = round(time.monotonic() - started, 3)
@@ -537,7 +541,7 @@ class _FetchedOnUse(ManifestBase):
 
 
 def _compose(
-    job: CompositionJob, inputs: list[tuple[ResolvedInput, Input]], report: _ProgressReporter
+    job: CompositionJob, inputs: list[tuple[ResolvedInput, Input]], report: _ProgressReporter, out: Path
 ) -> composer.CompositionResult | HybridResult:
     recipe = job.recipe
     result = composer.compose(
@@ -545,6 +549,8 @@ def _compose(
         method=recipe["method"],
         progress=report.modules,
         expression=published_expression(recipe.get("expression"), [resolved for resolved, _ in inputs]),
+        threads=settings.COMPOSER_THREADS,
+        out=out,
         **recipe["parameters"],
     )
     # composition.json travels with the result, which others may read: a private parent's file
@@ -553,6 +559,8 @@ def _compose(
     saved = [part for _, part in result.parts] if isinstance(result, HybridResult) else [result.adapter]
     for recorded in (result.recipe, *(getattr(part, "recipe", None) or {} for part in saved)):
         _scrub_digests(recorded, private)
+    if private:
+        result.save(out)  # composition.json again, scrubbed (the weights file stays as written)
     return result
 
 

@@ -25,7 +25,6 @@ from registry.blobs import get_blob_store
 from registry.exceptions import StateConflict
 from registry.models import AdapterVersion, VersionFile
 
-
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 
 

@@ -1,6 +1,6 @@
 """Eval throughput: the hub's eval path against PEFT on the very same batches, and against the bare base.
 
-Every side scores one LoRA adapter (r=16, alpha=32, on q_proj and v_proj) on one random-text
+Every side scores one LoRA adapter (r=16, alpha=32, on q_proj and v_proj, or --targets) on one random-text
 perplexity suite, with one model (a Llama built from a config, random weights), one dtype (fp32
 on CPU, bf16 weights plus bf16 autocast on CUDA), one thread count, and the same batches: all
 sides go through composer.evaluation's own scoring (examples sorted by length, right-padded
@@ -90,7 +90,7 @@ def word_tokenizer(vocab_size: int) -> object:
     )
 
 
-def build(size: str, device: torch.device, folder: Path) -> tuple[LoadedModel, Path, float]:
+def build(size: str, device: torch.device, folder: Path, targets: list[str] | str) -> tuple[LoadedModel, Path, float]:
     from peft import LoraConfig, get_peft_model
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -103,9 +103,7 @@ def build(size: str, device: torch.device, folder: Path) -> tuple[LoadedModel, P
     precision = "bf16" if device.type == "cuda" else "fp32"
     model = LlamaForCausalLM(config).to(dtype=dtype, device=device).eval()
     params = sum(p.numel() for p in model.parameters()) / 1e9
-    peft_model = get_peft_model(
-        model, LoraConfig(r=16, lora_alpha=32, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
-    )
+    peft_model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, target_modules=targets, init_lora_weights=False))
     peft_model.save_pretrained(folder / "adapter")
     base = peft_model.unload()  # the pristine base, LoRA layers removed
     return (
@@ -199,6 +197,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved measured rounds (order rotates)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads for every side")
     parser.add_argument(
+        "--targets",
+        default="q_proj,v_proj",
+        help="the LoRA's target modules (comma-separated); all-linear = every projection, as QLoRA recipes do",
+    )
+    parser.add_argument(
         "--sides",
         default="ours,peft,peft-merged,base",
         help=f"comma-separated, from {', '.join(SIDES)} (ours is always measured)",
@@ -218,7 +221,8 @@ def main() -> None:
     times: dict[str, list[float]] = {name: [] for name in names}
     values: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        loaded, adapter, params = build(args.size, device, Path(tmp))
+        targets = "all-linear" if args.targets == "all-linear" else args.targets.split(",")
+        loaded, adapter, params = build(args.size, device, Path(tmp), targets)
         # ours must take the hub's merge path, not its PEFT fallback, or this measures PEFT twice.
         lora = load_lora(adapter)
         mergeable = _mergeable(lora, loaded.model)
@@ -253,7 +257,7 @@ def main() -> None:
     autocast = "bf16 autocast" if device.type == "cuda" else "no autocast"
     print(
         f"model: Llama {args.size} ({params:.2f} B parameters), {loaded.precision} weights, {autocast}, "
-        f"device {device}, {torch.get_num_threads()} CPU threads; LoRA r=16 on q,v"
+        f"device {device}, {torch.get_num_threads()} CPU threads; LoRA r=16 on {args.targets}"
     )
     print(
         f"suite: {len(examples)} examples, {tokens} tokens, batches of {args.batch_size} sorted by length; "

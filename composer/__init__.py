@@ -3,6 +3,7 @@
     adapter = composer.load_lora("path/to/adapter")
     result = composer.compose([(adapter, 0.7), ("other/adapter", -0.3)], method="linear", rank=16)
     result.save("out/")   # adapter_config.json, adapter_model.safetensors, composition.json
+    composer.compose(..., out="out/")  # the same files, each module written as it is composed
 
 From the hub:
     1. Before queueing (answer 4xx with CompositionError.code):
@@ -10,8 +11,8 @@ From the hub:
        CompositionParams(method="ties", rank=16, density=0.5)  # validates the parameters alone
        check_compatible([load_lora(folder, reference="ns/a:3", sha256=digest), ...])
     2. In the worker:
-       result = compose(inputs, method, rank=..., density=..., seed=..., progress=on_progress)
-       result.save(tmpdir); result.modules / result.summary / result.recipe for the job record.
+       result = compose(inputs, method, rank=..., progress=on_progress, threads=..., out=tmpdir)
+       result.modules / result.summary / result.recipe for the job record.
 
 People without a hub use `python -m composer` (see composer/cli.py).
 """

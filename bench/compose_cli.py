@@ -64,7 +64,10 @@ with open(sys.argv[4], "wb") as out:
 """
 
 
-def make_adapter(folder: Path, seed: int, layers: int, rank: int) -> None:
+def make_adapter(
+    folder: Path, seed: int, layers: int, rank: int, *, base_model: str = "meta-llama/Llama-2-7b-hf"
+) -> Path:
+    """A PEFT LoRA folder at Llama-2-7B shapes: all seven projections, fp16 random factors."""
     import json
 
     import torch
@@ -79,12 +82,12 @@ def make_adapter(folder: Path, seed: int, layers: int, rank: int) -> None:
             b = torch.randn(d_out, rank, generator=generator) * 0.02
             tensors[f"{prefix}.lora_A.weight"] = a.half()
             tensors[f"{prefix}.lora_B.weight"] = b.half()
-    folder.mkdir(parents=True)
+    folder.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(folder / "adapter_model.safetensors"), metadata={"format": "pt"})
     config = {
         "peft_type": "LORA",
         "task_type": "CAUSAL_LM",
-        "base_model_name_or_path": "meta-llama/Llama-2-7b-hf",
+        "base_model_name_or_path": base_model,
         "r": rank,
         "lora_alpha": 2 * rank,
         "target_modules": sorted(n.split(".")[-1] for n in PROJECTIONS),
@@ -92,6 +95,7 @@ def make_adapter(folder: Path, seed: int, layers: int, rank: int) -> None:
         "fan_in_fan_out": False,
     }
     (folder / "adapter_config.json").write_text(json.dumps(config))
+    return folder
 
 
 @contextmanager

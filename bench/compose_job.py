@@ -85,25 +85,17 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.compose_cli import make_adapter  # noqa: E402
 from bench.transfer import cpu_seconds, free_port  # noqa: E402
+from bench.transfer import hub_env as store_env  # noqa: E402
 from tests.plugins.seaweed import SeaweedServer, _parent_death_signal, start_seaweedfs  # noqa: E402
 
 MB = 1_000_000
-BUCKET = "bench-compose"
 BASE_MODEL = "meta-llama/Llama-2-7b-hf"
 TARGETS = {"cold": 1.25, "cached": 1.1}
 POLL_SECONDS = 0.05
 HIDDEN, INTERMEDIATE = 4096, 11008
 # PEFT module path -> (out_features, in_features), Llama-2-7B.
-PROJECTIONS = {
-    "self_attn.q_proj": (HIDDEN, HIDDEN),
-    "self_attn.k_proj": (HIDDEN, HIDDEN),
-    "self_attn.v_proj": (HIDDEN, HIDDEN),
-    "self_attn.o_proj": (HIDDEN, HIDDEN),
-    "mlp.gate_proj": (INTERMEDIATE, HIDDEN),
-    "mlp.up_proj": (INTERMEDIATE, HIDDEN),
-    "mlp.down_proj": (HIDDEN, INTERMEDIATE),
-}
 RANK = 16
 
 
@@ -125,40 +117,6 @@ def llama_7b_config(layers: int) -> dict[str, Any]:
         "hidden_act": "silu",
         "torch_dtype": "float16",
     }
-
-
-def write_lora_7b(folder: Path, *, layers: int, seed: int) -> Path:
-    """A PEFT LoRA folder at Llama-2-7B shapes: r=16 on all seven projections, fp16 random factors."""
-    import torch
-    from safetensors.torch import save_file
-
-    folder.mkdir(parents=True, exist_ok=True)
-    config = {
-        "peft_type": "LORA",
-        "task_type": "CAUSAL_LM",
-        "base_model_name_or_path": BASE_MODEL,
-        "r": RANK,
-        "lora_alpha": 2 * RANK,
-        "lora_dropout": 0.0,
-        "target_modules": sorted(name.split(".")[-1] for name in PROJECTIONS),
-        "bias": "none",
-        "fan_in_fan_out": False,
-        "inference_mode": True,
-        "use_rslora": False,
-        "use_dora": False,
-    }
-    (folder / "adapter_config.json").write_text(json.dumps(config, indent=2))
-    generator = torch.Generator().manual_seed(seed)
-    tensors = {}
-    for layer in range(layers):
-        for module, (out_features, in_features) in PROJECTIONS.items():
-            prefix = f"base_model.model.model.layers.{layer}.{module}"
-            a = torch.randn(RANK, in_features, generator=generator) / in_features**0.5
-            b = torch.randn(out_features, RANK, generator=generator) * 0.02
-            tensors[f"{prefix}.lora_A.weight"] = a.half()
-            tensors[f"{prefix}.lora_B.weight"] = b.half()
-    save_file(tensors, str(folder / "adapter_model.safetensors"), metadata={"format": "pt"})
-    return folder
 
 
 def sha256_of(path: Path) -> str:
@@ -299,24 +257,13 @@ class Hub:
 
 def hub_env(work: Path, weed: SeaweedServer, database_url: str, redis_url: str, threads: int | None) -> dict[str, str]:
     env = {
-        **os.environ,
+        **store_env(work, weed),  # transfer.py's hub on this SeaweedFS, here on PostgreSQL with a worker
         "PYTHONPATH": str(REPO),
         "PYTHONUNBUFFERED": "1",
         "DJANGO_SETTINGS_MODULE": "hub.settings",
         "DATABASE_URL": database_url,
-        "HUB_VAR_DIR": str(work / "var"),
-        "DEBUG": "False",
-        "SECRET_KEY": "bench-only-secret",
-        "ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "STORAGE_BACKEND": "s3",
-        "S3_ENDPOINT_URL": weed.endpoint_url,
-        "S3_BUCKET": BUCKET,
-        "S3_ACCESS_KEY_ID": weed.access_key,
-        "S3_SECRET_ACCESS_KEY": weed.secret_key,
-        "S3_CREATE_BUCKET": "True",
         "CELERY_BROKER_URL": redis_url,
         "WORKER_BLOB_CACHE_DIR": str(work / "worker-blob-cache"),
-        "LOG_LEVEL": "WARNING",
     }
     if threads is not None:
         env["COMPOSER_THREADS"] = str(threads)
@@ -601,7 +548,7 @@ def main() -> int:
             inputs: dict[str, Path] = {}
             started = time.perf_counter()
             for seed, name in enumerate(("a", "b")):
-                folder = write_lora_7b(work / "sources" / name, layers=args.layers, seed=seed)
+                folder = make_adapter(work / "sources" / name, seed, args.layers, RANK, base_model=BASE_MODEL)
                 pushed = client.push(folder, f"bench/lora-{name}")
                 inputs[name] = client.pull(pushed.version.ref, dest=work / "inputs" / name).path
             size = (inputs["a"] / "adapter_model.safetensors").stat().st_size

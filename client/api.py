@@ -223,6 +223,18 @@ class HubClient:
         """One version, by number, label or `latest` (default: the reference's, else latest)."""
         return Version.from_json(self._json("GET", self._version_path(repo, version)))
 
+    def yank(self, repo: str, version: str | int | None = None, *, reason: str = "", restore: bool = False) -> Version:
+        """Yank a version (kept and still pullable by number, but no longer `latest` nor listed), or
+        restore a yanked one. Needs write access to the namespace."""
+        body = {"yanked": not restore, "reason": reason}
+        return Version.from_json(self._json("POST", self._version_path(repo, version) + "yank/", json=body))
+
+    def set_visibility(self, repo: str, visibility: str) -> AdapterInfo:
+        """Make an adapter `public` or `private` (visible to its namespace's members only)."""
+        namespace, name, _ = parse_ref(repo)
+        data = self._json("PATCH", f"/api/v1/adapters/{namespace}/{name}/", json={"visibility": visibility})
+        return AdapterInfo.from_json(data)
+
     # --- Push ------------------------------------------------------------------------------------
 
     def push(

@@ -16,6 +16,7 @@ from client import config
 from client.api import HubClient, parse_ref
 from client.errors import HubError
 from client.types import Job, Version
+from client.version import VERSION
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -203,6 +204,19 @@ def _kind(peft_type: str, config: dict[str, Any]) -> str:
     return "bottleneck (adapters library)" if isinstance(config.get("config"), dict) else "-"
 
 
+def cmd_yank(args: argparse.Namespace, out: Output) -> int:
+    version = _client(args).yank(args.ref, reason=args.reason, restore=args.restore)
+    done = "restored" if args.restore else "yanked"
+    out.result(lambda: f"{version.ref} {done}", _version_json(version))
+    return 0
+
+
+def cmd_visibility(args: argparse.Namespace, out: Output) -> int:
+    adapter = _client(args).set_visibility(args.ref, args.visibility)
+    out.result(lambda: f"{args.ref} is {adapter.visibility}", adapter.raw)
+    return 0
+
+
 def cmd_info(args: argparse.Namespace, out: Output) -> int:
     client = _client(args)
     namespace, name, ref = parse_ref(args.ref)
@@ -373,8 +387,12 @@ def build_parser() -> argparse.ArgumentParser:
         default = argparse.SUPPRESS if suppress else None
         flag = argparse.SUPPRESS if suppress else False
         parser = argparse.ArgumentParser(add_help=False)
-        parser.add_argument("--url", default=default, help="the hub (default: HUB_URL, then `ahub login`)")
-        parser.add_argument("--token", default=default, help="an API token (default: HUB_TOKEN, then `ahub login`)")
+        parser.add_argument(
+            "--url", default=default, help="the hub (default: HUB_URL, then `ahub login`, then HF_ENDPOINT)"
+        )
+        parser.add_argument(
+            "--token", default=default, help="an API token (default: HUB_TOKEN, then `ahub login`, then HF_TOKEN)"
+        )
         parser.add_argument("--json", action="store_true", default=flag, help="machine-readable output")
         parser.add_argument("-q", "--quiet", action="store_true", default=flag, help="no progress bars or notes")
         return parser
@@ -384,6 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Push, pull, search, compose and evaluate adapters on an Adapter Hub.",
         parents=[common(False)],
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {VERSION}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     shared = common(True)
 
@@ -429,6 +448,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("info", cmd_info, "an adapter and its versions, or one version and its files")
     p.add_argument("ref", metavar="NS/NAME[:VERSION]")
+
+    p = command("yank", cmd_yank, "yank a version (still pullable by number, no longer latest), or restore it")
+    p.add_argument("ref", metavar="NS/NAME:VERSION")
+    p.add_argument("--reason", default="", help="shown beside the yanked version")
+    p.add_argument("--restore", action="store_true", help="undo a yank")
+
+    p = command("visibility", cmd_visibility, "make an adapter public or private (its namespace's members only)")
+    p.add_argument("ref", metavar="NS/NAME")
+    p.add_argument("visibility", choices=["public", "private"])
 
     p = command("compose", cmd_compose, "compose adapters into a new version on the hub's workers")
     p.add_argument("expression", metavar="EXPR", help='e.g. "0.7*ns/a:3 + 0.5*ns/b - 0.3*ns/c"')

@@ -1,7 +1,8 @@
 """Where the client finds its hub, token and cache.
 
 Order of precedence: arguments, then HUB_URL / HUB_TOKEN, then the file `ahub login` writes
-($HUB_CONFIG, else $XDG_CONFIG_HOME/adapter-hub/config.json, else ~/.config/adapter-hub/config.json).
+($HUB_CONFIG, else $XDG_CONFIG_HOME/adapter-hub/config.json, else ~/.config/adapter-hub/config.json),
+then HF_ENDPOINT / HF_TOKEN: a shell set up for huggingface_hub and PEFT against this hub works as it is.
 The cache is $HUB_CACHE, else $XDG_CACHE_HOME/adapter-hub, else ~/.cache/adapter-hub.
 """
 
@@ -65,8 +66,8 @@ def resolve(url: str | None = None, token: str | None = None) -> tuple[str, str 
             saved = load_config()
         return saved.get(key)
 
-    url = url or os.environ.get("HUB_URL") or from_file("url") or DEFAULT_URL
-    token = token or os.environ.get("HUB_TOKEN") or from_file("token") or None
+    url = url or os.environ.get("HUB_URL") or from_file("url") or os.environ.get("HF_ENDPOINT") or DEFAULT_URL
+    token = token or os.environ.get("HUB_TOKEN") or from_file("token") or os.environ.get("HF_TOKEN") or None
     return str(url).rstrip("/"), token
 
 

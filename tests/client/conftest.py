@@ -22,11 +22,11 @@ def _own_blob_store(local_blob_store: Path) -> Path:
 
 @pytest.fixture(autouse=True)
 def _client_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No test reads the developer's ~/.config or ~/.cache, or a HUB_URL/HUB_TOKEN of theirs."""
+    """No test reads the developer's ~/.config or ~/.cache, or a HUB_URL/HUB_TOKEN (HF_*) of theirs."""
     monkeypatch.setenv("HUB_CONFIG", str(tmp_path / "ahub-config.json"))
     monkeypatch.setenv("HUB_CACHE", str(tmp_path / "ahub-cache"))
-    monkeypatch.delenv("HUB_URL", raising=False)
-    monkeypatch.delenv("HUB_TOKEN", raising=False)
+    for name in ("HUB_URL", "HUB_TOKEN", "HF_ENDPOINT", "HF_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture

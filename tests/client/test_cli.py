@@ -84,6 +84,50 @@ def test_login_saves_the_token_and_later_commands_use_it(
     assert code == 1 and "auth_required" in err
 
 
+def test_owners_yank_restore_and_hide_adapters_from_the_cli(
+    env: str, capsys: pytest.CaptureFixture[str], lora_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert run(capsys, "push", str(lora_dir), "alice/tiny-lora")[0] == 0
+
+    code, out, _ = run(capsys, "yank", "alice/tiny-lora:1", "--reason", "trained on the eval set")
+    assert code == 0 and out.strip() == "alice/tiny-lora:1 yanked"
+    code, out, _ = run(capsys, "info", "alice/tiny-lora:1")
+    assert "YANKED: trained on the eval set" in out
+    code, out, _ = run(capsys, "yank", "alice/tiny-lora:1", "--restore", "--json")
+    assert code == 0 and json.loads(out)["yanked"] is False
+
+    code, out, _ = run(capsys, "visibility", "alice/tiny-lora", "private")
+    assert code == 0 and out.strip() == "alice/tiny-lora is private"
+    monkeypatch.delenv("HUB_TOKEN")
+    code, _, err = run(capsys, "info", "alice/tiny-lora")
+    assert code == 1 and "not_found" in err  # invisible to anyone outside alice's namespace
+
+
+def test_a_shell_set_up_for_huggingface_hub_works_as_it_is(
+    env: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, live_server: Any
+) -> None:
+    monkeypatch.delenv("HUB_URL")
+    monkeypatch.delenv("HUB_TOKEN")
+    monkeypatch.setenv("HF_ENDPOINT", live_server.url)
+    monkeypatch.setenv("HF_TOKEN", env)
+
+    code, out, _ = run(capsys, "whoami")
+    assert code == 0 and out.startswith("alice")
+
+    # The hub's own variables and `ahub login` come first.
+    monkeypatch.setenv("HF_TOKEN", "ahub_not-a-token")
+    config.save_config(token=env)
+    assert run(capsys, "whoami")[0] == 0
+
+
+def test_version_is_printed(capsys: pytest.CaptureFixture[str]) -> None:
+    from client.version import VERSION
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0 and capsys.readouterr().out.strip() == f"ahub {VERSION}"
+
+
 def test_every_failure_exits_non_zero_with_a_clear_message(
     env: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

@@ -207,10 +207,10 @@ class HubClient:
         return [AdapterSummary.from_json(a) for a in self._pages("/api/v1/adapters/", params, limit)]
 
     def info(self, repo: str) -> AdapterInfo:
-        """An adapter, its model card and its versions (newest first)."""
+        """An adapter, its model card and its versions (newest first, yanked ones included and marked)."""
         namespace, name, _ = parse_ref(repo)
         data = self._json("GET", f"/api/v1/adapters/{namespace}/{name}/")
-        return AdapterInfo.from_json(data, versions=self.versions(f"{namespace}/{name}"))
+        return AdapterInfo.from_json(data, versions=self.versions(f"{namespace}/{name}", include_yanked=True))
 
     def versions(self, repo: str, *, include_yanked: bool = False) -> list[Version]:
         namespace, name, _ = parse_ref(repo)

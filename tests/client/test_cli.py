@@ -93,6 +93,8 @@ def test_owners_yank_restore_and_hide_adapters_from_the_cli(
     assert code == 0 and out.strip() == "alice/tiny-lora:1 yanked"
     code, out, _ = run(capsys, "info", "alice/tiny-lora:1")
     assert "YANKED: trained on the eval set" in out
+    code, out, _ = run(capsys, "info", "alice/tiny-lora")  # the adapter's versions say which are yanked
+    assert code == 0 and [line.split()[-1] for line in out.splitlines() if line.startswith("1 ")] == ["yanked"]
     code, out, _ = run(capsys, "yank", "alice/tiny-lora:1", "--restore", "--json")
     assert code == 0 and json.loads(out)["yanked"] is False
 

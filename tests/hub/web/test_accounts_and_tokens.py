@@ -64,6 +64,9 @@ def test_a_new_token_is_shown_once_works_and_can_be_revoked(alice: Any) -> None:
     shown = client.get("/settings/tokens/").content.decode()
     secret = shown.split('<code id="token-secret">', 1)[1].split("</code>", 1)[0]
     assert secret.startswith("ahub_") and "shown only once" in shown
+    # Both ways in: the hub's own variables and the ones huggingface_hub reads, with this hub's address.
+    assert f"export HUB_URL=http://testserver HUB_TOKEN={secret}" in shown
+    assert f"export HF_ENDPOINT=http://testserver HF_TOKEN={secret}" in shown
     assert secret not in client.get("/settings/tokens/").content.decode()
 
     api = Client(headers={"Authorization": f"Bearer {secret}"})

@@ -318,8 +318,6 @@ def _merge_modules(
                 exact_rank=min(sum(input_ranks), shape.d_out, shape.d_in),
             )
         )
-        if bias is not None:
-            sink.biased.add(module)
         for key, value in _module_tensors(module, shape, low, bias, out_dtype).items():
             sink.add(key, value)
         del low, bias
@@ -345,7 +343,7 @@ class _OutputTensors:
     dict in memory."""
 
     def __init__(self, out: Path | None, keys: list[str]) -> None:
-        self.biased: set[str] = set()
+        self.added: set[str] = set()
         self.tensors: dict[str, Tensor] = {}
         self.writer: SafetensorsWriter | None = None
         if out is not None:
@@ -353,6 +351,7 @@ class _OutputTensors:
             self.writer = SafetensorsWriter(out / WEIGHTS_FILE, keys)
 
     def add(self, key: str, value: Tensor) -> None:
+        self.added.add(key)
         if self.writer is not None:
             self.writer.add(key, value)
         else:
@@ -360,12 +359,13 @@ class _OutputTensors:
 
     def finish(self, compat: Compatibility, adapters: Sequence[Input], out_dtype: torch.dtype) -> Compatibility:
         """Add the zero biases and extra tensors that complete the output; close the file."""
-        if self.biased or compat.has_bias:
+        biases = {f"{PEFT_PREFIX}{module}.lora_B.bias": shape for module, shape in compat.modules.items()}
+        if compat.has_bias or not self.added.isdisjoint(biases):
             # PEFT gives every lora_B a bias once lora_bias=True; zeros keep modules without one exact.
             compat = replace(compat, has_bias=True)
-            for module, shape in compat.modules.items():
-                if module not in self.biased and shape.kind != "embedding":
-                    self.add(f"{PEFT_PREFIX}{module}.lora_B.bias", torch.zeros(shape.d_out, dtype=out_dtype))
+            for key, shape in biases.items():
+                if key not in self.added and shape.kind != "embedding":
+                    self.add(key, torch.zeros(shape.d_out, dtype=out_dtype))
         for key in compat.extra_keys:
             self.add(key, adapters[0].tensor(key).contiguous())
         if self.writer is not None:

@@ -97,6 +97,8 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
             ],
+            # `{% load formatting %}`: sizes and ages by the rule ahub prints with (client/formatting.py).
+            "libraries": {"formatting": "hub.web.templatetags.formatting"},
         },
     },
 ]

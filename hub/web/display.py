@@ -14,6 +14,7 @@ from django.core.paginator import Page
 from django.utils import timezone
 from django.utils.safestring import SafeString, mark_safe
 
+from client import formatting
 from hub.web import queries
 from registry.models import Adapter
 
@@ -34,21 +35,11 @@ def tag_url(name: str) -> str:
 
 
 def human_size(size: int) -> str:
-    value = float(size)
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if value < 1024 or unit == "GB":
-            return f"{size} bytes" if unit == "bytes" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
+    return formatting.size(size)
 
 
 def ago(when: datetime, now: datetime) -> str:
-    seconds = (now - when).total_seconds()
-    for unit, length in (("year", 365 * 86400), ("month", 30 * 86400), ("day", 86400), ("hour", 3600), ("minute", 60)):
-        if seconds >= length:
-            count = int(seconds // length)
-            return f"{count} {unit}{'' if count == 1 else 's'} ago"
-    return "just now"
+    return formatting.ago(when, now)
 
 
 @dataclass(frozen=True)

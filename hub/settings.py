@@ -7,6 +7,7 @@ Production sets DATABASE_URL, STORAGE_BACKEND=s3 (with S3_*), CELERY_BROKER_URL 
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -140,7 +141,12 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env("STATIC_ROOT", str(VAR_DIR / "static")))
 # The web catalog's CSS and JavaScript (hub/ is not an app, so its static folder is listed here).
-STATICFILES_DIRS = [BASE_DIR / "hub" / "static"]
+STATICFILES_DIRS: list[Path | tuple[str, Path]] = [BASE_DIR / "hub" / "static"]
+# plotly.js for the adapter page's charts, from the installed `plotly` package (no CDN, no vendored
+# copy): {% static "vendor/plotly/plotly.min.js" %}. find_spec locates it without importing plotly.
+_plotly = importlib.util.find_spec("plotly")
+if _plotly is not None and _plotly.submodule_search_locations:
+    STATICFILES_DIRS.append(("vendor/plotly", Path(_plotly.submodule_search_locations[0]) / "package_data"))
 
 LOGIN_URL = "/admin/login/"
 
@@ -195,7 +201,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "registry.api.pagination.PageNumberPagination",
     "PAGE_SIZE": 20,
     "EXCEPTION_HANDLER": "registry.api.errors.exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "registry.api.schema.HubAutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
     "DEFAULT_THROTTLE_CLASSES": ["registry.api.throttles.HubRateThrottle"],
 }
@@ -218,6 +224,28 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # One name per choice set, wherever a field uses it (without these: StatusF6eEnum, Kind367Enum).
+    "ENUM_NAME_OVERRIDES": {
+        "VisibilityEnum": "registry.models.core.Visibility",
+        "JobStatusEnum": "registry.models.compositions.JobStatus",
+        "RoleEnum": "registry.models.core.Role",
+        "LineageRoleEnum": "registry.models.compositions.LineageRole",
+        "SuiteKindEnum": "registry.models.evals.SuiteKind",
+        "UploadStatusEnum": "registry.models.uploads.UploadStatus",
+        "ValidationEnum": "registry.models.core.Validation",
+        "TokenScopeEnum": "registry.models.core.TokenScope",
+    },
+    # Swagger UI: the Authorize button keeps the token across reloads; no badge from the online validator.
+    "SWAGGER_UI_SETTINGS": {"persistAuthorization": True, "validatorUrl": None},
+    # ReDoc with the system's fonts (hub/templates/drf_spectacular/redoc.html drops the Google Fonts links).
+    "REDOC_UI_SETTINGS": {
+        "theme": {
+            "typography": {
+                "fontFamily": "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif",
+                "headings": {"fontFamily": "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif"},
+            }
+        }
+    },
 }
 
 # --- Celery -------------------------------------------------------------------------------------

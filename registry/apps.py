@@ -11,6 +11,7 @@ class RegistryConfig(AppConfig):
 
     def ready(self) -> None:
         from registry import signals  # noqa: F401  (connects receivers)
+        from registry.api import schema  # noqa: F401  (registers the bearer scheme with drf-spectacular)
 
         _make_sqlite_folder()
 

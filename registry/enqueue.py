@@ -15,12 +15,17 @@ from celery import current_app
 from django.db import models, transaction
 from django.utils import timezone
 
-from registry.models import CompositionJob, EvaluationRequest
+from registry.models import BaselineEvaluation, CompositionJob, EvaluationRequest
 
 TASK_NAMES: dict[type[models.Model], str] = {
     CompositionJob: "registry.tasks.compose_adapter",
     EvaluationRequest: "registry.tasks.evaluate_version",
+    BaselineEvaluation: "registry.tasks.evaluate_baseline",
 }
+# Every kind of job row: what the reconciler and the audit go through.
+JobModel = type[CompositionJob] | type[EvaluationRequest] | type[BaselineEvaluation]
+JOB_MODELS: tuple[JobModel, ...] = (CompositionJob, EvaluationRequest, BaselineEvaluation)
+assert set(JOB_MODELS) == set(TASK_NAMES), "every job model has a task, and the reconciler goes through each"
 
 
 def publish(task_name: str, job_id: str) -> None:

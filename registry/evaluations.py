@@ -40,6 +40,7 @@ from registry.infrastructure import as_unavailable
 from registry.models import (
     SUITE_METRICS,
     AdapterVersion,
+    BaselineEvaluation,
     BaseModel,
     EvalResult,
     EvalSuite,
@@ -110,7 +111,7 @@ def create_suite(
     with blob_claims.push_claims([hashlib.sha256(raw).hexdigest()]):
         blob = get_blob_store().put(io.BytesIO(raw), max_size=settings.EVAL_SUITE_MAX_BYTES)
         try:
-            return EvalSuite.objects.create(
+            suite = EvalSuite.objects.create(
                 base_model=base,
                 name=name,
                 kind=kind,
@@ -126,6 +127,10 @@ def create_suite(
             )
         except IntegrityError:
             raise StateConflict(f"{base.name} already has a suite named {name}", code="suite_exists") from None
+    if suite.kind != SuiteKind.CLASSIFICATION:
+        # Every suite gets the bare base model's score, the baseline its adapters are read against.
+        request_baselines(actor=None, base=base, suites=[suite.name])
+    return suite
 
 
 # --- Requests -----------------------------------------------------------------------------------------
@@ -206,6 +211,47 @@ def request_evaluations(
             enqueue.on_commit(EvaluationRequest, request.pk, if_broker_down=_leave_queued)
             created.append(request)
     return created
+
+
+def request_baselines(
+    *, actor: Actor | None, base: BaseModel, suites: list[str] | None = None, force: bool = False
+) -> list[BaselineEvaluation]:
+    """Queue the bare base model on the named suites (default: all of them but classification ones,
+    which score a head the base does not have). A suite with a baseline done or in progress is not
+    queued again unless `force`. actor None is the hub itself (a new suite gets its baseline)."""
+    if actor is not None and not can_manage_suites(actor, base):
+        raise AccessDenied(f"only admins and the owners of {base.name} request its baselines", code="suite_permission")
+    available = base.eval_suites.exclude(kind=SuiteKind.CLASSIFICATION)
+    chosen = list(available.filter(name__in=suites) if suites else available)
+    if suites:
+        missing = sorted(set(suites) - {s.name for s in chosen})
+        if missing:
+            raise NotFound(
+                f"{base.name} has no eval suite {', '.join(missing)} that a bare base model can be scored on",
+                code="suite_not_found",
+            )
+    created: list[BaselineEvaluation] = []
+    with transaction.atomic():
+        for suite in chosen:
+            existing = suite.baselines.exclude(status=JobStatus.FAILED).order_by("-created_at").first()
+            if existing is not None and not force:
+                created.append(existing)
+                continue
+            baseline = BaselineEvaluation.objects.create(
+                suite=suite, created_by=actor.user if actor is not None else None
+            )
+            enqueue.on_commit(BaselineEvaluation, baseline.pk, if_broker_down=_leave_queued)
+            created.append(baseline)
+    return created
+
+
+def baselines_of(base: BaseModel) -> dict[int, BaselineEvaluation]:
+    """suite id -> the newest succeeded baseline, for the suites of `base` that have one."""
+    newest: dict[int, BaselineEvaluation] = {}
+    done = BaselineEvaluation.objects.filter(suite__base_model=base, status=JobStatus.SUCCEEDED).select_related("suite")
+    for baseline in done.order_by("suite_id", "-finished_at"):
+        newest.setdefault(baseline.suite_id, baseline)
+    return newest
 
 
 def _leave_queued(exc: BaseException) -> None:
@@ -349,6 +395,56 @@ def _evaluate(request: EvaluationRequest, cache: BaseModelCache) -> Any:
             max_new_tokens=suite.max_new_tokens,
             on_batch=jobs.LeaseKeeper(EvaluationRequest, request.pk),
         )
+
+
+def run_baseline(baseline_id: str, *, worker: str, cache: BaseModelCache = MODEL_CACHE) -> BaselineEvaluation | None:
+    """The worker's side of a baseline: the bare base model on one suite, by the same engine and
+    settings (device, precision, batch size) as the adapters' evaluations."""
+    baseline = jobs.claim(BaselineEvaluation, baseline_id, worker)
+    if baseline is None:
+        return None
+    suite = EvalSuite.objects.select_related("base_model").get(pk=baseline.suite_id)
+    try:
+        raw = b"".join(get_blob_store().read_range(suite.data_sha256, 0, suite.data_size))
+        loaded = cache.get(
+            base_model_folder(suite.base_model),
+            pick_device(settings.EVAL_DEVICE),
+            quantize="4bit" if settings.EVAL_QUANTIZE == "4bit" else None,
+        )
+        jobs.renew(BaselineEvaluation, baseline.pk)
+        outcome = evaluate(
+            loaded,
+            None,
+            cast(Kind, suite.kind),
+            parse_suite(raw, suite.kind),
+            batch_size=settings.EVAL_BATCH_SIZE,
+            max_new_tokens=suite.max_new_tokens,
+            on_batch=jobs.LeaseKeeper(BaselineEvaluation, baseline.pk),
+        )
+    except (CompositionError, EvaluationError, RegistryError) as exc:
+        jobs.fail(
+            BaselineEvaluation,
+            baseline.pk,
+            code=getattr(exc, "code", "evaluation_failed"),
+            message=str(getattr(exc, "message", exc)),
+        )
+        baseline.refresh_from_db()
+        return baseline
+    BaselineEvaluation.objects.filter(pk=baseline.pk, status=JobStatus.RUNNING).update(
+        status=JobStatus.SUCCEEDED,
+        finished_at=timezone.now(),
+        lease_expires_at=None,
+        metric=outcome.metric,
+        value=outcome.value,
+        samples=outcome.samples,
+        tokens_per_second=round(outcome.tokens_per_second, 2),
+        device=outcome.device,
+        precision=outcome.precision,
+        details=outcome.details,
+        duration_seconds=round(outcome.seconds, 4),
+    )
+    baseline.refresh_from_db()
+    return baseline
 
 
 # --- The validation gate ------------------------------------------------------------------------------

@@ -9,9 +9,9 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
-from registry import blob_claims
+from registry import blob_claims, enqueue
 from registry.blobs import get_blob_store
-from registry.models import BaseModelFile, CompositionJob, EvalSuite, EvaluationRequest, JobStatus, VersionFile
+from registry.models import BaseModelFile, EvalSuite, JobStatus, VersionFile
 from registry.models.uploads import UploadSession, UploadStatus
 from registry.uploads import STALE_COMPLETION, expire_sessions
 from storage import BlobStore
@@ -142,8 +142,8 @@ def _stuck_jobs(*, settled: bool) -> list[str]:
     if settled:
         stuck |= Q(status__in=(JobStatus.QUEUED, JobStatus.RUNNING))
     return [
-        f"{model.__name__} {job.pk} is {job.status}" for model in (CompositionJob, EvaluationRequest)
-        for job in model.objects.filter(stuck)
+        f"{model.__name__} {job.pk} is {job.status}" for model in enqueue.JOB_MODELS
+        for job in model._default_manager.filter(stuck)
     ]  # fmt: skip
 
 

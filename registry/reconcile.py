@@ -25,7 +25,7 @@ from django.utils import timezone
 
 from registry import enqueue, jobs
 from registry.infrastructure import as_unavailable
-from registry.models import CompositionJob, EvaluationRequest, JobStatus
+from registry.models import JobStatus
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +43,8 @@ def reconcile_jobs(*, limit: int = 500) -> ReconcileReport:
     now = timezone.now()
     stale = now - timedelta(seconds=settings.JOB_REDISPATCH_SECONDS)
     report = ReconcileReport()
-    for model in (CompositionJob, EvaluationRequest):
-        expired = model.objects.filter(status=JobStatus.RUNNING, lease_expires_at__lt=now)
+    for model in enqueue.JOB_MODELS:
+        expired = model._default_manager.filter(status=JobStatus.RUNNING, lease_expires_at__lt=now)
         for job in expired.order_by("lease_expires_at")[:limit]:
             if job.attempts >= settings.JOB_MAX_ATTEMPTS:
                 jobs.fail(
@@ -55,7 +55,7 @@ def reconcile_jobs(*, limit: int = 500) -> ReconcileReport:
             else:
                 jobs.release_expired(model, job.pk)
                 report.reclaimed.append(str(job.pk))
-        waiting = model.objects.filter(status=JobStatus.QUEUED, created_at__lt=stale).filter(
+        waiting = model._default_manager.filter(status=JobStatus.QUEUED, created_at__lt=stale).filter(
             Q(dispatched_at__isnull=True) | Q(dispatched_at__lt=stale)
         )
         for job in waiting.order_by("created_at")[:limit]:

@@ -16,9 +16,9 @@ from django.db import InterfaceError, OperationalError
 
 from registry import facet_counts, jobs, reconcile
 from registry.compositions import run_composition
-from registry.evaluations import run_evaluation
+from registry.evaluations import run_baseline, run_evaluation
 from registry.jobs import LeaseHeld
-from registry.models import CompositionJob, EvaluationRequest
+from registry.models import BaselineEvaluation, CompositionJob, EvaluationRequest
 from storage import StorageError
 
 log = logging.getLogger(__name__)
@@ -104,3 +104,17 @@ def reconcile_jobs() -> dict[str, int]:
 def evaluate_version(self: Task, request_id: str) -> str | None:
     """Score one version on one suite, on the `gpu` queue (GPU workers run one job at a time)."""
     return _run_job(self, EvaluationRequest, request_id, run_evaluation, settings.EVAL_TIME_LIMIT)
+
+
+@shared_task(
+    bind=True,
+    name="registry.tasks.evaluate_baseline",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    max_retries=MAX_RETRIES,
+    soft_time_limit=settings.EVAL_TIME_LIMIT,
+    time_limit=settings.EVAL_TIME_LIMIT + 60,
+)
+def evaluate_baseline(self: Task, baseline_id: str) -> str | None:
+    """Score the bare base model on one suite, on the `gpu` queue beside the adapters' evaluations."""
+    return _run_job(self, BaselineEvaluation, baseline_id, run_baseline, settings.EVAL_TIME_LIMIT)

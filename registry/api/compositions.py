@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.parsers import JSONParser
 from rest_framework.permissions import IsAuthenticated
@@ -14,9 +14,11 @@ from rest_framework.views import APIView
 
 from registry import compositions
 from registry.access import access_adapter
+from registry.api.pagination import PageNumberPagination
+from registry.api.serializers import JobErrorSerializer
 from registry.api.throttles import JobRateThrottle
 from registry.api.views import actor_of, paginated
-from registry.models import CompositionJob
+from registry.models import CompositionJob, JobStatus, LineageRole, Validation
 from registry.services import resolve_version
 
 # --- Serializers ----------------------------------------------------------------------------------
@@ -50,6 +52,15 @@ class CompositionInput(serializers.Serializer[Any]):
         )
 
 
+class JobResultSerializer(serializers.Serializer[Any]):
+    """The version a job published, with the eval gate's verdict on it."""
+
+    adapter = serializers.CharField(help_text="ns/name")
+    version = serializers.IntegerField()
+    validation = serializers.ChoiceField(choices=Validation.choices)
+    validation_reasons = serializers.ListField(child=serializers.DictField(), help_text="one entry per gate check")
+
+
 class JobSerializer(serializers.ModelSerializer[CompositionJob]):
     error = serializers.SerializerMethodField()
     result = serializers.SerializerMethodField()
@@ -78,14 +89,42 @@ class JobSerializer(serializers.ModelSerializer[CompositionJob]):
             "finished_at",
         )
 
+    @extend_schema_field(JobErrorSerializer(allow_null=True))
     def get_error(self, job: CompositionJob) -> dict[str, str] | None:
         return {"code": job.error_code, "message": job.error_message} if job.error_code else None
 
+    @extend_schema_field(JobResultSerializer(allow_null=True))
     def get_result(self, job: CompositionJob) -> dict[str, Any] | None:
         version = job.result_version
         if version is None:
             return None
-        return {"adapter": version.adapter.full_name, "version": version.number}
+        return {
+            "adapter": version.adapter.full_name,
+            "version": version.number,
+            "validation": version.validation,
+            "validation_reasons": version.validation_reasons,
+        }
+
+
+class LineageEdgeSerializer(serializers.Serializer[Any]):
+    adapter = serializers.CharField(help_text="ns/name")
+    version = serializers.IntegerField()
+    # A declared field (SerializerMetaclass pops it off the class), not Field.label, which the stubs see.
+    label = serializers.CharField(allow_null=True)  # type: ignore[assignment]
+    weight = serializers.FloatField(allow_null=True)
+    role = serializers.ChoiceField(choices=LineageRole.choices)
+    yanked = serializers.BooleanField()
+
+
+class LineageSerializer(serializers.Serializer[Any]):
+    adapter = serializers.CharField(help_text="ns/name")
+    version = serializers.IntegerField()
+    recipe = serializers.DictField(
+        allow_null=True,
+        help_text="how the version was composed (method, parameters, the inputs you may see); null if pushed",
+    )
+    parents = LineageEdgeSerializer(many=True)
+    children = LineageEdgeSerializer(many=True)
 
 
 def edge_json(edge: compositions.LineageEdge) -> dict[str, Any]:
@@ -123,17 +162,26 @@ class CompositionListView(APIView):
         return Response(JobSerializer(result.job).data, status=code)
 
 
+class JobFilter(serializers.Serializer[Any]):
+    status = serializers.ChoiceField(choices=JobStatus.choices, required=False, help_text="only jobs in this state")
+
+
 class JobListView(APIView):
     permission_classes = [IsAuthenticated]
+    pagination_class = PageNumberPagination
 
-    @extend_schema(summary="Your composition jobs, newest first", responses=JobSerializer(many=True))
+    @extend_schema(
+        summary="Your composition jobs, newest first", parameters=[JobFilter], responses=JobSerializer(many=True)
+    )
     def get(self, request: Request) -> Response:
         user = request.user
         assert user.is_authenticated  # IsAuthenticated let the request through
+        query = JobFilter(data=request.query_params)
+        query.is_valid(raise_exception=True)
         jobs = CompositionJob.objects.filter(created_by=user).select_related(
             "created_by", "result_version__adapter__namespace"
         )
-        if status_filter := request.query_params.get("status"):
+        if status_filter := query.validated_data.get("status"):
             jobs = jobs.filter(status=status_filter)
         return paginated(self, request, jobs, JobSerializer)
 
@@ -147,7 +195,7 @@ class JobDetailView(APIView):
 
 
 class LineageView(APIView):
-    @extend_schema(summary="Parents (with weights and roles) and children of a version")
+    @extend_schema(summary="Parents (with weights and roles) and children of a version", responses=LineageSerializer)
     def get(self, request: Request, namespace: str, name: str, ref: str) -> Response:
         actor = actor_of(request)
         version = resolve_version(access_adapter(actor, namespace, name), ref)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from registry.exceptions import InvalidRequest
 from registry.methods import method_details
 from registry.models import (
     Adapter,
@@ -18,10 +19,12 @@ from registry.models import (
     Membership,
     Method,
     Namespace,
+    Role,
     TokenScope,
     VersionFile,
     Visibility,
 )
+from registry.selectors import SORTS
 from registry.services import AdapterMetadata
 
 # --- Output -----------------------------------------------------------------------------------------
@@ -133,8 +136,8 @@ class BaseModelFileSerializer(serializers.ModelSerializer[BaseModelFile]):
 
 
 class BaseModelSerializer(serializers.ModelSerializer[BaseModel]):
-    adapter_count = serializers.IntegerField(read_only=True, required=False)
-    namespace = serializers.CharField(source="namespace.name", default=None)
+    adapter_count = serializers.SerializerMethodField(help_text="adapters visible to you (in lists; else null)")
+    namespace = serializers.CharField(source="namespace.name", default=None, allow_null=True)
     commit_id = serializers.CharField(read_only=True)
     weights_stored = serializers.SerializerMethodField()
     files = BaseModelFileSerializer(many=True, read_only=True)
@@ -156,16 +159,20 @@ class BaseModelSerializer(serializers.ModelSerializer[BaseModel]):
             "adapter_count",
         )
 
+    def get_adapter_count(self, obj: BaseModel) -> int | None:
+        # Annotated by the list view, which counts per reader; a single base model answers without it.
+        return getattr(obj, "adapter_count", None)
+
     def get_weights_stored(self, obj: BaseModel) -> bool:
         return any(f.path.endswith(".safetensors") for f in obj.files.all())
 
 
 class TokenSerializer(serializers.ModelSerializer[ApiToken]):
-    namespace = serializers.CharField(source="namespace.name", default=None)
+    namespace = serializers.CharField(source="namespace.name", default=None, allow_null=True)
 
     class Meta:
         model = ApiToken
-        fields = (
+        fields: tuple[str, ...] = (
             "id",
             "name",
             "key_prefix",
@@ -253,7 +260,7 @@ class TokenCreateInput(serializers.Serializer[Any]):
 
 class BaseModelCreateInput(serializers.Serializer[Any]):
     name = serializers.CharField(max_length=200)
-    visibility = serializers.ChoiceField(choices=["public", "private"], required=False, default="public")
+    visibility = serializers.ChoiceField(choices=Visibility.choices, required=False, default=Visibility.PUBLIC)
     namespace = serializers.CharField(max_length=96, required=False, allow_null=True, allow_blank=True, default=None)
     architecture = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
     description = serializers.CharField(required=False, allow_blank=True, default="")
@@ -267,7 +274,7 @@ class BaseModelCreateInput(serializers.Serializer[Any]):
 class BaseModelFilesInput(serializers.Serializer[Any]):
     files = serializers.ListField(child=serializers.FileField(), allow_empty=False)
     description = serializers.CharField(required=False, allow_blank=True, default="")
-    visibility = serializers.ChoiceField(choices=["public", "private"], required=False, default="public")
+    visibility = serializers.ChoiceField(choices=Visibility.choices, required=False, default=Visibility.PUBLIC)
     namespace = serializers.CharField(max_length=96, required=False, allow_null=True, allow_blank=True, default=None)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -282,4 +289,76 @@ class OrganizationCreateInput(serializers.Serializer[Any]):
 
 class MembershipInput(serializers.Serializer[Any]):
     user = serializers.CharField(max_length=150)
-    role = serializers.ChoiceField(choices=["owner", "writer", "reader"], allow_null=True)
+    role = serializers.ChoiceField(choices=Role.choices, allow_null=True)
+
+
+# --- Query parameters (they parse the query string and declare it in the schema) --------------------
+
+
+class SortField(serializers.ChoiceField):
+    """A choice whose refusal keeps the search's stable error code, `bad_sort`."""
+
+    def fail(self, key: str, **kwargs: Any) -> NoReturn:
+        if key == "invalid_choice":
+            raise InvalidRequest(f"sort must be one of {', '.join(self.choices)}", code="bad_sort")
+        super().fail(key, **kwargs)
+
+
+class AdapterSearchQuery(serializers.Serializer[Any]):
+    q = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=500,
+        help_text="words, each matched against the name, namespace, description, task, base model and tags (a "
+        "prefix of a word, or a substring of the name); unknown words are corrected to the nearest known one",
+    )
+    base_model = serializers.CharField(required=False, allow_blank=True, max_length=200)
+    method = serializers.CharField(required=False, allow_blank=True, max_length=32, help_text="e.g. lora, ia3")
+    task = serializers.CharField(required=False, allow_blank=True, max_length=64)
+    tag = serializers.CharField(required=False, allow_blank=True, max_length=64)
+    namespace = serializers.CharField(required=False, allow_blank=True, max_length=96)
+    sort = SortField(
+        choices=[*SORTS, "score"],
+        required=False,
+        default="relevance",
+        help_text="relevance (the default: best matches first, then downloads), downloads, recent, name, or score "
+        "with suite",
+    )
+    suite = serializers.IntegerField(required=False, min_value=1, help_text="with sort=score: the eval suite's id")
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        return {**attrs, "suite": str(attrs.get("suite", ""))}
+
+
+class VersionListQuery(serializers.Serializer[Any]):
+    include_yanked = serializers.BooleanField(required=False, default=False, help_text="list yanked versions too")
+
+
+# --- Answers without a model of their own -------------------------------------------------------------
+
+
+class JobErrorSerializer(serializers.Serializer[Any]):
+    """Why a job (composition, evaluation, baseline) failed."""
+
+    code = serializers.CharField()
+    message = serializers.CharField()
+
+
+class OrganizationRoleSerializer(serializers.Serializer[Any]):
+    name = serializers.CharField()
+    role = serializers.ChoiceField(choices=Role.choices)
+
+
+class WhoAmISerializer(serializers.Serializer[Any]):
+    username = serializers.CharField()
+    is_staff = serializers.BooleanField()
+    namespaces = serializers.ListField(child=serializers.CharField(), help_text="yours, then your organizations'")
+    organizations = OrganizationRoleSerializer(many=True)
+    token = TokenSerializer(allow_null=True, help_text="the token in use; null for a browser session")
+
+
+class IssuedTokenSerializer(TokenSerializer):
+    token = serializers.CharField(help_text="the secret, shown this once")
+
+    class Meta(TokenSerializer.Meta):
+        fields = (*TokenSerializer.Meta.fields, "token")

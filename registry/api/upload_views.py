@@ -18,6 +18,7 @@ from registry import uploads
 from registry.api.serializers import AdapterMetadataInput, VersionSerializer
 from registry.api.views import actor_of
 from registry.exceptions import InvalidRequest
+from registry.models.uploads import UploadStatus
 from registry.services import AdapterMetadata
 
 # --- Serializers ----------------------------------------------------------------------------------
@@ -70,7 +71,7 @@ class UploadSerializer(serializers.Serializer[Any]):
 
     id = serializers.UUIDField()
     adapter = serializers.CharField()
-    status = serializers.ChoiceField(choices=["open", "completing", "completed", "failed", "aborted", "expired"])
+    status = serializers.ChoiceField(choices=UploadStatus.choices)
     expires_at = serializers.DateTimeField()
     files = UploadFileSerializer(many=True)
     uploads = BlobUploadSerializer(many=True)

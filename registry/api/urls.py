@@ -26,6 +26,7 @@ urlpatterns = [
     path("jobs/<uuid:job_id>/", compositions.JobDetailView.as_view(), name="job-detail"),
     path("base-models/", views.BaseModelListView.as_view(), name="base-model-list"),
     path("base-models/<path:name>/leaderboard/", evaluations.LeaderboardView.as_view(), name="base-model-leaderboard"),
+    path("base-models/<path:name>/baselines/", evaluations.BaselineListView.as_view(), name="base-model-baselines"),
     path("base-models/<path:name>/files/", views.BaseModelFilesView.as_view(), name="base-model-files"),
     path("base-models/<path:name>/", views.BaseModelDetailView.as_view(), name="base-model-detail"),
     path("tokens/", views.TokenListView.as_view(), name="token-list"),

@@ -7,7 +7,7 @@ from typing import Any
 from django.contrib.auth.models import User
 from django.db.models import Count, Q
 from django.http.response import HttpResponseBase
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.permissions import IsAuthenticated
@@ -45,7 +45,8 @@ def signed_in(request: Request) -> User:
 def paginated(
     view: APIView, request: Request, queryset: Any, serializer: type[Any], *, count: int | None = None
 ) -> Response:
-    paginator = PageNumberPagination()
+    # The view declares its pagination, so the schema documents the envelope it answers with.
+    paginator = view.pagination_class()  # type: ignore[attr-defined]
     page: list[Any] | None = paginator.paginate_counted(queryset, request, view, count=count)
     return paginator.get_paginated_response(serializer(page, many=True).data)
 
@@ -53,7 +54,7 @@ def paginated(
 class WhoAmIView(APIView):
     permission_classes = [IsAuthenticated]
 
-    @extend_schema(summary="The signed-in user, their namespaces and the token in use")
+    @extend_schema(summary="The signed-in user, their namespaces and the token in use", responses=s.WhoAmISerializer)
     def get(self, request: Request) -> Response:
         user = signed_in(request)
         services.ensure_user_namespace(user)
@@ -72,47 +73,15 @@ class WhoAmIView(APIView):
 
 class AdapterListView(APIView):
     parser_classes = [JSONParser]
+    pagination_class = PageNumberPagination
 
     @extend_schema(
-        summary="Search adapters",
-        parameters=[
-            OpenApiParameter(
-                "q",
-                str,
-                description="words, each matched against the name, namespace, description, task, base model and "
-                "tags (a prefix of a word, or a substring of the name); unknown words are corrected to the nearest "
-                "known one",
-            ),
-            OpenApiParameter("base_model", str),
-            OpenApiParameter("method", str),
-            OpenApiParameter("task", str),
-            OpenApiParameter("tag", str),
-            OpenApiParameter("namespace", str),
-            OpenApiParameter(
-                "sort",
-                str,
-                enum=[*selectors.SORTS, "score"],
-                description="relevance (the default: best matches first, then downloads), downloads, recent, name, "
-                "or score with suite",
-            ),
-            OpenApiParameter("suite", int, description="with sort=score: the eval suite to rank by"),
-            OpenApiParameter("page", int),
-            OpenApiParameter("page_size", int),
-        ],
-        responses=s.AdapterSerializer(many=True),
+        summary="Search adapters", parameters=[s.AdapterSearchQuery], responses=s.AdapterSerializer(many=True)
     )
     def get(self, request: Request) -> Response:
-        params = request.query_params
-        query = selectors.AdapterQuery(
-            q=params.get("q", ""),
-            base_model=params.get("base_model", ""),
-            method=params.get("method", ""),
-            task=params.get("task", ""),
-            tag=params.get("tag", ""),
-            namespace=params.get("namespace", ""),
-            suite=params.get("suite", ""),
-            sort=params.get("sort") or "relevance",
-        )
+        form = s.AdapterSearchQuery(data=request.query_params)
+        form.is_valid(raise_exception=True)
+        query = selectors.AdapterQuery(**form.validated_data)
         actor = actor_of(request)
         return paginated(
             self,
@@ -125,7 +94,7 @@ class AdapterListView(APIView):
     @extend_schema(
         summary="Create an adapter (without versions)",
         request=s.AdapterCreateInput,
-        responses=s.AdapterDetailSerializer,
+        responses={201: s.AdapterDetailSerializer},
     )
     def post(self, request: Request) -> Response:
         form = s.AdapterCreateInput(data=request.data)
@@ -161,16 +130,18 @@ class AdapterDetailView(APIView):
 
 class VersionListView(APIView):
     parser_classes = [PushMultiPartParser]
+    pagination_class = PageNumberPagination
 
     @extend_schema(
-        summary="List versions (yanked ones with include_yanked=1)",
-        parameters=[OpenApiParameter("include_yanked", bool)],
+        summary="List versions, newest first",
+        parameters=[s.VersionListQuery],
         responses=s.VersionSerializer(many=True),
     )
     def get(self, request: Request, namespace: str, name: str) -> Response:
         adapter = access_adapter(actor_of(request), namespace, name)
-        include_yanked = request.query_params.get("include_yanked", "").lower() in {"1", "true", "yes"}
-        versions = selectors.list_versions(adapter, include_yanked=include_yanked)
+        form = s.VersionListQuery(data=request.query_params)
+        form.is_valid(raise_exception=True)
+        versions = selectors.list_versions(adapter, include_yanked=form.validated_data["include_yanked"])
         return paginated(self, request, versions, s.VersionSerializer)
 
     @extend_schema(
@@ -252,6 +223,7 @@ class VersionFileView(APIView):
 
 class BaseModelListView(APIView):
     parser_classes = [JSONParser]
+    pagination_class = PageNumberPagination
 
     @extend_schema(
         summary="Base models with the number of adapters visible to you", responses=s.BaseModelSerializer(many=True)
@@ -271,7 +243,9 @@ class BaseModelListView(APIView):
         return paginated(self, request, bases, s.BaseModelSerializer)
 
     @extend_schema(
-        summary="Register a base model (admin)", request=s.BaseModelCreateInput, responses=s.BaseModelSerializer
+        summary="Register a base model (admin)",
+        request=s.BaseModelCreateInput,
+        responses={201: s.BaseModelSerializer},
     )
     def post(self, request: Request) -> Response:
         if not actor_of(request).is_admin:
@@ -320,13 +294,18 @@ class BaseModelFilesView(APIView):
 class TokenListView(APIView):
     permission_classes = [IsAuthenticated]
     parser_classes = [JSONParser]
+    pagination_class = PageNumberPagination
 
     @extend_schema(summary="Your tokens (secrets are never shown again)", responses=s.TokenSerializer(many=True))
     def get(self, request: Request) -> Response:
         tokens = signed_in(request).api_tokens.select_related("namespace").all()
         return paginated(self, request, tokens, s.TokenSerializer)
 
-    @extend_schema(summary="Create a token; the answer holds its secret, shown once", request=s.TokenCreateInput)
+    @extend_schema(
+        summary="Create a token; the answer holds its secret, shown once",
+        request=s.TokenCreateInput,
+        responses={201: s.IssuedTokenSerializer},
+    )
     def post(self, request: Request) -> Response:
         token = token_of(request)
         if token is not None and not token.allows("admin"):
@@ -355,7 +334,7 @@ class OrganizationListView(APIView):
     @extend_schema(
         summary="Create an organization; you become its owner",
         request=s.OrganizationCreateInput,
-        responses=s.NamespaceSerializer,
+        responses={201: s.NamespaceSerializer},
     )
     def post(self, request: Request) -> Response:
         form = s.OrganizationCreateInput(data=request.data)
@@ -366,6 +345,7 @@ class OrganizationListView(APIView):
 
 class MemberListView(APIView):
     parser_classes = [JSONParser]
+    pagination_class = PageNumberPagination
 
     @extend_schema(summary="Members of an organization", responses=s.MembershipSerializer(many=True))
     def get(self, request: Request, namespace: str) -> Response:
@@ -373,7 +353,11 @@ class MemberListView(APIView):
         members = org.memberships.select_related("user").order_by("user__username")
         return paginated(self, request, members, s.MembershipSerializer)
 
-    @extend_schema(summary="Add, change (role) or remove (role=null) a member; owners only", request=s.MembershipInput)
+    @extend_schema(
+        summary="Add, change (role) or remove (role=null) a member; owners only",
+        request=s.MembershipInput,
+        responses={200: s.MembershipSerializer, 204: None},
+    )
     def post(self, request: Request, namespace: str) -> Response:
         actor = actor_of(request)
         org = access_namespace(actor, namespace)

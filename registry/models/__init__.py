@@ -39,7 +39,15 @@ from registry.models.core import (
     method_phrase,
     slug_validator,
 )
-from registry.models.evals import SUITE_METRICS, BestScore, EvalResult, EvalSuite, EvaluationRequest, SuiteKind
+from registry.models.evals import (
+    SUITE_METRICS,
+    BaselineEvaluation,
+    BestScore,
+    EvalResult,
+    EvalSuite,
+    EvaluationRequest,
+    SuiteKind,
+)
 
 __all__ = [
     "method_phrase",
@@ -49,6 +57,7 @@ __all__ = [
     "BaseModelFile",
     "ACTIVE_STATUSES",
     "SUITE_METRICS",
+    "BaselineEvaluation",
     "BestScore",
     "EvalSuite",
     "EvaluationRequest",

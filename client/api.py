@@ -8,15 +8,16 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import requests
 from tqdm.auto import tqdm
 
-from client import config, local_checks
+from client import config, formatting, hf_cache, local_checks
 from client.errors import (
     ChecksumMismatch,
     Conflict,
@@ -24,6 +25,7 @@ from client.errors import (
     HubError,
     JobFailed,
     NotFound,
+    TimedOut,
     ValidationError,
     error_from_response,
     scrubbed,
@@ -36,9 +38,12 @@ from client.types import (
     Evaluation,
     FileEntry,
     Job,
+    Member,
+    Organization,
     PulledAdapter,
     PushResult,
     Score,
+    ScoreReport,
     Token,
     User,
     Version,
@@ -50,6 +55,8 @@ from client.version import VERSION
 COMPLETE_TIMEOUT = 3600
 PART_ATTEMPTS = 4
 _REDIRECTS = (301, 302, 303, 307, 308)
+# Revisions under which the hub serves its latest non-yanked version (huggingface_hub's `main`).
+_HEAD_REFS = (None, "latest")
 
 
 def parse_ref(ref: str) -> tuple[str, str, str | None]:
@@ -75,6 +82,22 @@ class _Stats:
 
 class _UrlExpired(Exception):
     """A presigned URL was refused (expired): ask the hub for fresh ones."""
+
+
+@dataclass(frozen=True)
+class _BlobSlot:
+    """Where a downloaded blob lands (`final`), where its bytes gather meanwhile (`partial`, resumed
+    from), and the lock that keeps two downloads of it apart."""
+
+    final: Path
+    partial: Path
+    lock: Path
+    # ahub's own cache is content-addressed and never edited: its blobs are made read-only.
+    readonly: bool = True
+
+
+def _holds(path: Path, size: int) -> bool:
+    return path.is_file() and path.stat().st_size == size
 
 
 class HubClient:
@@ -185,6 +208,27 @@ class HubClient:
 
     def revoke_token(self, token_id: int) -> None:
         self._request("DELETE", f"/api/v1/tokens/{int(token_id)}/")
+
+    # --- Organizations ---------------------------------------------------------------------------
+
+    def create_organization(self, name: str, *, display_name: str = "") -> Organization:
+        """A new organization (a namespace adapters can be pushed to); you become its owner."""
+        body = {"name": name, "display_name": display_name}
+        return Organization.from_json(self._json("POST", "/api/v1/orgs/", json=body))
+
+    def members(self, org: str) -> list[Member]:
+        """An organization's members and their roles (owner, writer, reader), by user name."""
+        return [Member.from_json(m) for m in self._pages(f"/api/v1/orgs/{_segment(org)}/members/", {}, None)]
+
+    def set_member(self, org: str, user: str, role: str = "reader") -> Member:
+        """Add a user to an organization, or change their role: `owner` (manages members),
+        `writer` (pushes, composes) or `reader` (sees private adapters). Owners only."""
+        body = {"user": user, "role": role}
+        return Member.from_json(self._json("POST", f"/api/v1/orgs/{_segment(org)}/members/", json=body))
+
+    def remove_member(self, org: str, user: str) -> None:
+        """Take a user out of an organization (its last owner cannot leave). Owners only."""
+        self._request("POST", f"/api/v1/orgs/{_segment(org)}/members/", json={"user": user, "role": None})
 
     # --- Catalog ---------------------------------------------------------------------------------
 
@@ -485,17 +529,93 @@ class HubClient:
             path=folder, adapter=info.adapter, version=info.version, files=placed, bytes_downloaded=downloaded
         )
 
-    def _fetch(self, entry: FileEntry, show: bool) -> tuple[Path, int]:
+    def pull_to_hf_cache(
+        self,
+        repo: str,
+        version: str | int | None = None,
+        *,
+        cache_dir: str | os.PathLike[str] | None = None,
+        progress: bool | None = None,
+    ) -> PulledAdapter:
+        """Download a version into a Hugging Face cache (default: huggingface_hub's, from HF_HUB_CACHE
+        or HF_HOME), laid out as huggingface_hub lays out what it downloads from this hub, so that
+        `hf_hub_download`, `snapshot_download`, transformers and PEFT pointed at this hub
+        (HF_ENDPOINT) find every file there and download none again, offline too.
+
+        1. Resolve the version: its commit id names the snapshot, each file's sha256 its blob (what
+           the hub's HF routes answer as `X-Repo-Commit` and `ETag`).
+        2. Each blob is kept if the cache holds it already (another version of the adapter may share
+           it), else linked from ahub's own cache, else downloaded there and verified as `pull` does.
+        3. Link snapshots/<commit>/<path> to the blobs, write the commit's file listing, and point the
+           refs at the commit: its number, its label, and `main` when the latest version was asked for.
+        Returns the snapshot folder (`path`), which PeftModel.from_pretrained(base, path) loads too.
+        """
+        _, _, ref = parse_ref(repo)
+        requested = str(version) if version is not None else ref
+        info = self.version(repo, version)
+        commit = info.commit_id
+        if not hf_cache.COMMIT_ID.fullmatch(commit):
+            raise HubError(f"the hub gave {info.ref} no commit id (digest {info.digest!r})", code="no_commit_id")
+        cache = hf_cache.HfCacheRepo(hf_cache.cache_dir(cache_dir), info.adapter)
+        cache.tag()
+        show = self._show(progress)
+        placed: dict[str, Path] = {}
+        downloaded = 0
+        for entry in info.files:
+            relative = _safe_relative(entry.path)
+            blob, count = self._hf_blob(cache, entry, show)
+            downloaded += count
+            placed[entry.path] = cache.link(commit, relative, blob)
+        cache.write_tree(commit, info.files)
+        # Refs last: a revision never names a snapshot that is still being filled.
+        names = [str(info.version), *([info.label] if info.label else [])]
+        if requested in _HEAD_REFS and not info.yanked:
+            names.append("main")
+        refs = [revision for revision in map(hf_cache.ref_name, names) if revision is not None]
+        for revision in refs:
+            cache.set_ref(revision, commit)
+        return PulledAdapter(
+            path=cache.snapshot(commit),
+            adapter=info.adapter,
+            version=info.version,
+            files=placed,
+            bytes_downloaded=downloaded,
+            commit_id=commit,
+            refs=refs,
+        )
+
+    def _hf_blob(self, cache: hf_cache.HfCacheRepo, entry: FileEntry, show: bool) -> tuple[Path, int]:
+        """A file's blob in a Hugging Face cache: there already, linked from ahub's cache, or downloaded."""
+        target = cache.blob(entry.sha256)
+        if _holds(target, entry.size):
+            return target, 0
+        own = self.cache_dir / "blobs" / entry.sha256
+        if _holds(own, entry.size):
+            place(own, target, link=True)  # a hard link where both caches share a filesystem
+            return target, 0
+        slot = _BlobSlot(
+            final=target, partial=cache.incomplete(entry.sha256), lock=cache.lock(entry.sha256), readonly=False
+        )
+        return self._fetch(entry, show, slot)
+
+    def _fetch(self, entry: FileEntry, show: bool, slot: _BlobSlot | None = None) -> tuple[Path, int]:
         """The cached blob of a file, downloading (or resuming) it first; returns it and the
-        number of bytes downloaded."""
-        blobs = self.cache_dir / "blobs"
-        final = blobs / entry.sha256
-        if final.is_file() and final.stat().st_size == entry.size:
+        number of bytes downloaded. `slot` says where it goes (default: ahub's cache, by sha256)."""
+        if slot is None:
+            blobs = self.cache_dir / "blobs"
+            slot = _BlobSlot(
+                final=blobs / entry.sha256,
+                partial=blobs / f"{entry.sha256}.partial",
+                lock=blobs / f"{entry.sha256}.lock",
+            )
+        final = slot.final
+        if _holds(final, entry.size):
             return final, 0
-        with locked(blobs / f"{entry.sha256}.lock"):
-            if final.is_file() and final.stat().st_size == entry.size:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        with locked(slot.lock):
+            if _holds(final, entry.size):
                 return final, 0  # another process fetched it while we waited
-            partial = blobs / f"{entry.sha256}.partial"
+            partial = slot.partial
             downloaded = 0
             for _ in range(2):
                 start = partial.stat().st_size if partial.is_file() else 0
@@ -510,7 +630,8 @@ class HubClient:
                 downloaded += written
                 size = partial.stat().st_size
                 if size == entry.size and digest.hexdigest() == entry.sha256:
-                    os.chmod(partial, 0o444)  # the cache is content-addressed: never edit a blob
+                    if slot.readonly:
+                        os.chmod(partial, 0o444)  # the cache is content-addressed: never edit a blob
                     os.replace(partial, final)
                     return final, downloaded
                 partial.unlink(missing_ok=True)
@@ -649,7 +770,7 @@ class HubClient:
                 if current.finished:
                     break
                 if deadline is not None and time.monotonic() >= deadline:
-                    raise HubError(f"job {current.id} is still {current.status} after {timeout:g} s", code="timeout")
+                    raise TimedOut(f"job {current.id} is still {current.status} after {formatting.duration(timeout)}")
                 time.sleep(interval)
                 current = self.job(current.id)
         if current.status == "failed":
@@ -677,6 +798,51 @@ class HubClient:
             data = data.get("scores", data.get("results", []))
         return [Score.from_json(s) for s in data]
 
+    def score_report(self, repo: str, version: str | int | None = None) -> ScoreReport:
+        """A version's newest score per suite, with the validation gate's verdict on it
+        (`validation`: none, pending, validated or rejected; `validation_reasons`, per suite)."""
+        return ScoreReport.from_json(self._json("GET", f"{self._version_path(repo, version)}scores/"))
+
+    def wait_evaluations(
+        self,
+        repo: str,
+        version: str | int | None = None,
+        *,
+        ids: Collection[str] | None = None,
+        timeout: float | None = None,
+        interval: float = 2.0,
+    ) -> list[Evaluation]:
+        """Poll a version's evaluation requests until those in `ids` (default: every one) have
+        finished; returns them, failed ones included (see `.status` and `.error`). Raises TimedOut."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            watched = [e for e in self.evaluations(repo, version) if ids is None or e.id in ids]
+            running = [e for e in watched if not e.finished]
+            if not running:
+                return watched
+            if deadline is not None and time.monotonic() >= deadline:
+                suites = ", ".join(sorted({e.suite for e in running}))
+                raise TimedOut(
+                    f"{len(running)} evaluations ({suites}) still queued or running after {formatting.duration(timeout)}"
+                )
+            time.sleep(interval)
+
+    def wait_verdict(
+        self, repo: str, version: str | int | None = None, *, timeout: float | None = None, interval: float = 2.0
+    ) -> ScoreReport:
+        """Poll a version until the validation gate has decided on it (it is no longer `pending`:
+        the gate decides once the evaluations it asked for finish). Raises TimedOut."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            report = self.score_report(repo, version)
+            if report.validation != "pending":
+                return report
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimedOut(
+                    f"the validation gate has not decided on {report.ref} after {formatting.duration(timeout)}"
+                )
+            time.sleep(interval)
+
     def _version_path(self, repo: str, version: str | int | None) -> str:
         namespace, name, ref = parse_ref(repo)
         ref = str(version) if version is not None else ref or "latest"
@@ -701,6 +867,13 @@ def _safe_relative(path: str) -> PurePosixPath:
     if relative.is_absolute() or not relative.parts or any(part in ("", ".", "..") for part in relative.parts):
         raise HubError(f"the hub sent an unsafe file path {path!r}", code="unsafe_path")
     return relative
+
+
+def _segment(name: str) -> str:
+    """A namespace as one URL path segment."""
+    if not name or "/" in name or name in (".", ".."):
+        raise ValueError(f"{name!r} is not an organization name")
+    return name
 
 
 def _input_of(item: Any) -> dict[str, Any]:

@@ -77,6 +77,14 @@ class ConnectionFailed(HubError):
     """The hub (or the storage it redirects to) could not be reached."""
 
 
+class TimedOut(HubError):
+    """Waiting (for a job, evaluations or a verdict) took longer than the timeout given; the work
+    itself goes on on the hub. `code` is "timeout"."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code="timeout")
+
+
 _BY_STATUS: dict[int, type[HubError]] = {
     400: ValidationError,
     401: AuthenticationError,

@@ -88,6 +88,10 @@ class Version:
     created_at: str | None = None
     yanked: bool = False
     yanked_reason: str = ""
+    # The validation gate's verdict on a composed version: none | pending | validated | rejected,
+    # with one reason per suite it checked.
+    validation: str = "none"
+    validation_reasons: list[dict[str, Any]] = field(default_factory=list)
     files: list[FileEntry] = field(default_factory=list)
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -99,6 +103,12 @@ class Version:
     def ref(self) -> str:
         """`ns/name:number`, as `pull` and `compose` accept it."""
         return f"{self.adapter}:{self.version}"
+
+    @property
+    def commit_id(self) -> str:
+        """The revision the hub's Hugging Face routes serve this version under (its digest's first
+        40 hex digits): what `revision=` and the HF cache's snapshot folder are named by."""
+        return self.digest[:40]
 
 
 @dataclass(frozen=True)
@@ -150,13 +160,19 @@ class PushResult:
 
 @dataclass(frozen=True)
 class PulledAdapter:
-    """A pulled version: `path` is a folder that PeftModel.from_pretrained(base, path) loads."""
+    """A pulled version: `path` is a folder that PeftModel.from_pretrained(base, path) loads.
+
+    Pulled into a Hugging Face cache, `path` is the snapshot folder, `commit_id` its revision and
+    `refs` the names (`main`, the number, the label) that now point at it there.
+    """
 
     path: Path
     adapter: str
     version: int
     files: dict[str, Path] = field(default_factory=dict)
     bytes_downloaded: int = 0
+    commit_id: str | None = None
+    refs: list[str] = field(default_factory=list)
 
     def __fspath__(self) -> str:
         return str(self.path)
@@ -194,6 +210,12 @@ class Job:
             return None
         return f"{self.result['adapter']}:{self.result['version']}"
 
+    @property
+    def validation(self) -> str | None:
+        """The gate's verdict on the published result, when the hub includes it in the job."""
+        value = (self.result or {}).get("validation")
+        return str(value) if value is not None else None
+
 
 @dataclass(frozen=True)
 class Score:
@@ -203,11 +225,61 @@ class Score:
     higher_is_better: bool | None = None
     source: str = ""
     samples: int | None = None
+    precision: str = ""
+    duration_seconds: float | None = None
     created_at: str | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Score:
+        return _from_json(cls, data)
+
+
+@dataclass(frozen=True)
+class ScoreReport:
+    """A version's newest score per suite and the validation gate's verdict on it (the hub's
+    `…/versions/{n}/scores/`)."""
+
+    adapter: str
+    version: int
+    validation: str = "none"  # none | pending | validated | rejected
+    validation_reasons: list[dict[str, Any]] = field(default_factory=list)
+    scores: list[Score] = field(default_factory=list)
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ScoreReport:
+        return _from_json(cls, data, scores=[Score.from_json(s) for s in data.get("scores", [])])
+
+    @property
+    def ref(self) -> str:
+        return f"{self.adapter}:{self.version}"
+
+
+@dataclass(frozen=True)
+class Organization:
+    name: str
+    kind: str = "org"
+    display_name: str = ""
+    created_at: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Organization:
+        return _from_json(cls, data)
+
+
+@dataclass(frozen=True)
+class Member:
+    """A user's role in an organization: owner (manages members), writer (pushes) or reader."""
+
+    user: str
+    role: str
+    created_at: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Member:
         return _from_json(cls, data)
 
 
@@ -228,3 +300,7 @@ class Evaluation:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Evaluation:
         return _from_json(cls, data, id=str(data.get("id", "")))
+
+    @property
+    def finished(self) -> bool:
+        return self.status in ("succeeded", "failed")

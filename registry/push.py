@@ -64,7 +64,7 @@ from registry.models import (
     VersionFile,
     Visibility,
 )
-from registry.services import MAX_TAGS, AdapterMetadata, apply_metadata, check_slug
+from registry.services import MAX_DATASETS, MAX_TAGS, AdapterMetadata, apply_metadata, check_slug
 from storage import BlobMismatch
 
 log = logging.getLogger(__name__)
@@ -215,8 +215,16 @@ def read_card(stream: IO[bytes] | None) -> Card:
             license=_short(data.license),
             task=_short(data.pipeline_tag),
             tags=tags,
+            datasets=_datasets(data.datasets),
         ),
     )
+
+
+def _datasets(value: Any) -> list[str] | None:
+    """A card's `datasets:`, one name or a list of them."""
+    names = [value] if isinstance(value, str) else value if isinstance(value, list) else []
+    kept = [n.strip() for n in names if isinstance(n, str) and 0 < len(n.strip()) <= 200][:MAX_DATASETS]
+    return kept or None
 
 
 def _short(value: Any) -> str | None:

@@ -106,6 +106,7 @@ class AdapterSerializer(serializers.ModelSerializer[Adapter]):
             "task",
             "tags",
             "license",
+            "datasets",
             "visibility",
             "description",
             "downloads",
@@ -214,6 +215,9 @@ class AdapterMetadataInput(serializers.Serializer[Any]):
     license = serializers.CharField(max_length=64, required=False, allow_blank=True)
     visibility = serializers.ChoiceField(choices=Visibility.choices, required=False)
     description = serializers.CharField(max_length=500, required=False, allow_blank=True)
+    datasets = serializers.ListField(
+        child=serializers.CharField(max_length=200), required=False, allow_empty=True, help_text="e.g. squad"
+    )
 
     def to_metadata(self) -> AdapterMetadata:
         return AdapterMetadata(**self.validated_data)
@@ -236,10 +240,12 @@ class PushInput(AdapterMetadataInput):
 
     def to_internal_value(self, data: Any) -> Any:
         if hasattr(data, "getlist"):
-            tags = [t for item in data.getlist("tags") for t in str(item).split(",") if t.strip()]
-            data = {key: data.get(key) for key in data if key not in ("files", "tags")} | (
-                {"tags": tags} if "tags" in data else {}
-            )
+            lists = {
+                key: [t for item in data.getlist(key) for t in str(item).split(",") if t.strip()]
+                for key in ("tags", "datasets")
+                if key in data
+            }
+            data = {key: data.get(key) for key in data if key not in ("files", "tags", "datasets")} | lists
         return super().to_internal_value(data)
 
     def to_metadata(self) -> AdapterMetadata:

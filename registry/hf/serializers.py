@@ -78,6 +78,7 @@ def adapter_tags(adapter: Adapter) -> list[str]:
         tags.append(adapter.task)
     if adapter.license:
         tags.append(f"license:{adapter.license}")
+    tags += [f"dataset:{name}" for name in adapter.datasets]
     tags += [tag.name for tag in adapter.tags.all()]
     return list(dict.fromkeys(tags))
 
@@ -90,6 +91,8 @@ def card_data(adapter: Adapter) -> dict[str, Any]:
         data["license"] = adapter.license
     if adapter.task:
         data["pipeline_tag"] = adapter.task
+    if adapter.datasets:
+        data["datasets"] = adapter.datasets
     return data
 
 

@@ -238,6 +238,8 @@ class Adapter(models.Model):
     task = models.CharField(max_length=64, blank=True, db_index=True)
     tags = models.ManyToManyField(Tag, blank=True, related_name="adapters")
     license = models.CharField(max_length=64, blank=True)
+    # Data sets it was trained on, as model cards name them (`datasets:`), e.g. ["squad", "org/private-set"].
+    datasets = models.JSONField(default=list, blank=True)
     visibility = models.CharField(max_length=8, choices=Visibility.choices, default=Visibility.PUBLIC)
     description = models.CharField(max_length=500, blank=True)
     # The README.md of the latest version, shown as the model card.

@@ -12,6 +12,7 @@ them directly. Pushing is registry/push.py, compositions and evaluations their o
 from __future__ import annotations
 
 from registry.services.adapters import (
+    MAX_DATASETS,
     MAX_TAGS,
     AdapterMetadata,
     apply_metadata,
@@ -35,6 +36,7 @@ __all__ = [
     "ADAPTER_FILES",
     "AdapterMetadata",
     "IssuedToken",
+    "MAX_DATASETS",
     "MAX_TAGS",
     "apply_metadata",
     "authenticate_token",

@@ -24,6 +24,7 @@ from registry.models import (
 
 # Tags per adapter: a push naming thousands would bloat every listing that shows them.
 MAX_TAGS = 32
+MAX_DATASETS = 32
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class AdapterMetadata:
     license: str | None = None
     visibility: str | None = None
     description: str | None = None
+    datasets: Sequence[str] | None = None
 
     def __post_init__(self) -> None:
         if self.method is not None and self.method not in Method.values:
@@ -48,6 +50,13 @@ class AdapterMetadata:
         for tag in self.tags or ():
             if not tag or len(tag) > 64:
                 raise InvalidRequest(f"tag {tag!r} must have 1 to 64 characters", code="bad_tag")
+        if self.datasets is not None and len(self.datasets) > MAX_DATASETS:
+            raise InvalidRequest(
+                f"an adapter names at most {MAX_DATASETS} data sets, not {len(self.datasets)}", code="too_many_datasets"
+            )
+        for dataset in self.datasets or ():
+            if not dataset or len(dataset) > 200:
+                raise InvalidRequest(f"data set {dataset!r} must have 1 to 200 characters", code="bad_dataset")
 
 
 def create_adapter(*, actor: Actor, namespace: str, name: str, meta: AdapterMetadata) -> Adapter:
@@ -91,6 +100,8 @@ def apply_metadata(adapter: Adapter, meta: AdapterMetadata) -> None:
         value = getattr(meta, field_name)
         if value is not None:
             setattr(adapter, field_name, value)
+    if meta.datasets is not None:
+        adapter.datasets = list(dict.fromkeys(d.strip() for d in meta.datasets if d.strip()))
     adapter.updated_at = timezone.now()
     adapter.save()
     if meta.tags is not None:

@@ -203,3 +203,46 @@ def test_non_peft_methods_come_from_their_own_layout_over_hf(
 
     methods = dict(Adapter.objects.filter(name__startswith="hf-").values_list("name", "method"))
     assert methods == {"hf-bitfit": "bitfit", "hf-bottleneck": "bottleneck"}
+
+
+def test_a_card_gives_the_same_metadata_whichever_client_pushed_it(
+    hub: Hub, alice: Any, token_for: Any, client_for: Any, lora_dir: Path, tmp_path: Path
+) -> None:
+    """The card is written by huggingface_hub's own ModelCard, as PEFT's save_pretrained writes one;
+    pushed over the REST API (as ahub does) and over the HF protocol, it files the same metadata."""
+    from huggingface_hub import HfApi, ModelCard, ModelCardData
+
+    from tests.helpers import push_folder
+
+    folder = tmp_path / "carded"
+    shutil.copytree(lora_dir, folder)
+    data = ModelCardData(
+        base_model=BASE_MODEL_NAME,
+        license="mit",
+        pipeline_tag="text-generation",
+        datasets=["squad", "alice/private-set"],
+        tags=["qa", "base_model:adapter:" + BASE_MODEL_NAME],
+        library_name="peft",
+    )
+    ModelCard.from_template(data, template_str="---\n{{ card_data }}\n---\n# QA adapter\n").save(folder / "README.md")
+
+    assert push_folder(client_for(alice), "alice/by-rest", folder).status_code == 201
+    hub.use_token(token_for(alice))
+    api = HfApi()
+    api.create_repo("alice/by-hf")
+    api.upload_folder(repo_id="alice/by-hf", folder_path=folder)
+
+    def metadata(name: str) -> tuple[Any, ...]:
+        a = client_for(alice).get(f"/api/v1/adapters/alice/{name}/").json()
+        return (a["base_model"], a["license"], a["task"], a["tags"], a["datasets"])
+
+    assert metadata("by-rest") == metadata("by-hf") == (
+        BASE_MODEL_NAME,
+        "mit",
+        "text-generation",
+        ["qa"],
+        ["squad", "alice/private-set"],
+    )
+    info = api.model_info("alice/by-hf")
+    assert info.card_data is not None and info.card_data.datasets == ["squad", "alice/private-set"]
+    assert "dataset:squad" in (info.tags or [])

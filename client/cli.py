@@ -476,6 +476,7 @@ def _scores_text(report: ScoreReport, failed: Sequence[Evaluation] = ()) -> str:
                 s.suite,
                 s.metric,
                 display.number(s.value),
+                display.number(report.baselines.get(s.suite)),
                 s.samples if s.samples is not None else "",
                 s.precision,
                 s.source,
@@ -486,9 +487,9 @@ def _scores_text(report: ScoreReport, failed: Sequence[Evaluation] = ()) -> str:
         ]
         lines.append(
             display.table(
-                ("SUITE", "METRIC", "VALUE", "SAMPLES", "PRECISION", "SOURCE", "TOOK", "WHEN"),
+                ("SUITE", "METRIC", "VALUE", "BASE MODEL", "SAMPLES", "PRECISION", "SOURCE", "TOOK", "WHEN"),
                 rows,
-                right=("VALUE", "SAMPLES"),
+                right=("VALUE", "BASE MODEL", "SAMPLES"),
             )
         )
     else:

@@ -245,11 +245,14 @@ class ScoreReport:
     validation: str = "none"  # none | pending | validated | rejected
     validation_reasons: list[dict[str, Any]] = field(default_factory=list)
     scores: list[Score] = field(default_factory=list)
+    # The bare base model's value on each suite that has one (suite name -> value): the baseline.
+    baselines: dict[str, float] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ScoreReport:
-        return _from_json(cls, data, scores=[Score.from_json(s) for s in data.get("scores", [])])
+        baselines = {b["suite"]: b["value"] for b in data.get("baselines", []) if b.get("value") is not None}
+        return _from_json(cls, data, scores=[Score.from_json(s) for s in data.get("scores", [])], baselines=baselines)
 
     @property
     def ref(self) -> str:

@@ -22,7 +22,15 @@ from client import HubClient, cli
 from client.cli import main
 from composer.evaluation import EvaluationError
 from registry import compositions, enqueue, evaluations
-from registry.models import AdapterVersion, BaseModel, CompositionJob, EvalResult, EvalSuite, EvaluationRequest
+from registry.models import (
+    AdapterVersion,
+    BaselineEvaluation,
+    BaseModel,
+    CompositionJob,
+    EvalResult,
+    EvalSuite,
+    EvaluationRequest,
+)
 from tests.factories import BASE_MODEL_NAME
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -176,10 +184,25 @@ def test_eval_wait_runs_the_suites_asked_for_then_prints_scores_and_verdict(
     assert [(s["suite"], s["value"]) for s in report["scores"]] == [("sql-small", 0.7)]
     assert [(e["suite"], e["status"]) for e in report["evaluations"]] == [("sql-small", "succeeded")]
 
+    # The bare base model's score on the suite, the baseline the adapter's is read against.
+    BaselineEvaluation.objects.create(
+        suite=parents, status="succeeded", metric="exact_match", value=0.25, precision="fp32"
+    )
     code, out, _ = run(capsys, "eval", "alice/sql")
     header, row, verdict = out.splitlines()
-    assert header.split() == ["SUITE", "METRIC", "VALUE", "SAMPLES", "PRECISION", "SOURCE", "TOOK", "WHEN"]
-    assert row.split()[:7] == ["sql-small", "exact_match", "0.7", "8", "fp32", "worker", "1.2"]
+    assert header.split() == [
+        "SUITE",
+        "METRIC",
+        "VALUE",
+        "BASE",
+        "MODEL",
+        "SAMPLES",
+        "PRECISION",
+        "SOURCE",
+        "TOOK",
+        "WHEN",
+    ]
+    assert row.split()[:8] == ["sql-small", "exact_match", "0.7", "0.25", "8", "fp32", "worker", "1.2"]
     assert verdict == "validation: none"
 
 

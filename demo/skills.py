@@ -237,3 +237,70 @@ def train_lora(
 def write_jsonl(path: Path, lines: list[dict[str, Any]]) -> Path:
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))
     return path
+
+
+# --- More skills and the target suites of auto-composition ---------------------------------------------
+
+# Two more skills for searching combinations (composer.search, bench/autocompose.py). They are kept out
+# of SKILLS, whose two adapters the demo seeds and the tests train, and they use only words the demo
+# vocabulary already has (their names included), so the tokenizer and the base model stay as they are.
+EXTRA_SKILLS = (
+    Skill(
+        "mirror",
+        "Gives the country of a capital: the capital skill read backwards.",
+        "question-answering",
+        tuple((capital, country) for country, capital in SKILLS[0].pairs),
+    ),
+    Skill(
+        "ladder",
+        "Gives the next rung of a word ladder: each word's successor in a fixed chain.",
+        "text-generation",
+        (
+            ("anchor", "apple"),
+            ("basket", "bridge"),
+            ("cactus", "candle"),
+            ("castle", "cloud"),
+            ("desert", "dragon"),
+            ("engine", "falcon"),
+            ("feather", "forest"),
+            ("garden", "glacier"),
+            ("green", "guitar"),
+            ("hammer", "harbor"),
+            ("igloo", "island"),
+            ("jacket", "jungle"),
+        ),
+    ),
+)
+ALL_SKILLS = SKILLS + EXTRA_SKILLS
+
+
+@dataclass(frozen=True)
+class TargetSuite:
+    """An eval suite that needs several skills at once: the examples of each skill's suite of `kind`,
+    concatenated, so one skill's adapter alone answers about 1/len(skills) of it."""
+
+    name: str
+    kind: str  # "exact_match", "multiple_choice" or "perplexity", as in composer.evaluation
+    skills: tuple[str, ...]
+
+    def lines(self) -> list[dict[str, Any]]:
+        by_name = {skill.name: skill for skill in ALL_SKILLS}
+        lines: list[dict[str, Any]] = []
+        for index, name in enumerate(self.skills):
+            skill = by_name[name]
+            if self.kind == "exact_match":
+                lines += skill.exact_match_lines()
+            elif self.kind == "multiple_choice":
+                lines += skill.multiple_choice_lines(seed=index)
+            elif self.kind == "perplexity":
+                lines += skill.text_lines()
+            else:
+                raise ValueError(f"no {self.kind!r} lines for a skill; use exact_match, multiple_choice or perplexity")
+        return lines
+
+
+TARGET_SUITES = (
+    TargetSuite("capital-opposite-qa", "exact_match", ("capital", "opposite")),
+    TargetSuite("atlas-qa", "exact_match", ("capital", "mirror")),  # both directions: the two adapters interfere
+    TargetSuite("words-qa", "exact_match", ("opposite", "ladder")),
+)

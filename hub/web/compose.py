@@ -7,12 +7,16 @@ describes the inputs so the form can show what will be composed.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass, field
+from typing import Any
 
 import composer
+from composer.compose import DEFAULT_SEED
 from registry import compositions
 from registry.access import Actor
-from registry.compositions import CompositionRequest, InputSpec, ResolvedInput
+from registry.compositions import HYBRID, CompositionRequest, InputSpec, ResolvedInput
 from registry.exceptions import RegistryError
 
 
@@ -124,3 +128,84 @@ def _notes(method: str, resolved: list[ResolvedInput]) -> list[str]:
     if any(r.weight < 0 for r in resolved):
         notes.append("Negative weights subtract a task (task negation).")
     return notes
+
+
+# --- The form's methods and their parameters' defaults -------------------------------------------
+
+# The composer requires a density for TIES, DARE and magnitude pruning and has no default for it
+# (a deliberate choice it leaves to the caller); the form starts at the value the README's figures
+# and the benchmarks use.
+SUGGESTED_DENSITY = 0.5
+HYBRID_SUMMARY = (
+    "Keep the inputs side by side as the parts of one hybrid adapter (weight-changing adapters, then at most "
+    "one prompt); nothing is merged."
+)
+
+
+@dataclass(frozen=True)
+class MethodChoice:
+    """A method the compose form offers: which parameters it takes and what each starts at."""
+
+    name: str
+    summary: str
+    reference_url: str
+    uses_rank: bool = False
+    uses_density: bool = False
+    uses_seed: bool = False
+    uses_sign_method: bool = False
+    # Form field name -> the value the form fills in when the method is picked and the field is empty.
+    defaults: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def defaults_json(self) -> str:
+        return json.dumps(self.defaults, sort_keys=True)
+
+
+def parameter_defaults() -> dict[str, Any]:
+    """The composer's own defaults of the form's parameters (`composer.CompositionParams`), with the
+    seed the element-wise methods draw with when none is given."""
+    declared = {f.name: f.default for f in dataclasses.fields(composer.CompositionParams)}
+    return {
+        "rank": declared["rank"],  # None: the largest input rank at each module
+        "density": SUGGESTED_DENSITY if declared["density"] is None else declared["density"],
+        "seed": DEFAULT_SEED if declared["seed"] is None else declared["seed"],
+        "majority_sign_method": declared["majority_sign_method"],
+    }
+
+
+def method_choices() -> list[MethodChoice]:
+    """Every merge method of the composer, in its order, then hybrid (which merges nothing)."""
+    defaults = parameter_defaults()
+    choices = []
+    for spec in composer.METHODS.values():
+        filled: dict[str, str] = {}
+        if spec.uses_density:
+            filled["density"] = str(defaults["density"])
+        if spec.uses_sign_method:
+            filled["majority_sign_method"] = str(defaults["majority_sign_method"])
+        choices.append(
+            MethodChoice(
+                name=spec.name,
+                summary=spec.summary,
+                reference_url=spec.reference_url,
+                uses_rank=spec.uses_rank,
+                uses_density=spec.uses_density,
+                uses_seed=spec.uses_seed,
+                uses_sign_method=spec.uses_sign_method,
+                defaults=filled,
+            )
+        )
+    choices.append(MethodChoice(name=HYBRID, summary=HYBRID_SUMMARY, reference_url=""))
+    return choices
+
+
+def form_initial() -> dict[str, Any]:
+    """The compose form's first values: what the composer would use, so a method that needs a
+    density can be submitted as it comes, with or without JavaScript."""
+    defaults = parameter_defaults()
+    return {"density": defaults["density"], "majority_sign_method": defaults["majority_sign_method"]}
+
+
+def form_placeholders() -> dict[str, str]:
+    """What an empty parameter means, shown in its field."""
+    return {"rank": "largest input rank", "seed": f"{parameter_defaults()['seed']} (default)"}

@@ -16,6 +16,7 @@ from registry.compositions import CompositionRequest, InputSpec
 from registry.models import (
     RESERVED_NAMESPACES,
     WRITE_ROLES,
+    Adapter,
     Membership,
     Method,
     Namespace,
@@ -202,3 +203,79 @@ class TokenForm(forms.Form):
     def expires_at(self) -> Any:
         days = self.cleaned_data.get("expires")
         return timezone.now() + timedelta(days=int(days)) if days else None
+
+
+# --- The adapter page's owner actions -----------------------------------------------------------------
+
+
+def _tag_list(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+class AdapterMetadataForm(forms.Form):
+    """What an owner edits on the adapter's Settings tab: the fields of the API's AdapterMetadataInput
+    but visibility (a form of its own). A field left as it was is sent as None ("leave as is"), so
+    an unchanged base model is never looked up again."""
+
+    description = forms.CharField(max_length=500, required=False, widget=forms.Textarea(attrs={"rows": 3}))
+    task = forms.CharField(max_length=64, required=False, help_text="e.g. text-to-sql, summarization.")
+    tags = forms.CharField(max_length=2000, required=False, help_text="Comma-separated.")
+    license = forms.CharField(max_length=64, required=False, help_text="e.g. apache-2.0, mit.")
+    method = forms.ChoiceField(choices=Method.choices)
+    base_model = forms.CharField(max_length=200)
+
+    def __init__(self, data: QueryDict | None = None, *, adapter: Adapter, tags: list[str], has_versions: bool) -> None:
+        initial = {
+            "description": adapter.description,
+            "task": adapter.task,
+            "tags": ", ".join(tags),
+            "license": adapter.license,
+            "method": adapter.method,
+            "base_model": adapter.base_model.name,
+        }
+        super().__init__(data, initial=initial)
+        self.adapter = adapter
+        if has_versions:
+            # The registry refuses a new base model once versions exist (their shapes were checked against it).
+            self.fields["base_model"].disabled = True
+            self.fields["base_model"].help_text = "Fixed: versions were published against it."
+
+    def metadata(self) -> AdapterMetadata:
+        data = self.cleaned_data
+        return AdapterMetadata(
+            base_model=data["base_model"] if data["base_model"] != self.adapter.base_model.name else None,
+            method=data["method"] if data["method"] != self.adapter.method else None,
+            task=data["task"],
+            tags=_tag_list(data["tags"]),
+            license=data["license"],
+            description=data["description"],
+        )
+
+
+class VisibilityForm(forms.Form):
+    visibility = forms.ChoiceField(choices=Visibility.choices)
+
+    def metadata(self) -> AdapterMetadata:
+        return AdapterMetadata(visibility=self.cleaned_data["visibility"])
+
+
+class YankForm(forms.Form):
+    """Yank a version (the reason is required by the registry, which says so) or restore it."""
+
+    action = forms.ChoiceField(choices=[("yank", "Yank"), ("restore", "Restore")])
+    reason = forms.CharField(max_length=500, required=False)
+
+    @property
+    def yanked(self) -> bool:
+        return bool(self.cleaned_data["action"] == "yank")
+
+
+class EvaluationForm(forms.Form):
+    """One suite of the adapter's base model to evaluate a version on."""
+
+    suite = forms.ChoiceField()
+    force = forms.BooleanField(required=False, label="Evaluate again even if already scored")
+
+    def __init__(self, data: QueryDict | None = None, *, suites: list[tuple[str, str]]) -> None:
+        super().__init__(data)
+        _choice_field(self, "suite").choices = suites

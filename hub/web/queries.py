@@ -4,15 +4,16 @@ of cards shows. Each runs a fixed number of queries, whatever the page size or c
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlencode
 
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery
 
 from registry import facet_counts
-from registry.access import Actor, visible_adapters, visible_base_models
-from registry.models import Adapter, AdapterVersion, BaseModel, EvalResult, EvalSuite, Method
+from registry.access import PRIVATE_REFERENCE, Actor, visible_adapters, visible_base_models
+from registry.models import LORA_FAMILY, Adapter, AdapterVersion, BaseModel, EvalResult, EvalSuite, Method
 from registry.selectors import AdapterQuery, Ranking, maintained_choices, matching_adapters, ordered, understood
 
 FACETS = (("base_model", "Base model"), ("method", "Method"), ("task", "Task"), ("tag", "Tags"))
@@ -153,6 +154,8 @@ class LatestVersion:
     rank: int | None
     total_size: int
     validation: str
+    # The eval gate's per-suite checks (AdapterVersion.validation_reasons), read in the same query.
+    validation_reasons: Any = None
 
 
 def latest_versions(adapter_ids: Sequence[int]) -> dict[int, LatestVersion]:
@@ -165,10 +168,11 @@ def latest_versions(adapter_ids: Sequence[int]) -> dict[int, LatestVersion]:
         .values("number")[:1]
     )
     rows = AdapterVersion.objects.filter(adapter_id__in=adapter_ids, yanked=False, number=Subquery(newest)).values_list(
-        "adapter_id", "number", "rank", "total_size", "validation"
+        "adapter_id", "number", "rank", "total_size", "validation", "validation_reasons"
     )
     return {
-        adapter_id: LatestVersion(number, rank, size, validation) for adapter_id, number, rank, size, validation in rows
+        adapter_id: LatestVersion(number, rank, size, validation, reasons)
+        for adapter_id, number, rank, size, validation, reasons in rows
     }
 
 
@@ -208,3 +212,74 @@ def score_history(adapter: Adapter) -> dict[tuple[str, str, bool | None], list[t
         seen.add((suite, metric, number))
         history.setdefault((suite, metric, higher), []).append((number, value))
     return history
+
+
+# --- Compose page ------------------------------------------------------------------------------------
+
+# What the compose page offers as inputs: the LoRA family, as its adapter search does.
+COMPOSE_METHODS = tuple(sorted(LORA_FAMILY))
+COMPOSE_CHOICES_LIMIT = 100
+
+
+def composable_base_models(actor: Actor) -> list[tuple[str, int]]:
+    """(base model, number of composable adapters the actor can see) for every base model that has
+    one, by name, in one query."""
+    rows = (
+        visible_adapters(actor)
+        .filter(method__in=COMPOSE_METHODS)
+        .values_list("base_model__name")
+        .annotate(n=Count("pk"))
+        .order_by("base_model__name")
+    )
+    return [(name, n) for name, n in rows]
+
+
+def composable_adapters(actor: Actor, base_model: str, *, limit: int = COMPOSE_CHOICES_LIMIT) -> list[Adapter]:
+    """The composable adapters of `base_model` the actor can see, most downloaded first (one query)."""
+    found = matching_adapters(actor, AdapterQuery(base_model=base_model, methods=COMPOSE_METHODS), None)
+    return list(found.select_related("namespace").order_by("-downloads", "namespace__name", "name")[:limit])
+
+
+def base_model_of(actor: Actor, references: Iterable[str]) -> str:
+    """The base model of the first of `references` (ns/name), if the actor can see that adapter, or
+    "" (one query): the compose page's filter when it opens with an adapter already added."""
+    first = next((ref for ref in references if ref), "")
+    namespace, _, name = first.partition("/")
+    if not name:
+        return ""
+    found = (
+        visible_adapters(actor).filter(namespace__name=namespace, name=name).values_list("base_model__name", flat=True)
+    )
+    return next(iter(found), "")
+
+
+def hidden_references(actor: Actor, references: Iterable[str]) -> set[str]:
+    """Those of `references` (ns/name) that name no adapter the actor can see: private ones of other
+    namespaces, and deleted ones, look the same (one query)."""
+    wanted = {ref for ref in references if ref}
+    pairs = [ref.partition("/") for ref in wanted]
+    if not pairs:
+        return set()
+    match = Q()
+    for namespace, _, name in pairs:
+        match |= Q(namespace__name=namespace, name=name)
+    seen = {f"{ns}/{name}" for ns, name in visible_adapters(actor).filter(match).values_list("namespace__name", "name")}
+    return wanted - seen
+
+
+def visible_recipe(actor: Actor, recipe: dict[str, Any]) -> dict[str, Any]:
+    """A job's recipe as `actor` may read it: an input they cannot see (a private adapter of a
+    namespace they are not in, which a member of the target namespace may follow the job without)
+    reads "(a private adapter)", and the expression, which names every input, is left out then."""
+    inputs = recipe.get("inputs") or []
+    hidden = hidden_references(actor, [str(item.get("adapter", "")) for item in inputs])
+    if not hidden:
+        return recipe
+    return {
+        **recipe,
+        "inputs": [
+            {**item, "adapter": PRIVATE_REFERENCE, "version": ""} if item.get("adapter") in hidden else item
+            for item in inputs
+        ],
+        "expression": None,
+    }

@@ -1,4 +1,5 @@
-"""Server-side SVG: score charts across versions and lineage graphs. No JavaScript, no libraries.
+"""Server-side SVG: the lineage graph of a version. No JavaScript, no libraries. (Score charts are
+drawn by plotly.js in the browser: hub/static/hub/adapter-charts.js.)
 
 Every string that reaches the markup goes through `_esc`, so the returned SafeString is safe to
 inline in a template.
@@ -6,15 +7,12 @@ inline in a template.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
 
 from django.utils.safestring import SafeString, mark_safe
 
-# Colour-blind-friendly series colours (Okabe–Ito, without the yellow that vanishes on white).
-PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#56B4E9", "#E69F00", "#000000")
 POSITIVE = "#2f6fdf"
 NEGATIVE = "#c0392b"
 CHAR_WIDTH = 7.2  # average advance of the 12px UI font, for sizing boxes around text
@@ -27,105 +25,6 @@ def _esc(text: object) -> str:
 def _num(value: float) -> str:
     """A compact coordinate: SVG needs no more than two decimals."""
     return f"{value:.2f}".rstrip("0").rstrip(".")
-
-
-def format_value(value: float) -> str:
-    if value == 0 or 0.01 <= abs(value) < 10_000:
-        return f"{value:.4g}"
-    return f"{value:.3g}"
-
-
-# --- Scores across versions ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Series:
-    name: str
-    points: Sequence[tuple[int, float]]  # (version number, value), in version order
-
-
-def _nice_ticks(low: float, high: float, count: int = 4) -> list[float]:
-    """About `count` round tick values covering [low, high]."""
-    if high <= low:
-        pad = abs(low) * 0.1 or 1.0
-        low, high = low - pad, high + pad
-    raw = (high - low) / count
-    magnitude = 10 ** math.floor(math.log10(raw))
-    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
-    start = math.floor(low / step) * step
-    ticks = []
-    value = start
-    while value <= high + step * 1e-9:
-        ticks.append(round(value, 10))
-        value += step
-    if ticks[-1] < high:
-        ticks.append(round(ticks[-1] + step, 10))
-    return ticks
-
-
-def score_chart(series: Sequence[Series], *, metric: str, higher_is_better: bool | None = None) -> SafeString:
-    """A line chart: one polyline per suite over version numbers, with axes, grid and a legend."""
-    width, height = 560, 240
-    left, right, top, bottom = 52, 16, 34, 34
-    plot_w, plot_h = width - left - right, height - top - bottom
-    versions = sorted({n for s in series for n, _ in s.points})
-    values = [v for s in series for _, v in s.points]
-    if not versions or not values:
-        return mark_safe("")
-    ticks = _nice_ticks(min(values), max(values))
-    y_low, y_high = ticks[0], ticks[-1]
-
-    def x_of(number: int) -> float:
-        if len(versions) == 1:
-            return left + plot_w / 2
-        return left + plot_w * versions.index(number) / (len(versions) - 1)
-
-    def y_of(value: float) -> float:
-        return top + plot_h * (1 - (value - y_low) / ((y_high - y_low) or 1))
-
-    direction = (
-        "" if higher_is_better is None else (" (higher is better)" if higher_is_better else " (lower is better)")
-    )
-    label = f"{metric}{direction} across versions"
-    out = [
-        f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" aria-label="{_esc(label)}" '
-        f'xmlns="http://www.w3.org/2000/svg">',
-        f"<title>{_esc(label)}</title>",
-    ]
-    for tick in ticks:
-        y = _num(y_of(tick))
-        out.append(f'<line class="grid" x1="{left}" x2="{width - right}" y1="{y}" y2="{y}"/>')
-        out.append(
-            f'<text class="tick" x="{left - 6}" y="{y}" text-anchor="end" dy="0.35em">{_esc(format_value(tick))}</text>'
-        )
-    for number in versions:
-        x = _num(x_of(number))
-        out.append(f'<line class="axis" x1="{x}" x2="{x}" y1="{top + plot_h}" y2="{top + plot_h + 4}"/>')
-        out.append(f'<text class="tick" x="{x}" y="{top + plot_h + 16}" text-anchor="middle">v{number}</text>')
-    out.append(f'<line class="axis" x1="{left}" x2="{width - right}" y1="{top + plot_h}" y2="{top + plot_h}"/>')
-    out.append(f'<text class="axis-label" x="{left}" y="14">{_esc(metric)}{_esc(direction)}</text>')
-
-    legend_x = float(width - right)
-    for index, s in enumerate(reversed(list(series))):
-        colour = PALETTE[(len(series) - 1 - index) % len(PALETTE)]
-        legend_x -= len(s.name) * CHAR_WIDTH + 26
-        out.append(
-            f'<g class="legend"><rect x="{_num(legend_x)}" y="6" width="12" height="4" rx="2" fill="{colour}"/>'
-            f'<text x="{_num(legend_x + 16)}" y="12">{_esc(s.name)}</text></g>'
-        )
-    for index, s in enumerate(series):
-        colour = PALETTE[index % len(PALETTE)]
-        coords = [(x_of(n), y_of(v)) for n, v in s.points]
-        if len(coords) > 1:
-            points = " ".join(f"{_num(x)},{_num(y)}" for x, y in coords)
-            out.append(f'<polyline class="series" data-suite="{_esc(s.name)}" points="{points}" stroke="{colour}"/>')
-        for (number, value), (px, py) in zip(s.points, coords, strict=True):
-            out.append(
-                f'<circle cx="{_num(px)}" cy="{_num(py)}" r="4" fill="{colour}">'
-                f"<title>{_esc(s.name)} v{number}: {_esc(format_value(value))}</title></circle>"
-            )
-    out.append("</svg>")
-    return mark_safe("".join(out))
 
 
 # --- Lineage -----------------------------------------------------------------------------------------

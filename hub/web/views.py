@@ -9,7 +9,9 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
@@ -22,28 +24,32 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-import composer
+from demo import status as demo_status
 from hub.web import forms, queries, svg
-from hub.web.compose import check_composition
-from hub.web.display import Card, adapter_url, ago, make_cards
+from hub.web.compose import check_composition, form_initial, form_placeholders, method_choices
+from hub.web.display import Card, adapter_url, ago, make_cards, verdict
 from hub.web.modelcard import render_card
-from registry import push, search, services
+from registry import evaluations, push, search, services
 from registry.access import Actor, access_adapter, access_base_model, access_namespace, visible_adapters
 from registry.api.errors import status_of
 from registry.api.pagination import CountedPaginator
 from registry.compositions import submit_composition, version_lineage, visible_job
-from registry.exceptions import NotAuthenticated, NotFound, RegistryError
+from registry.exceptions import AccessDenied, NotAuthenticated, NotFound, RegistryError
 from registry.methods import method_details
 from registry.models import (
     LORA_FAMILY,
     Adapter,
     AdapterVersion,
+    BaseModel,
     CompositionJob,
+    EvalResult,
     EvalSuite,
+    EvaluationRequest,
     JobStatus,
     Namespace,
+    Role,
     Validation,
 )
 from registry.scores import leaderboard, suites_of, version_scores
@@ -188,6 +194,8 @@ def catalog(request: HttpRequest) -> HttpResponse:
         ],
         "filtered": any(params[k] for k in ("q", "base_model", "method", "task", "tag")),
         "clear_url": queries.query_string({"sort": params["sort"], "suite": params["suite"]}),
+        # `make run` serves the catalog while it builds the demo data in the background.
+        "demo_building": demo_status.building(),
     }
     partial = request.headers.get("X-Partial") == "catalog"
     response = render(request, "web/partials/catalog_results.html" if partial else "web/catalog.html", context)
@@ -238,7 +246,7 @@ def _version_node(version: AdapterVersion, weight: float | None = None, negated:
     note = "yanked" if version.yanked else (version.label or "")
     return svg.Node(
         label=f"{adapter.namespace.name}/{adapter.name}:{version.number}",
-        href=f"{adapter_url(adapter)}?version={version.number}",
+        href=f"{adapter_url(adapter)}lineage/?version={version.number}",  # the lineage tab: walk the graph
         weight=weight,
         negated=negated,
         yanked=version.yanked,
@@ -246,15 +254,47 @@ def _version_node(version: AdapterVersion, weight: float | None = None, negated:
     )
 
 
-def _charts(adapter: Adapter) -> list[dict[str, Any]]:
-    """One chart per metric (suites sharing a metric share a scale), a polyline per suite."""
-    by_metric: dict[tuple[str, bool | None], list[svg.Series]] = {}
-    for (suite, metric, higher), points in queries.score_history(adapter).items():
-        by_metric.setdefault((metric, higher), []).append(svg.Series(suite, points))
-    return [
-        {"metric": metric, "svg": svg.score_chart(series, metric=metric, higher_is_better=higher)}
-        for (metric, higher), series in sorted(by_metric.items(), key=lambda item: item[0][0])
-    ]
+def baseline_scores_of(base_model: BaseModel) -> dict[str, dict[str, float]]:
+    """The bare base model's own scores, suite name → {metric: value}: the Evaluation tab shows them
+    as a "base model (baseline)" row under each suite and as a dashed line on its chart."""
+    return {
+        baseline.suite.name: {baseline.metric: baseline.value}
+        for baseline in evaluations.baselines_of(base_model).values()
+        if baseline.value is not None
+    }
+
+
+def _charts(adapter: Adapter, baseline: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
+    """Scores across versions, for plotly.js: one chart per suite and metric scored on at least two
+    versions. One version's scores are the table above it: no one-dot charts."""
+    charts: list[dict[str, Any]] = []
+    history = queries.score_history(adapter)
+    for (suite, metric, higher), points in sorted(history.items(), key=lambda item: (item[0][0], item[0][1])):
+        if len(points) < 2:
+            continue
+        charts.append(
+            {
+                "id": f"chart-{len(charts) + 1}",
+                "suite": suite,
+                "metric": metric,
+                "higher_is_better": higher,
+                "points": points,  # [(version number, value)], in version order
+                "baseline": baseline.get(suite, {}).get(metric),
+            }
+        )
+    return charts
+
+
+def _score_rows(results: list[EvalResult], baseline: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
+    """A version's newest score per suite, each with the base model's own score on it when known."""
+    rows = []
+    for result in results:
+        base = baseline.get(result.suite, {}).get(result.metric)
+        delta = None if base is None else result.value - base
+        higher = result.eval_suite.higher_is_better if result.eval_suite is not None else None
+        better = None if delta is None or higher is None or delta == 0 else (delta > 0) == higher
+        rows.append({"result": result, "baseline": base, "delta": delta, "better": better})
+    return rows
 
 
 def _snippets(request: HttpRequest, adapter: Adapter, version: AdapterVersion) -> dict[str, str]:
@@ -277,41 +317,91 @@ def _snippets(request: HttpRequest, adapter: Adapter, version: AdapterVersion) -
     }
 
 
-@pages
-@require_GET
-def adapter_page(request: HttpRequest, namespace: str, name: str) -> HttpResponse:
-    actor = actor_of(request)
-    adapter = access_adapter(actor, namespace, name)
+# The adapter page's tabs, as on the Hugging Face Hub; each is its own URL (`/ns/name/files/`), so
+# every tab works without JavaScript and the bare `/ns/name/` (every existing link) is the card.
+ADAPTER_TABS = {"card": "Model card", "files": "Files and versions", "evaluation": "Evaluation", "lineage": "Lineage"}
+
+
+def _tab_url(adapter: Adapter, tab: str, version: str | int | None = None) -> str:
+    path = adapter_url(adapter) + ("" if tab == "card" else f"{tab}/")
+    return f"{path}?{urlencode({'version': version})}" if version else path
+
+
+def _tabs(adapter: Adapter, current: str, version_ref: str, can_write: bool) -> list[dict[str, Any]]:
+    tabs = [
+        {"key": key, "label": label, "url": _tab_url(adapter, key, version_ref), "current": key == current}
+        for key, label in ADAPTER_TABS.items()
+    ]
+    if can_write:
+        url = _tab_url(adapter, "settings")
+        tabs.append({"key": "settings", "label": "Settings", "url": url, "current": current == "settings"})
+    return tabs
+
+
+def _suite_choices(adapter: Adapter) -> list[tuple[str, str]]:
+    return [
+        (s.name, f"{s.name} ({s.metric}{', default' if s.is_default else ''})") for s in suites_of(adapter.base_model)
+    ]
+
+
+def _adapter_context(request: HttpRequest, actor: Actor, adapter: Adapter, tab: str) -> dict[str, Any]:
+    """The head and the tabs every tab shows, then what the open tab shows: each tab runs only its
+    own queries (the card renders no lineage, the evaluation tab lists no files)."""
     versions = list(list_versions(adapter, include_yanked=True))
-    version = _pick_version(adapter, versions, request.GET.get("version", "").strip())
+    version_ref = request.GET.get("version", "").strip()
+    version = _pick_version(adapter, versions, version_ref)
+    can_write = actor.can_write(adapter.namespace)
     context: dict[str, Any] = {
         "adapter": adapter,
         "tags": [t.name for t in adapter.tags.all()],
         "versions": versions,
         "version": version,
-        "card_html": render_card(adapter.card),
+        "tab": tab,
+        "tabs": _tabs(adapter, tab, version_ref, can_write),
         "updated_ago": ago(adapter.updated_at, timezone.now()),
-        "can_write": actor.can_write(adapter.namespace),
-        "charts": _charts(adapter),
+        "can_write": can_write,
         "is_lora": adapter.method in LORA_FAMILY,
+        "show_validation": version is not None and version.validation != Validation.NONE,
+        "evaluation_url": _tab_url(adapter, "evaluation", version_ref),
     }
-    if version is not None:
-        lineage = version_lineage(actor, version)
-        job = version.composition_jobs.order_by("created_at").first()
+    if version is None:
+        return context
+    if tab == "card":
         context.update(
-            files=[
-                {
-                    "file": f,
-                    "url": reverse(
-                        "api:version-file",
-                        kwargs={"namespace": namespace, "name": name, "ref": str(version.number), "path": f.path},
-                    ),
-                }
-                for f in version.files.all()
-            ],
-            scores=version_scores(version),
+            card_html=render_card(adapter.card),
             method_details=method_details(version.config),
             snippets=_snippets(request, adapter, version),
+        )
+    elif tab == "files":
+        context["files"] = [
+            {
+                "file": f,
+                "url": reverse(
+                    "api:version-file",
+                    kwargs={
+                        "namespace": adapter.namespace.name,
+                        "name": adapter.name,
+                        "ref": str(version.number),
+                        "path": f.path,
+                    },
+                ),
+            }
+            for f in version.files.all()
+        ]
+    elif tab == "evaluation":
+        baseline = baseline_scores_of(adapter.base_model)
+        context.update(
+            baseline_scores=baseline,
+            score_rows=_score_rows(version_scores(version), baseline),
+            charts=_charts(adapter, baseline),
+            validation_reasons=_reasons(version),
+            evaluation_requests=list(version.evaluation_requests.select_related("suite")[:10]),
+            evaluation_form=forms.EvaluationForm(suites=_suite_choices(adapter)) if can_write else None,
+        )
+    elif tab == "lineage":
+        lineage = version_lineage(actor, version)
+        job = version.composition_jobs.order_by("created_at").first() if lineage.parents else None
+        context.update(
             lineage=lineage,
             lineage_svg=(
                 svg.lineage_graph(
@@ -322,11 +412,133 @@ def adapter_page(request: HttpRequest, namespace: str, name: str) -> HttpRespons
                 if lineage.parents or lineage.children
                 else ""
             ),
-            recipe=job.recipe if job is not None and lineage.parents else None,
-            validation_reasons=_reasons(version),
-            show_validation=version.validation != Validation.NONE,
+            recipe=job.recipe if job is not None else None,
         )
-    return render(request, "web/adapter.html", context)
+    return context
+
+
+@pages
+@require_GET
+def adapter_page(request: HttpRequest, namespace: str, name: str, tab: str = "card") -> HttpResponse:
+    """One tab of the adapter page: model card, files and versions, evaluation, or lineage."""
+    if tab not in ADAPTER_TABS:
+        raise NotFound(f"the adapter page has no tab {tab!r}", code="not_found")
+    actor = actor_of(request)
+    adapter = access_adapter(actor, namespace, name)
+    return render(request, "web/adapter.html", _adapter_context(request, actor, adapter, tab))
+
+
+# --- The adapter's owners: settings, yank and restore, evaluations ------------------------------------
+# Each action takes the adapter with write=True (a reader gets 403, anyone else the same 404 as for
+# an absent adapter, an anonymous visitor the login page), calls the registry's own service, and
+# redirects back with a message: the services check and decide exactly as for the API.
+
+
+@pages
+@require_http_methods(["GET", "POST"])
+def adapter_settings(request: HttpRequest, namespace: str, name: str) -> HttpResponse:
+    """The Settings tab: the metadata form (POST saves it, as the API's PATCH) and visibility."""
+    actor = actor_of(request)
+    adapter = access_adapter(actor, namespace, name, write=True)
+    context = _adapter_context(request, actor, adapter, "settings")
+    data = request.POST if request.method == "POST" else None
+    form = forms.AdapterMetadataForm(
+        data, adapter=adapter, tags=context["tags"], has_versions=bool(context["versions"])
+    )
+    status = 200
+    if data is not None:
+        if form.is_valid():
+            try:
+                services.update_adapter(actor=actor, adapter=adapter, meta=form.metadata())
+            except RegistryError as exc:
+                form.add_error(None, exc.message)
+                status = status_of(exc)
+            else:
+                messages.success(request, f"Saved the metadata of {adapter.full_name}.")
+                return redirect(_tab_url(adapter, "settings"))
+        else:
+            status = 400
+    context.update(metadata_form=form)
+    return render(request, "web/adapter.html", context, status=status)
+
+
+@pages
+@require_POST
+def adapter_visibility(request: HttpRequest, namespace: str, name: str) -> HttpResponse:
+    actor = actor_of(request)
+    adapter = access_adapter(actor, namespace, name, write=True)
+    form = forms.VisibilityForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose public or private.")
+    else:
+        try:
+            services.update_adapter(actor=actor, adapter=adapter, meta=form.metadata())
+        except RegistryError as exc:
+            messages.error(request, exc.message)
+        else:
+            seen_by = "everyone" if adapter.visibility == "public" else f"members of {adapter.namespace.name} only"
+            messages.success(request, f"{adapter.full_name} is now {adapter.visibility}: seen by {seen_by}.")
+    return redirect(_tab_url(adapter, "settings"))
+
+
+@pages
+@require_POST
+def version_yank(request: HttpRequest, namespace: str, name: str, number: int) -> HttpResponse:
+    """Yank a version (with the reason users who pinned it will read) or restore it."""
+    actor = actor_of(request)
+    adapter = access_adapter(actor, namespace, name, write=True)
+    version = services.resolve_version(adapter, number)
+    form = forms.YankForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Say whether to yank or restore the version.")
+    else:
+        try:
+            services.yank_version(actor=actor, version=version, reason=form.cleaned_data["reason"], yanked=form.yanked)
+        except RegistryError as exc:
+            messages.error(request, exc.message)
+        else:
+            if version.yanked:
+                messages.success(
+                    request,
+                    f"Yanked version {version.number}: {version.yanked_reason}. It stays downloadable by number; "
+                    "latest skips it.",
+                )
+            else:
+                messages.success(request, f"Restored version {version.number}.")
+    return redirect(_tab_url(adapter, "files", version.number))
+
+
+@pages
+@require_POST
+def version_evaluate(request: HttpRequest, namespace: str, name: str, number: int) -> HttpResponse:
+    """Queue an evaluation of a version on one suite of its base model."""
+    actor = actor_of(request)
+    adapter = access_adapter(actor, namespace, name, write=True)
+    version = services.resolve_version(adapter, number)
+    form = forms.EvaluationForm(request.POST, suites=_suite_choices(adapter))
+    if not form.is_valid():
+        messages.error(request, f"Pick one of {adapter.base_model.name}'s eval suites.")
+    else:
+        asked_at = timezone.now()
+        try:
+            requested = evaluations.request_evaluations(
+                actor=actor, version=version, suites=[form.cleaned_data["suite"]], force=form.cleaned_data["force"]
+            )
+        except RegistryError as exc:
+            messages.error(request, exc.message)
+        else:
+            for queued in requested:
+                messages.info(request, _evaluation_message(queued, version, new=queued.created_at >= asked_at))
+    return redirect(_tab_url(adapter, "evaluation", version.number))
+
+
+def _evaluation_message(queued: EvaluationRequest, version: AdapterVersion, *, new: bool) -> str:
+    what = f"version {version.number} on {queued.suite.name}"
+    if new:
+        return f"Queued an evaluation of {what}: its score appears here once a worker has run it."
+    if queued.status == JobStatus.SUCCEEDED:
+        return f"There is already a score of {what} (tick “Evaluate again” to run it anew)."
+    return f"An evaluation of {what} is already {queued.status}."
 
 
 # --- Namespaces and base models ---------------------------------------------------------------------
@@ -355,8 +567,48 @@ def namespace_page(request: HttpRequest, namespace: str) -> HttpResponse:
             "sort": sort,
             "sort_labels": SORT_LABELS,
             "can_write": actor.can_write(owner),
+            "can_manage": owner.kind == Namespace.Kind.ORG and actor.can_manage(owner),
+            "roles": Role.choices,
         },
     )
+
+
+# --- Organization members (owners only; registry.services.set_membership decides) --------------------
+
+
+@pages
+@signin_required
+@require_POST
+def member_set(request: AuthenticatedHttpRequest, namespace: str) -> HttpResponse:
+    """Add a member with a role, or change a member's role."""
+    username, role = request.POST.get("username", "").strip(), request.POST.get("role", "").strip()
+    return _set_membership(request, namespace, username, role, done=f"{username} is now {role} of {namespace}.")
+
+
+@pages
+@signin_required
+@require_POST
+def member_remove(request: AuthenticatedHttpRequest, namespace: str, username: str) -> HttpResponse:
+    return _set_membership(request, namespace, username, None, done=f"{username} is no longer a member of {namespace}.")
+
+
+def _set_membership(
+    request: AuthenticatedHttpRequest, namespace: str, username: str, role: str | None, *, done: str
+) -> HttpResponse:
+    """Call the service and go back to the namespace page, saying what happened. A refusal for want
+    of rights is the error page (403); a mistake an owner can fix (no such user, the last owner,
+    an unknown role) is a message on the page."""
+    actor = actor_of(request)
+    org = access_namespace(actor, namespace)
+    try:
+        services.set_membership(actor=actor, namespace=org, username=username, role=role)
+    except (AccessDenied, NotAuthenticated):
+        raise
+    except RegistryError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, done)
+    return redirect(f"{reverse('web:namespace', kwargs={'namespace': org.name})}#members")
 
 
 @pages
@@ -374,7 +626,11 @@ def base_model_page(request: HttpRequest, name: str) -> HttpResponse:
     base = access_base_model(actor, name)
     params = {key: request.GET.get(key, "").strip() for key in ("page", "page_size")}
     found = search_adapters(actor, AdapterQuery(base_model=base.name))
-    boards = [{"suite": suite, "rows": leaderboard(actor, suite, limit=10)} for suite in suites_of(base)]
+    baselines = evaluations.baselines_of(base)
+    boards = [
+        {"suite": suite, "rows": leaderboard(actor, suite, limit=10), "baseline": baselines.get(suite.pk)}
+        for suite in suites_of(base)
+    ]
     base_files = list(base.files.all())
     return render(
         request,
@@ -465,16 +721,50 @@ def _incoming(sent: UploadedFile) -> push.IncomingFile:
 
 def _compose_form(request: AuthenticatedHttpRequest, data: Any = None) -> forms.ComposeForm:
     services.ensure_user_namespace(request.user)
-    return forms.ComposeForm(data, namespaces=forms.writable_namespaces(request.user))
+    form = forms.ComposeForm(data, namespaces=forms.writable_namespaces(request.user), initial=form_initial())
+    for name, placeholder in form_placeholders().items():
+        form.fields[name].widget.attrs["placeholder"] = placeholder
+    return form
+
+
+def _compose_choices(actor: Actor, base_model: str) -> dict[str, Any]:
+    """The base models one can compose adapters of, and the chosen one's adapters (the inputs the
+    page offers; the search looks among them too)."""
+    adapters = queries.composable_adapters(actor, base_model) if base_model else []
+    latest = queries.latest_versions([a.pk for a in adapters])
+    now = timezone.now()
+    base_models = queries.composable_base_models(actor)
+    return {
+        "base_model": base_model,
+        "base_models": base_models,
+        "base_model_names": {name for name, _ in base_models},
+        "choices": [Card(a, latest.get(a.pk), None, now) for a in adapters],
+        "choices_limit": queries.COMPOSE_CHOICES_LIMIT,
+        "search_url": (
+            reverse("web:compose-search-base", kwargs={"base_model": base_model})
+            if base_model
+            else reverse("web:compose-search")
+        ),
+    }
 
 
 @pages
 @signin_required
 def compose(request: AuthenticatedHttpRequest) -> HttpResponse:
-    """The compose form; POST submits the job and goes to its page."""
+    """The compose form; POST submits the job and goes to its page.
+
+    `base_model` (a GET parameter, kept by the form's POSTs) narrows the inputs the page offers to
+    that base model's adapters; the page opens on the base model of an adapter added with `add`.
+    With the header X-Partial: compose-choices, GET answers those inputs alone (the form's script).
+    """
     actor = actor_of(request)
     check = None
     status = 200
+    base_model = (request.POST if request.method == "POST" else request.GET).get("base_model", "").strip()
+    if request.headers.get("X-Partial") == "compose-choices":
+        response = render(request, "web/partials/compose_choices.html", _compose_choices(actor, base_model))
+        patch_vary_headers(response, ["X-Partial"])
+        return response
     if request.method == "POST":
         form = _compose_form(request, request.POST)
         if form.is_valid():
@@ -501,14 +791,23 @@ def compose(request: AuthenticatedHttpRequest) -> HttpResponse:
     else:
         form = _compose_form(request)
         rows = [{"adapter": ref, "version": "", "weight": "1"} for ref in request.GET.getlist("add") if ref]
+    base_model = base_model or queries.base_model_of(actor, [row["adapter"] for row in rows])
     while len(rows) < 2:
         rows.append({"adapter": "", "version": "", "weight": "1"})
-    return render(
+    response = render(
         request,
         "web/compose.html",
-        {"form": form, "rows": rows, "check": check, "methods": composer.METHODS},
+        {
+            "form": form,
+            "rows": rows,
+            "check": check,
+            "methods": method_choices(),
+            **_compose_choices(actor, base_model),
+        },
         status=status,
     )
+    patch_vary_headers(response, ["X-Partial"])
+    return response
 
 
 @pages
@@ -524,10 +823,12 @@ def compose_check(request: AuthenticatedHttpRequest) -> HttpResponse:
 @pages
 @signin_required
 @require_GET
-def compose_search(request: HttpRequest) -> HttpResponse:
-    """Composable (LoRA-family) adapters the user can see that match `q`, as an HTML fragment."""
+def compose_search(request: HttpRequest, base_model: str = "") -> HttpResponse:
+    """Composable (LoRA-family) adapters the user can see that match `q` (of `base_model` when the
+    path names one), as an HTML fragment."""
     q = request.GET.get("q", "").strip()
-    adapters = list(search_adapters(actor_of(request), AdapterQuery(q=q, methods=tuple(LORA_FAMILY)))[:8]) if q else []
+    query = AdapterQuery(q=q, methods=tuple(LORA_FAMILY), base_model=base_model)
+    adapters = list(search_adapters(actor_of(request), query)[:8]) if q else []
     latest = queries.latest_versions([a.pk for a in adapters])
     results = [Card(a, latest.get(a.pk), None, timezone.now()) for a in adapters]
     return render(request, "web/partials/compose_search.html", {"results": results, "q": q})
@@ -537,15 +838,24 @@ def compose_search(request: HttpRequest) -> HttpResponse:
 @signin_required
 @require_GET
 def job_page(request: HttpRequest, job_id: str) -> HttpResponse:
-    job = visible_job(actor_of(request), str(job_id))
+    """A job, its recipe, and the eval gate's verdict on the version it published (per suite)."""
+    actor = actor_of(request)
+    job = visible_job(actor, str(job_id))
     result = job.result_version
+    if result is not None and not actor.can_read_adapter(result.adapter):
+        result = None  # its creator, no longer a member of the private target's namespace
     return render(
         request,
         "web/job.html",
         {
             "job": job,
-            "submitted_ago": ago(job.created_at, timezone.now()),
+            "recipe": queries.visible_recipe(actor, job.recipe),
+            "result": result,
             "result_url": f"{adapter_url(result.adapter)}?version={result.number}" if result else "",
+            "verdict": verdict(result.validation, result.validation_reasons) if result else None,
+            "verdict_reasons": _reasons(result) if result else [],
+            "validation_fraction": f"{settings.VALIDATION_FRACTION:.0%}",
+            "took": (job.finished_at - job.started_at).total_seconds() if job.finished_at and job.started_at else None,
             "active": job.status in (JobStatus.QUEUED, JobStatus.RUNNING),
         },
     )
@@ -555,10 +865,24 @@ def job_page(request: HttpRequest, job_id: str) -> HttpResponse:
 @signin_required
 @require_GET
 def jobs(request: AuthenticatedHttpRequest) -> HttpResponse:
+    """The user's jobs, newest first, each with its status and its result's verdict."""
     mine = CompositionJob.objects.filter(created_by=request.user).select_related("result_version__adapter__namespace")[
         :50
     ]
-    return render(request, "web/jobs.html", {"jobs": mine})
+    actor = actor_of(request)
+    rows = []
+    for job in mine:
+        result = job.result_version
+        if result is not None and not actor.can_read_adapter(result.adapter):
+            result = None  # a private target whose namespace the user has left
+        rows.append(
+            {
+                "job": job,
+                "result": result,
+                "verdict": verdict(result.validation, result.validation_reasons) if result else None,
+            }
+        )
+    return render(request, "web/jobs.html", {"rows": rows})
 
 
 # --- Accounts and tokens ------------------------------------------------------------------------------

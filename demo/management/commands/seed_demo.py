@@ -4,27 +4,34 @@ import io
 import json
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandParser
 
 from demo import skills as demo
+from demo.status import marking_build
 from registry.access import Actor
 from registry.base_models import register_from_folder
 from registry.compositions import CompositionRequest, InputSpec, run_composition, submit_composition
 from registry.evaluations import create_suite, request_evaluations, run_evaluation
-from registry.models import Adapter, EvalSuite, EvaluationRequest, JobStatus
+from registry.jobs import LeaseHeld
+from registry.models import Adapter, CompositionJob, EvalSuite, EvaluationRequest, JobStatus
 from registry.push import folder_files, push_version
 from registry.services import AdapterMetadata
+
+Job = TypeVar("Job", CompositionJob, EvaluationRequest)
+COMPOSITION_NAME = "capital-opposite"
 
 
 class Command(BaseCommand):
     help = (
         "Make the demo catalog once: a tiny base model built locally, eval suites, LoRA adapters trained "
-        "on small skills, their scores, and a composition of them validated by the eval gate."
+        "on small skills, their scores, and a composition of them validated by the eval gate. An interrupted "
+        "run picks up where it stopped; while it runs, the catalog says the demo data is being built."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -36,10 +43,20 @@ class Command(BaseCommand):
         if user is None:
             self.stderr.write(f"user {options['username']} does not exist; run bootstrap_demo first")
             return
-        base_name = demo.DEMO_BASE_MODEL
-        if not options["force"] and Adapter.objects.filter(base_model__name=base_name).exists():
+        composed = Adapter.objects.filter(
+            namespace__name=user.get_username(), name=COMPOSITION_NAME, versions__isnull=False
+        )
+        if not options["force"] and composed.exists():
             self.stdout.write("demo data already present")
             return
+        with marking_build():
+            self._build(user, force=options["force"])
+
+    def _build(self, user: Any, *, force: bool) -> None:
+        """1. The base model (built and registered), 2. its suites, 3. each skill's adapter, trained
+        and pushed unless it is there already, and scored, 4. their composition, scored, so the gate
+        decides."""
+        base_name = demo.DEMO_BASE_MODEL
         actor = Actor(user=user)
         started = time.monotonic()
         folder = Path(settings.HUB_BASE_MODEL_PATHS[0]) / base_name
@@ -56,30 +73,37 @@ class Command(BaseCommand):
         namespace = user.get_username()
         with tempfile.TemporaryDirectory() as tmp:
             for index, skill in enumerate(demo.SKILLS):
-                self.stdout.write(f"training {skill.name}-lora ...")
-                adapter_dir = demo.train_lora(folder, skill, Path(tmp) / skill.name, seed=index)
-                self._push(actor, namespace, f"{skill.name}-lora", adapter_dir, skill)
-                version = Adapter.objects.get(namespace__name=namespace, name=f"{skill.name}-lora").versions.get()
+                pushed = Adapter.objects.filter(namespace__name=namespace, name=f"{skill.name}-lora").first()
+                if force or pushed is None or not pushed.versions.exists():
+                    self.stdout.write(f"training {skill.name}-lora ...")
+                    adapter_dir = demo.train_lora(folder, skill, Path(tmp) / skill.name, seed=index)
+                    self._push(actor, namespace, f"{skill.name}-lora", adapter_dir, skill)
+                version = Adapter.objects.get(namespace__name=namespace, name=f"{skill.name}-lora").versions.latest(
+                    "number"
+                )
                 self._evaluate(request_evaluations(actor=actor, version=version, suites=[s.name for s in suites]))
         self.stdout.write("composing capital + opposite ...")
         job = submit_composition(
             actor=actor,
             request=CompositionRequest(
-                into=f"{namespace}/capital-opposite",
+                into=f"{namespace}/{COMPOSITION_NAME}",
                 method="stack",
                 inputs=[InputSpec(adapter=f"{namespace}/{s.name}-lora", weight=1.0) for s in demo.SKILLS],
                 description="Both demo skills in one adapter, stacked exactly.",
             ),
         ).job
-        job = run_composition(str(job.pk), worker="seed_demo") or job
-        if job.status != JobStatus.SUCCEEDED:
+        job = self._run(run_composition, CompositionJob, str(job.pk))
+        composed = job.result_version
+        if job.status != JobStatus.SUCCEEDED or composed is None:
             self.stderr.write(f"the demo composition failed: {job.error_message}")
             return
-        self._evaluate(list(EvaluationRequest.objects.filter(version=job.result_version, status=JobStatus.QUEUED)))
-        job.result_version.refresh_from_db()
+        self._evaluate(
+            list(EvaluationRequest.objects.filter(version=composed, status__in=[JobStatus.QUEUED, JobStatus.RUNNING]))
+        )
+        composed.refresh_from_db()
         self.stdout.write(
             f"demo ready in {time.monotonic() - started:.0f} s: {len(demo.SKILLS)} adapters, {len(suites)} suites, "
-            f"composition {job.target} is {job.result_version.validation}"
+            f"composition {job.target} is {composed.validation}"
         )
 
     def _suites(self, actor: Actor, base_name: str) -> list[EvalSuite]:
@@ -122,6 +146,20 @@ class Command(BaseCommand):
 
     def _evaluate(self, requests: list[EvaluationRequest]) -> None:
         for request in requests:
-            done = run_evaluation(str(request.pk), worker="seed_demo")
-            if done is not None and done.status != JobStatus.SUCCEEDED:
+            done = self._run(run_evaluation, EvaluationRequest, str(request.pk))
+            if done.status != JobStatus.SUCCEEDED:
                 self.stderr.write(f"evaluation {request.pk} failed: {done.error_message}")
+
+    def _run(self, run: Callable[..., Job | None], model: type[Job], job_id: str) -> Job:
+        """Run a job here, or wait for it when the hub's worker took it first (`make run` starts the
+        worker beside this command, and it receives the same jobs); the job as it ended."""
+        while True:
+            try:
+                run(job_id, worker="seed_demo")
+            except LeaseHeld:
+                time.sleep(2)
+                continue
+            job = model.objects.get(pk=job_id)
+            if job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED):
+                return job
+            time.sleep(2)  # queued again for a retry: run it here next time round

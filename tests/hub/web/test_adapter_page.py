@@ -1,9 +1,11 @@
-"""The adapter page: model card, metadata, versions, files and downloads, snippets, scores,
-lineage, validation badges, and privacy."""
+"""The adapter page and its tabs: model card, metadata and snippets (the card tab), versions, files
+and downloads (files), scores and validation (evaluation), lineage, and privacy. The tabs
+themselves, the charts and the owners' actions: test_adapter_tabs.py, test_adapter_owner_actions.py."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -72,14 +74,17 @@ def test_it_shows_metadata_versions_files_and_snippets_of_a_real_push(
     for fact in ("hub-test/tiny-llama", "LoRA", "apache-2.0", "text-to-sql", "SQL helper", "#sql", "q_proj", "v_proj"):
         assert fact in html, fact
     assert re.search(r"<dt>Rank</dt><dd[^>]*>4</dd>", html) and re.search(r"<dt>Alpha</dt><dd[^>]*>8</dd>", html)
+    assert "PeftModel.from_pretrained(base, &quot;alice/sql&quot;, revision=&quot;1&quot;)" in html
+    assert "HF_ENDPOINT=http://testserver" in html and "ahub pull alice/sql:1" in html
+
+    html = page(Client(), "alice/sql/files")  # the "Files and versions" tab
+    assert 'badge-version">v1' in html
     versions = html.split('id="versions"', 1)[1].split("</section>", 1)[0]
     assert 'data-version="2"' in versions and "yanked" in versions and "trained on the test set" in versions
     files = html.split('id="files"', 1)[1].split("</section>", 1)[0]
     sha = hashlib.sha256((lora_dir / "adapter_model.safetensors").read_bytes()).hexdigest()
     assert f'data-sha256="{sha}"' in files
     assert 'href="/api/v1/adapters/alice/sql/versions/1/files/adapter_model.safetensors"' in files
-    assert "PeftModel.from_pretrained(base, &quot;alice/sql&quot;, revision=&quot;1&quot;)" in html
-    assert "HF_ENDPOINT=http://testserver" in html and "ahub pull alice/sql:1" in html
 
     yanked = page(Client(), "alice/sql", version="2")
     assert "Version 2 was yanked: trained on the test set" in yanked
@@ -89,9 +94,11 @@ def test_it_shows_metadata_versions_files_and_snippets_of_a_real_push(
 def test_the_download_button_serves_the_file_with_the_sha256_shown(alice: Any, lora_dir: Path) -> None:
     push_folder(alice, "alice/sql", lora_dir)
     client = Client()
-    html = page(client, "alice/sql")
+    html = page(client, "alice/sql/files")
 
-    for path, sha in re.findall(r'<tr data-file="([^"]+)">.*?data-sha256="([0-9a-f]{64})"', html, re.S):
+    shown = re.findall(r'<tr data-file="([^"]+)">.*?data-sha256="([0-9a-f]{64})"', html, re.S)
+    assert [path for path, _ in shown] == sorted(p.name for p in lora_dir.iterdir() if p.is_file())
+    for path, sha in shown:
         url = re.search(rf'href="([^"]+)" download data-download="{re.escape(path)}"', html)
         assert url is not None
         response = client.get(url.group(1))
@@ -99,22 +106,23 @@ def test_the_download_button_serves_the_file_with_the_sha256_shown(alice: Any, l
         assert hashlib.sha256(b"".join(response.streaming_content)).hexdigest() == sha
 
 
-def test_scores_show_as_a_table_and_as_a_chart_across_versions(alice: Any) -> None:
+def test_scores_show_as_a_table_and_as_a_chart_per_suite_across_versions(alice: Any) -> None:
     adapter = make_adapter(alice, "sql", versions=3)
     exact, ppl = make_suite(name="capitals"), make_suite(name="wiki-ppl", higher_is_better=False)
     for version, (a, b) in zip(adapter.versions.order_by("number"), [(0.5, 12.0), (0.7, 9.5), (0.8, 9.1)], strict=True):
         score(version, exact, a)
         score(version, ppl, b)
 
-    html = page(Client(), "alice/sql")
+    html = page(Client(), "alice/sql/evaluation")
 
     scores = html.split('id="evaluation"', 1)[1].split("</section>", 1)[0]
     assert 'data-suite="capitals"' in scores and "0.8000" in scores and "9.1000" in scores
-    charts = re.findall(r'<figure class="chart-box" data-metric="([^"]+)">(.*?)</figure>', scores, re.S)
-    assert [metric for metric, _ in charts] == ["exact_match", "perplexity"]
-    svg = dict(charts)["exact_match"]
-    assert svg.startswith("<svg") and "higher is better" in svg
-    assert 'data-suite="capitals"' in svg and svg.count("<circle") == 3 and ">v1<" in svg and ">v3<" in svg
+    history = html.split('id="history"', 1)[1].split("</section>", 1)[0]
+    charts = re.findall(r'<figure class="chart-box" id="[^"]+" data-suite="([^"]+)" data-metric="([^"]+)">', history)
+    assert charts == [("capitals", "exact_match"), ("wiki-ppl", "perplexity")]
+    data = json.loads(history.split('<script id="adapter-charts" type="application/json">', 1)[1].split("</script>")[0])
+    assert data[0]["points"] == [[1, 0.5], [2, 0.7], [3, 0.8]] and data[0]["higher_is_better"] is True
+    assert "(higher is better)" in history and ">v3<" in history  # the table shown without JavaScript
 
 
 def test_a_composed_version_shows_its_lineage_graph_with_weights_and_its_validation_badge(alice: Any, bob: Any) -> None:
@@ -157,18 +165,22 @@ def test_a_composed_version_shows_its_lineage_graph_with_weights_and_its_validat
         )
 
     html = page(Client(), "alice/hybrid")
+    assert "✗ rejected" in html and "the checks" in html  # the badge, and a link to the checks
+    html = page(Client(), "alice/hybrid/evaluation")
     assert "✗ capitals-qa: exact_match 0.500, needs ≥ 0.950 (from alice/sql:1&#x27;s 1.000)" in html
     assert "✓ capitals-ppl: perplexity 3.000, needs ≤ 3.263" in html
     assert "{&#x27;suite&#x27;" not in html, "gate checks are shown as sentences, not raw data"
 
+    assert "✗ rejected" in html and "below the best parent" in html
+
+    html = page(Client(), "alice/hybrid/lineage")
     lineage = html.split('id="lineage"', 1)[1].split("</section>", 1)[0]
     svg = lineage.split("</svg>", 1)[0]
     assert "alice/sql:1" in svg and "alice/chat:1" in svg and "alice/hybrid:1" in svg
     assert ">+0.7<" in svg and ">-0.3<" in svg and 'class="edge edge-negated"' in svg
     assert "private-base" not in html  # a parent the viewer cannot see is left out entirely
-    assert "✗ rejected" in html and "below the best parent" in html
 
-    parent_page = page(Client(), "alice/sql")
+    parent_page = page(Client(), "alice/sql/lineage")
     assert "alice/hybrid:1" in parent_page.split('id="lineage"', 1)[1]
 
 

@@ -112,9 +112,9 @@ def test_submitting_goes_to_the_job_page_which_links_to_the_new_adapter_once_don
 
     done = alice_client.get(f"/jobs/{job.pk}/").content.decode()
     assert 'href="/alice/mix/?version=1"' in done
-    adapter = alice_client.get("/alice/mix/").content.decode()
-    assert "alice/sql:1" in adapter and ">-0.3<" in adapter and "composed with <strong>linear</strong>" in adapter
-    assert "#composed" in adapter
+    # The recipe is on the new adapter's Lineage tab.
+    lineage = alice_client.get("/alice/mix/lineage/").content.decode()
+    assert "alice/sql:1" in lineage and ">-0.3<" in lineage and "composed with <strong>linear</strong>" in lineage
 
     again = alice_client.post(
         "/compose/",

@@ -67,6 +67,23 @@ def test_a_base_model_page_shows_its_adapters_and_a_leaderboard_per_suite(alice:
     assert "secret-champion" not in html
     assert f"sort=score&amp;suite={exact.pk}" in html
     assert Client().get("/models/absent/model/").status_code == 404
+    assert "base model (baseline)" not in html  # none measured yet
+
+
+def test_each_leaderboard_ends_with_the_bare_base_models_score(alice: Any) -> None:
+    from registry.models import BaselineEvaluation
+
+    exact, other = make_suite(name="capitals"), make_suite(name="wiki-ppl", higher_is_better=False)
+    score(make_adapter(alice, "good").versions.get(), exact, 0.9)
+    BaselineEvaluation.objects.create(suite=exact, status="succeeded", metric="exact_match", value=0.125)
+    BaselineEvaluation.objects.create(suite=other, status="failed", error_code="x", error_message="y")
+
+    html = Client().get("/models/hub-test/tiny-llama/").content.decode()
+
+    boards = dict(re.findall(r'data-suite="([^"]+)">(.*?)</div>', html, re.S))
+    (row,) = re.findall(r'<tr class="baseline".*?</tr>', boards["capitals"], re.S)
+    assert "hub-test/tiny-llama" in row and re.findall(r'<td class="num muted">([^<]+)</td>', row) == ["–", "0.1250"]
+    assert "baseline" not in boards["wiki-ppl"] and "No results yet." in boards["wiki-ppl"]
 
 
 def test_namespace_and_base_model_pages_run_a_fixed_number_of_queries(
@@ -78,8 +95,8 @@ def test_namespace_and_base_model_pages_run_a_fixed_number_of_queries(
 
     # namespace page: the namespace, count, page, tags, newest versions;
     # base model page: the base model, count, page, tags, newest versions, suites, one leaderboard per
-    # suite, its stored files.
-    for url, expected in (("/alice/", 5), ("/models/hub-test/tiny-llama/", 8)):
+    # suite, the suites' baselines, its stored files.
+    for url, expected in (("/alice/", 5), ("/models/hub-test/tiny-llama/", 9)):
         for size in ("5", "30"):
             with django_assert_num_queries(expected):
                 assert Client().get(url, {"page_size": size}).status_code == 200

@@ -236,12 +236,16 @@ def test_a_card_gives_the_same_metadata_whichever_client_pushed_it(
         a = client_for(alice).get(f"/api/v1/adapters/alice/{name}/").json()
         return (a["base_model"], a["license"], a["task"], a["tags"], a["datasets"])
 
-    assert metadata("by-rest") == metadata("by-hf") == (
-        BASE_MODEL_NAME,
-        "mit",
-        "text-generation",
-        ["qa"],
-        ["squad", "alice/private-set"],
+    assert (
+        metadata("by-rest")
+        == metadata("by-hf")
+        == (
+            BASE_MODEL_NAME,
+            "mit",
+            "text-generation",
+            ["qa"],
+            ["squad", "alice/private-set"],
+        )
     )
     info = api.model_info("alice/by-hf")
     assert info.card_data is not None and info.card_data.datasets == ["squad", "alice/private-set"]

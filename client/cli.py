@@ -324,6 +324,9 @@ def cmd_info(args: argparse.Namespace, out: Output) -> int:
     return 0
 
 
+DEFAULT_BUDGET = 40
+
+
 def _parameters(args: argparse.Namespace) -> dict[str, Any]:
     params: dict[str, Any] = {}
     for key in ("rank", "density", "seed"):
@@ -416,11 +419,24 @@ def _follow(client: HubClient, out: Output, job: Job | str, *, timeout: float | 
 
 def cmd_compose(args: argparse.Namespace, out: Output) -> int:
     client = _client(args)
+    parameters = _parameters(args)
+    recipe: Any = " ".join(args.expression)
+    method = args.method
+    if args.search:
+        # The hub searches the weights: the positional arguments are the adapters, weighted by the search.
+        if not args.suite:
+            raise HubError("--search needs the suites to score candidates on: --suite NAME (repeat)", code="bad_usage")
+        if method not in (None, "search"):
+            raise HubError("--search finds the weights itself: leave out --method", code="bad_usage")
+        recipe, method = [(ref, 1.0) for ref in args.expression], "search"
+        parameters |= {"suites": args.suite, "budget": args.budget}
+    elif args.suite or args.budget != DEFAULT_BUDGET:
+        raise HubError("--suite and --budget go with --search", code="bad_usage")
     job = client.compose(
-        args.expression,
+        recipe,
         into=args.into,
-        method=args.method,
-        parameters=_parameters(args),
+        method=method,
+        parameters=parameters,
         description=args.description or "",
         force=args.force,
     )
@@ -725,8 +741,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("visibility", choices=["public", "private"])
 
     p = command("compose", cmd_compose, "compose adapters into a new version on the hub's workers", WAIT_EPILOG)
-    p.add_argument("expression", metavar="EXPR", help='e.g. "0.7*ns/a:3 + 0.5*ns/b - 0.3*ns/c"')
+    p.add_argument(
+        "expression",
+        nargs="+",
+        metavar="EXPR",
+        help='e.g. "0.7*ns/a:3 + 0.5*ns/b - 0.3*ns/c"; with --search, the adapters: ns/a ns/b:2 ns/c',
+    )
     p.add_argument("--into", required=True, metavar="NS/NAME")
+    p.add_argument(
+        "--search",
+        action="store_true",
+        help="let the hub search the weights against --suite (on their search split; gated on the held-out split)",
+    )
+    p.add_argument("--suite", action="append", help="with --search: a suite to score candidates on (repeat)")
+    p.add_argument(
+        "--budget", type=int, default=DEFAULT_BUDGET, help=f"with --search: candidates to score ({DEFAULT_BUDGET})"
+    )
     p.add_argument("--method", help="linear, ties, dare_linear, dare_ties, magnitude_prune, svd, cat, ...")
     p.add_argument("--rank", type=int)
     p.add_argument("--density", type=float)

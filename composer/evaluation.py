@@ -448,6 +448,30 @@ def _encode(tokenizer: Any, text: str, *, eos: bool, bos: bool = True) -> list[i
     return ids
 
 
+def score_examples(
+    loaded: LoadedModel,
+    model: nn.Module,
+    kind: Kind,
+    examples: Sequence[dict[str, Any]],
+    *,
+    batch_size: int = 16,
+    max_new_tokens: int = 16,
+    on_batch: OnBatch | None = None,
+) -> tuple[float, int, dict[str, float]]:
+    """(value, tokens, details) of `model` as it is (an adapter already applied) on a suite's examples;
+    the scoring `evaluate` runs, for callers that apply weights themselves (composer.search)."""
+    with torch.no_grad():
+        if kind == "perplexity":
+            value, tokens = perplexity(loaded, model, examples, batch_size, on_batch)
+        elif kind == "multiple_choice":
+            value, tokens = multiple_choice(loaded, model, examples, batch_size, on_batch)
+        elif kind == "classification":
+            return classification(loaded, model, examples, batch_size, on_batch)
+        else:
+            value, tokens = exact_match(loaded, model, examples, batch_size, max_new_tokens, on_batch)
+    return value, tokens, {}
+
+
 def evaluate(
     loaded: LoadedModel,
     adapter_dir: Path | None,
@@ -465,16 +489,10 @@ def evaluate(
     if not examples:
         raise EvaluationError("bad_suite", "the suite has no examples")
     started = time.perf_counter()
-    details: dict[str, float] = {}
     with torch.no_grad(), applied_adapter(loaded.model, adapter_dir) as model:
-        if kind == "perplexity":
-            value, tokens = perplexity(loaded, model, examples, batch_size, on_batch)
-        elif kind == "multiple_choice":
-            value, tokens = multiple_choice(loaded, model, examples, batch_size, on_batch)
-        elif kind == "classification":
-            value, tokens, details = classification(loaded, model, examples, batch_size, on_batch)
-        else:
-            value, tokens = exact_match(loaded, model, examples, batch_size, max_new_tokens, on_batch)
+        value, tokens, details = score_examples(
+            loaded, model, kind, examples, batch_size=batch_size, max_new_tokens=max_new_tokens, on_batch=on_batch
+        )
     if loaded.device.type == "cuda":
         torch.cuda.synchronize(loaded.device)
     return EvalOutcome(

@@ -119,10 +119,18 @@ def submit_composition(*, actor: Actor, request: CompositionRequest) -> SubmitRe
     requester = actor.user
     method, specs = method_and_inputs(request)
     resolved = [resolve_input(actor, spec) for spec in specs]
+    parameters = request.parameters
     if method == HYBRID:
         if request.parameters:
             raise InvalidRequest("hybrid keeps its parts as they are: it takes no parameters", code="bad_parameters")
         base_model, method_name = check_hybrid_inputs(resolved), HYBRID
+    elif method == "search":
+        # Imported here: the search's worker side builds on this module.
+        from registry.autocompose import check_search
+
+        base_model, parameters = check_search(resolved, request.parameters)
+        method_name = "search"
+        resolved = [ResolvedInput(version=r.version, weight=1.0) for r in resolved]  # the search finds them
     else:
         params = check_parameters(method, request.parameters, n_inputs=len(resolved))
         base_model, method_name = check_inputs(resolved, params), params.spec.name
@@ -133,7 +141,7 @@ def submit_composition(*, actor: Actor, request: CompositionRequest) -> SubmitRe
         "inputs": [
             {"adapter": r.version.adapter.full_name, "version": r.version.number, "weight": r.weight} for r in resolved
         ],
-        "parameters": {k: request.parameters[k] for k in sorted(request.parameters)},
+        "parameters": {k: parameters[k] for k in sorted(parameters)},
         "expression": request.expression,
         "base_model": base_model,
         "into": f"{target_ns}/{target_name}",

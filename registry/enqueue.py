@@ -33,9 +33,19 @@ def publish(task_name: str, job_id: str) -> None:
     current_app.send_task(task_name, args=[job_id])
 
 
+# A composition whose weights the hub searches runs on the GPU workers, beside the evaluations.
+SEARCH_TASK = "registry.tasks.evaluate_search"
+
+
+def task_for(model: type[models.Model], job_id: Any) -> str:
+    if model is CompositionJob and CompositionJob.objects.filter(pk=job_id, recipe__method="search").exists():
+        return SEARCH_TASK
+    return TASK_NAMES[model]
+
+
 def send(model: type[models.Model], job_id: Any) -> None:
     """Send a job's task now and record when; raises what the broker raised."""
-    publish(TASK_NAMES[model], str(job_id))
+    publish(task_for(model, job_id), str(job_id))
     model._default_manager.filter(pk=job_id).update(dispatched_at=timezone.now())
 
 

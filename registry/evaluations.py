@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, cast
@@ -23,6 +24,7 @@ from composer.evaluation import (
     parse_suite,
     pick_device,
 )
+from composer.search import split_examples
 from registry import blob_claims, enqueue, jobs
 from registry.access import PRIVATE_REFERENCE, Actor, access_base_model
 from registry.base_models import BaseModelUnavailable, fetch_base_model
@@ -81,6 +83,7 @@ def create_suite(
     description: str = "",
     is_default: bool = False,
     max_new_tokens: int = 16,
+    search_fraction: float = 0.0,
 ) -> EvalSuite:
     """Validate a JSONL suite file, store it, and register the suite.
 
@@ -102,7 +105,11 @@ def create_suite(
         raise TooLarge(f"the suite file is larger than {settings.EVAL_SUITE_MAX_BYTES:,} bytes", code="suite_too_large")
     try:
         examples = parse_suite(raw, kind)
-    except EvaluationError as exc:
+        if search_fraction:
+            search, held_out = split_examples(examples, search_fraction)
+            if not search or not held_out:
+                raise EvaluationError("bad_suite", "a suite with a search split needs examples on both sides of it")
+    except (EvaluationError, CompositionError) as exc:
         raise InvalidContent(str(exc), code=exc.code) from None
     if EvalSuite.objects.filter(base_model=base, name=name).exists():
         raise StateConflict(f"{base.name} already has a suite named {name}", code="suite_exists")
@@ -123,6 +130,7 @@ def create_suite(
                 higher_is_better=higher_is_better,
                 is_default=is_default,
                 max_new_tokens=max_new_tokens,
+                search_fraction=search_fraction,
                 created_by=actor.user,
             )
         except IntegrityError:
@@ -366,10 +374,22 @@ def run_evaluation(request_id: str, *, worker: str, cache: BaseModelCache = MODE
     return request
 
 
-def _evaluate(request: EvaluationRequest, cache: BaseModelCache) -> Any:
-    suite, version = request.suite, request.version
+def held_out_examples(suite: EvalSuite) -> list[dict[str, Any]]:
+    """What evaluations score: the examples outside the suite's search split (all without one)."""
     raw = b"".join(get_blob_store().read_range(suite.data_sha256, 0, suite.data_size))
     examples = parse_suite(raw, suite.kind)
+    return split_examples(examples, suite.search_fraction)[1] if suite.search_fraction else examples
+
+
+def search_examples(suite: EvalSuite) -> list[dict[str, Any]]:
+    """What weight searches score candidates on: the suite's search split."""
+    raw = b"".join(get_blob_store().read_range(suite.data_sha256, 0, suite.data_size))
+    return split_examples(parse_suite(raw, suite.kind), suite.search_fraction)[0]
+
+
+def _evaluate(request: EvaluationRequest, cache: BaseModelCache) -> Any:
+    suite, version = request.suite, request.version
+    examples = held_out_examples(suite)
     # QLoRA adapters were trained on a 4-bit base; EVAL_QUANTIZE=4bit evaluates every adapter so.
     quantize = "4bit" if version.adapter.method == Method.QLORA or settings.EVAL_QUANTIZE == "4bit" else None
     with scratch_folder("eval-") as tmp:
@@ -405,7 +425,7 @@ def run_baseline(baseline_id: str, *, worker: str, cache: BaseModelCache = MODEL
         return None
     suite = EvalSuite.objects.select_related("base_model").get(pk=baseline.suite_id)
     try:
-        raw = b"".join(get_blob_store().read_range(suite.data_sha256, 0, suite.data_size))
+        examples = held_out_examples(suite)
         loaded = cache.get(
             base_model_folder(suite.base_model),
             pick_device(settings.EVAL_DEVICE),
@@ -416,7 +436,7 @@ def run_baseline(baseline_id: str, *, worker: str, cache: BaseModelCache = MODEL
             loaded,
             None,
             cast(Kind, suite.kind),
-            parse_suite(raw, suite.kind),
+            examples,
             batch_size=settings.EVAL_BATCH_SIZE,
             max_new_tokens=suite.max_new_tokens,
             on_batch=jobs.LeaseKeeper(BaselineEvaluation, baseline.pk),
@@ -450,12 +470,14 @@ def run_baseline(baseline_id: str, *, worker: str, cache: BaseModelCache = MODEL
 # --- The validation gate ------------------------------------------------------------------------------
 
 
-def start_validation(version: AdapterVersion) -> list[EvaluationRequest]:
+def start_validation(version: AdapterVersion, *, also: Sequence[str] = ()) -> list[EvaluationRequest]:
     """Evaluate a composed version on every suite a parent has a score on, plus its base model's
-    default suites, and mark it pending until the gate decides."""
+    default suites (and `also`: a search's target suites), and mark it pending until the gate decides."""
     parents = [link.parent for link in version.parent_links.select_related("parent")]
-    suites = set(EvalSuite.objects.filter(results__version__in=parents).values_list("name", flat=True)) | set(
-        version.adapter.base_model.eval_suites.filter(is_default=True).values_list("name", flat=True)
+    suites = (
+        set(EvalSuite.objects.filter(results__version__in=parents).values_list("name", flat=True))
+        | set(version.adapter.base_model.eval_suites.filter(is_default=True).values_list("name", flat=True))
+        | set(also)
     )
     if not suites:
         _set_validation(

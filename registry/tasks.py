@@ -15,6 +15,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
 from registry import facet_counts, jobs, reconcile
+from registry.autocompose import run_search
 from registry.compositions import run_composition
 from registry.evaluations import run_baseline, run_evaluation
 from registry.jobs import LeaseHeld
@@ -104,6 +105,21 @@ def reconcile_jobs() -> dict[str, int]:
 def evaluate_version(self: Task, request_id: str) -> str | None:
     """Score one version on one suite, on the `gpu` queue (GPU workers run one job at a time)."""
     return _run_job(self, EvaluationRequest, request_id, run_evaluation, settings.EVAL_TIME_LIMIT)
+
+
+@shared_task(
+    bind=True,
+    name="registry.tasks.evaluate_search",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    max_retries=MAX_RETRIES,
+    soft_time_limit=settings.EVAL_TIME_LIMIT,
+    time_limit=settings.EVAL_TIME_LIMIT + 60,
+)
+def evaluate_search(self: Task, job_id: str) -> str | None:
+    """Search the weights of a composition against eval suites, on the `gpu` queue (composition
+    method `search`, registry/autocompose.py)."""
+    return _run_job(self, CompositionJob, job_id, run_search, settings.EVAL_TIME_LIMIT)
 
 
 @shared_task(

@@ -40,6 +40,7 @@ class SuiteSerializer(serializers.ModelSerializer[EvalSuite]):
             "data_sha256",
             "data_size",
             "max_new_tokens",
+            "search_fraction",
             "created_at",
         )
 
@@ -51,6 +52,13 @@ class SuiteInput(serializers.Serializer[Any]):
     description = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
     is_default = serializers.BooleanField(required=False, default=False)
     max_new_tokens = serializers.IntegerField(min_value=1, max_value=512, required=False, default=16)
+    search_fraction = serializers.FloatField(
+        min_value=0.0,
+        max_value=0.9,
+        required=False,
+        default=0.0,
+        help_text="the share of examples weight searches may use (chosen by content); evaluations score the rest",
+    )
     # A declared field (SerializerMetaclass pops it off the class), not Serializer.data, which the stubs see.
     data = serializers.FileField(help_text="JSONL: one example per line")  # type: ignore[assignment]
 

@@ -46,6 +46,10 @@ class EvalSuite(models.Model):
     is_default = models.BooleanField(default=False)
     # Longest generation for exact_match suites.
     max_new_tokens = models.PositiveSmallIntegerField(default=16)
+    # The share of examples weight searches (composition method `search`) may score candidates on,
+    # chosen by each example's content (composer.search.split_examples); every evaluation scores
+    # the rest, the held-out split, so a search is judged on examples it never saw. 0: no search split.
+    search_fraction = models.FloatField(default=0.0)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(default=timezone.now)
 
@@ -54,6 +58,9 @@ class EvalSuite(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["base_model", "name"], name="suite_name_unique_per_base"),
             models.CheckConstraint(condition=Q(data_sha256__regex=SHA256_PATTERN), name="suite_data_sha256_hex"),
+            models.CheckConstraint(
+                condition=Q(search_fraction__gte=0) & Q(search_fraction__lt=1), name="suite_search_fraction_range"
+            ),
         ]
 
     def __str__(self) -> str:

@@ -264,3 +264,27 @@ def test_info_and_jobs_show_the_verdict_even_from_a_hub_that_leaves_it_out_of_jo
     assert json.loads(out)["result"]["validation"] == "validated"
     code, out, _ = run(capsys, "jobs", "--json")
     assert [j["result"]["validation"] for j in json.loads(out)] == ["validated"]
+
+
+def test_compose_search_asks_the_hub_to_search_the_weights_on_the_suites(
+    parents: EvalSuite, workers: Workers, capsys: pytest.CaptureFixture[str]
+) -> None:
+    EvalSuite.objects.filter(pk=parents.pk).update(search_fraction=0.5)
+
+    code, out, err = run(
+        capsys, "compose", "--search", "--suite", "sql-small", "--budget", "12", "alice/sql", "alice/chat:1",
+        "--into", "alice/found", "--json",
+    )  # fmt: skip
+
+    assert code == 0, err
+    job = CompositionJob.objects.get(pk=json.loads(out)["id"])
+    assert job.recipe["method"] == "search"
+    assert [(i["adapter"], i["version"]) for i in job.recipe["inputs"]] == [("alice/sql", 1), ("alice/chat", 1)]
+    assert job.recipe["parameters"] == {
+        "suites": ["sql-small"], "budget": 12, "merge": "linear", "bounds": [-1.5, 1.5], "rank": None, "seed": 0,
+        "objective": "loss",
+    }  # fmt: skip
+    assert enqueue.task_for(CompositionJob, job.pk) == enqueue.SEARCH_TASK
+
+    code, _, err = run(capsys, "compose", "--search", "alice/sql", "--into", "alice/found")
+    assert code == 1 and "--search needs the suites" in err and CompositionJob.objects.count() == 1

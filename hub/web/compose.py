@@ -15,9 +15,12 @@ from typing import Any
 import composer
 from composer.compose import DEFAULT_SEED
 from registry import compositions
-from registry.access import Actor
+from registry.access import Actor, access_base_model
+from registry.autocompose import DEFAULTS, SEARCH, check_search
 from registry.compositions import HYBRID, CompositionRequest, InputSpec, ResolvedInput
 from registry.exceptions import RegistryError
+from registry.models import CompositionJob, EvalSuite, SuiteKind
+from registry.scores import suites_of
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,9 @@ def check_composition(actor: Actor, request: CompositionRequest) -> CompositionC
     3. The inputs together: one base model.
     4. The method's parameters.
     5. The target: a namespace the actor may write, holding no adapter of another base model.
+
+    A search (method `search`) checks its inputs as a linear merge and its parameters (the suites
+    among them) with the registry's `check_search`.
     """
     check = CompositionCheck()
     if not actor.is_authenticated:
@@ -71,9 +77,13 @@ def check_composition(actor: Actor, request: CompositionRequest) -> CompositionC
     params = None
     parameter_problem: str | None = None
     hybrid = method == compositions.HYBRID
+    search = method == SEARCH
     try:
         if not hybrid:
-            params = compositions.check_parameters(method, request.parameters, n_inputs=len(specs))
+            # A search merges its candidates with linear; its own parameters are checked below.
+            params = compositions.check_parameters(
+                "linear" if search else method, {} if search else request.parameters, n_inputs=len(specs)
+            )
     except RegistryError as exc:
         parameter_problem = exc.message
 
@@ -95,6 +105,8 @@ def check_composition(actor: Actor, request: CompositionRequest) -> CompositionC
             check.base_model = (
                 compositions.check_hybrid_inputs(resolved) if hybrid else compositions.check_inputs(resolved, params)
             )
+            if search:
+                check_search(resolved, request.parameters)
         except RegistryError as exc:
             check.problems.append(exc.message)
     if parameter_problem is not None:
@@ -107,7 +119,11 @@ def check_composition(actor: Actor, request: CompositionRequest) -> CompositionC
             check.target = f"{namespace}/{name}"
         except RegistryError as exc:
             check.problems.append(exc.message)
-    check.notes = _notes(method, resolved)
+    if search:
+        # The weights typed in the form play no part: the search starts from uniform weights.
+        check.notes = [SEARCH_NOTE, *_notes(method, [ResolvedInput(r.version, 1.0) for r in resolved])]
+    else:
+        check.notes = _notes(method, resolved)
     return check
 
 
@@ -209,3 +225,150 @@ def form_initial() -> dict[str, Any]:
 def form_placeholders() -> dict[str, str]:
     """What an empty parameter means, shown in its field."""
     return {"rank": "largest input rank", "seed": f"{parameter_defaults()['seed']} (default)"}
+
+
+# --- Method `search`: the hub finds the weights ---------------------------------------------------------
+
+SEARCH_NOTE = (
+    "The hub finds the weights: CMA-ES tries candidates on the suites' search split, the uniform merge first; "
+    "the weights typed here are ignored."
+)
+
+# Registry codes of a refused search that belong to the suites the form offers.
+_SUITE_CODES = frozenset({"no_suites", "suite_not_found", "no_search_split", "unsuitable_suite"})
+# Search parameters that are fields of the form: a "bad_parameters" message starts with the parameter's name.
+_SEARCH_FIELDS = {"budget": "budget", "objective": "objective"}
+OBJECTIVE_LABELS = {
+    "loss": "−mean NLL per token on the search split",
+    "metric": "the suites' metric on the search split",
+}
+
+
+def search_error_field(exc: RegistryError) -> str | None:
+    """The compose form's field a refused search request is about (None: the form as a whole)."""
+    if exc.code in _SUITE_CODES:
+        return "suites"
+    first = exc.message.split(" ", 1)[0]
+    return _SEARCH_FIELDS.get(first) if exc.code == "bad_parameters" else None
+
+
+@dataclass(frozen=True)
+class SearchSuite:
+    """One of the base model's eval suites as the compose form offers it to a search."""
+
+    name: str
+    kind: str
+    metric: str
+    examples: int
+    search_fraction: float
+    # Why a search cannot score it ("" when it can): the registry refuses such a suite too.
+    unavailable: str = ""
+
+    @property
+    def search_examples(self) -> int:
+        return round(self.examples * self.search_fraction)
+
+
+def search_suites(actor: Actor, base_model: str) -> list[SearchSuite]:
+    """The base model's suites, those with a search split first; the others say why a search cannot
+    use them. Empty if the actor cannot see the base model."""
+    if not base_model:
+        return []
+    try:
+        base = access_base_model(actor, base_model)
+    except RegistryError:
+        return []
+    offered = []
+    for suite in suites_of(base):
+        unavailable = ""
+        if suite.kind == SuiteKind.CLASSIFICATION:
+            unavailable = "scores a classification head, which a search does not combine"
+        elif not suite.search_fraction:
+            unavailable = "no search split (search_fraction 0): a search would see the examples it is judged on"
+        offered.append(
+            SearchSuite(
+                name=suite.name,
+                kind=suite.get_kind_display(),
+                metric=suite.metric,
+                examples=suite.examples,
+                search_fraction=suite.search_fraction,
+                unavailable=unavailable,
+            )
+        )
+    return sorted(offered, key=lambda s: bool(s.unavailable))
+
+
+@dataclass(frozen=True)
+class FoundWeight:
+    adapter: str
+    weight: float | None
+
+
+@dataclass(frozen=True)
+class SearchProgress:
+    """What a search job's page shows: candidates done / budget, the best score so far, the weights
+    found (per input, in the recipe's order) and the chart's data."""
+
+    done: int
+    budget: int
+    best: float | None
+    uniform: float | None
+    finished: bool
+    objective: str
+    axis: str
+    suites: list[str]
+    weights: list[FoundWeight]
+    chart: dict[str, Any]
+
+
+def search_progress(job: CompositionJob, recipe: dict[str, Any]) -> SearchProgress | None:
+    """A search job's progress from its report (None for other methods).
+
+    While it runs, report["search"] holds done, budget, best and trace; once it has succeeded,
+    weights, score, uniform_score and trace. `recipe` is the one the viewer may read (private inputs
+    unnamed), so the weights are labelled as the page labels the inputs.
+    """
+    if recipe.get("method") != SEARCH:
+        return None
+    params = recipe.get("parameters") or {}
+    report = (job.report or {}).get("search") or {}
+    trace = report.get("trace") or []
+    scores = [c.get("score") for c in trace]
+    finished = "weights" in report
+    budget = int(report.get("budget") or params.get("budget") or DEFAULTS["budget"])
+    if finished:
+        best, weights = report.get("score"), report.get("weights") or []
+        uniform = report.get("uniform_score")
+    else:
+        best_candidate = report.get("best") or {}
+        best, weights = best_candidate.get("score"), best_candidate.get("weights") or []
+        uniform = scores[0] if scores else None
+    objective = str(params.get("objective") or DEFAULTS["objective"])
+    suites = [str(s) for s in params.get("suites") or []]
+    axis = OBJECTIVE_LABELS["loss"]
+    if objective == "metric":
+        metrics = sorted(
+            set(
+                EvalSuite.objects.filter(base_model__name=recipe.get("base_model"), name__in=suites).values_list(
+                    "metric", flat=True
+                )
+            )
+        )
+        axis = f"{'mean ' if len(suites) > 1 else ''}{', '.join(metrics) or 'metric'} on the search split"
+    inputs = recipe.get("inputs") or []
+    found = [
+        FoundWeight(adapter=f"{i['adapter']}{':' + str(i['version']) if i.get('version') else ''}", weight=w)
+        for i, w in zip(inputs, weights or [None] * len(inputs), strict=False)
+    ]
+    return SearchProgress(
+        done=int(report.get("done") or len(trace)),
+        budget=budget,
+        best=best,
+        uniform=uniform,
+        finished=finished,
+        objective=objective,
+        axis=axis,
+        suites=suites,
+        weights=found,
+        chart={"scores": scores, "uniform": uniform, "budget": budget, "axis": axis, "finished": finished},
+    )

@@ -12,7 +12,11 @@ from django.http import QueryDict
 from django.utils import timezone
 
 import composer
+from hub.web.compose import search_error_field
+from registry.autocompose import DEFAULTS as SEARCH_DEFAULTS
+from registry.autocompose import SEARCH
 from registry.compositions import CompositionRequest, InputSpec
+from registry.exceptions import RegistryError
 from registry.models import (
     RESERVED_NAMESPACES,
     WRITE_ROLES,
@@ -117,6 +121,28 @@ class ComposeForm(forms.Form):
     into_name = forms.CharField(max_length=96, label="New adapter name", validators=[slug_validator], required=False)
     description = forms.CharField(max_length=500, required=False)
     force = forms.BooleanField(required=False, help_text="Compose again even if this exact recipe already ran.")
+    # Method `search`: the hub finds the weights on the chosen suites' search split. Its limits and the
+    # suites' fitness are the registry's to check (registry.autocompose.check_search); they come back as
+    # errors on these fields.
+    weighting = forms.ChoiceField(
+        choices=[("set", "I set the weights (a merge method)"), (SEARCH, "Let the hub find the weights (search)")],
+        widget=forms.RadioSelect,
+        initial="set",
+        required=False,
+        label="Weights",
+    )
+    suites = forms.Field(required=False, widget=forms.CheckboxSelectMultiple, label="Suites to search on")
+    budget = forms.IntegerField(
+        required=False, initial=SEARCH_DEFAULTS["budget"], help_text="Candidates to try, each about one evaluation."
+    )
+    objective = forms.ChoiceField(
+        choices=[
+            ("loss", "loss (NLL of the answers)"),
+            ("metric", "metric (the suites' own)"),
+        ],
+        initial=SEARCH_DEFAULTS["objective"],
+        required=False,
+    )
 
     def __init__(self, data: QueryDict | None = None, *, namespaces: list[str], **kwargs: Any) -> None:
         super().__init__(data, **kwargs)
@@ -148,8 +174,29 @@ class ComposeForm(forms.Form):
             raise ValidationError("Add at least one adapter (or write an expression).")
         return data
 
+    @property
+    def searches(self) -> bool:
+        """Whether the hub is to find the weights (method `search`) instead of the chosen merge method."""
+        return bool(self.cleaned_data.get("weighting") == SEARCH)
+
+    def search_parameters(self) -> dict[str, Any]:
+        """The search's parameters as the registry takes them; an empty field leaves its default."""
+        data = self.cleaned_data
+        params: dict[str, Any] = {"suites": [str(s) for s in data.get("suites") or []]}
+        if data.get("budget") is not None:
+            params["budget"] = data["budget"]
+        if data.get("objective"):
+            params["objective"] = data["objective"]
+        return params
+
+    def add_registry_error(self, exc: RegistryError) -> None:
+        """A refused search as an error on the field it is about (the form's own otherwise)."""
+        self.add_error(search_error_field(exc), exc.message)
+
     def parameters(self) -> dict[str, Any]:
         data = self.cleaned_data
+        if self.searches:
+            return self.search_parameters()
         if data["method"] == "hybrid":  # parts are kept as they are
             return {}
         spec = composer.get_method(data["method"])
@@ -169,7 +216,11 @@ class ComposeForm(forms.Form):
         expression = data.get("expression") or None
         return CompositionRequest(
             into=f"{data['into_namespace']}/{data['into_name']}" if data.get("into_name") else "",
-            method=data["method"] if not expression or data["method"] != "linear" else None,
+            method=SEARCH
+            if self.searches
+            else data["method"]
+            if not expression or data["method"] != "linear"
+            else None,
             inputs=[] if expression else self.inputs,
             expression=expression,
             parameters=self.parameters(),

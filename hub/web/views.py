@@ -28,7 +28,14 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from demo import status as demo_status
 from hub.web import forms, queries, svg
-from hub.web.compose import check_composition, form_initial, form_placeholders, method_choices
+from hub.web.compose import (
+    check_composition,
+    form_initial,
+    form_placeholders,
+    method_choices,
+    search_progress,
+    search_suites,
+)
 from hub.web.display import Card, adapter_url, ago, make_cards, verdict
 from hub.web.modelcard import render_card
 from registry import evaluations, push, search, services
@@ -755,7 +762,8 @@ def compose(request: AuthenticatedHttpRequest) -> HttpResponse:
 
     `base_model` (a GET parameter, kept by the form's POSTs) narrows the inputs the page offers to
     that base model's adapters; the page opens on the base model of an adapter added with `add`.
-    With the header X-Partial: compose-choices, GET answers those inputs alone (the form's script).
+    With the header X-Partial: compose-choices, GET answers those inputs alone (the form's script);
+    with X-Partial: compose-search-suites, the suites a search on that base model may score.
     """
     actor = actor_of(request)
     check = None
@@ -763,6 +771,14 @@ def compose(request: AuthenticatedHttpRequest) -> HttpResponse:
     base_model = (request.POST if request.method == "POST" else request.GET).get("base_model", "").strip()
     if request.headers.get("X-Partial") == "compose-choices":
         response = render(request, "web/partials/compose_choices.html", _compose_choices(actor, base_model))
+        patch_vary_headers(response, ["X-Partial"])
+        return response
+    if request.headers.get("X-Partial") == "compose-search-suites":
+        response = render(
+            request,
+            "web/partials/compose_search_suites.html",
+            {"search_suites": search_suites(actor, base_model), "base_model": base_model, "chosen": []},
+        )
         patch_vary_headers(response, ["X-Partial"])
         return response
     if request.method == "POST":
@@ -774,9 +790,12 @@ def compose(request: AuthenticatedHttpRequest) -> HttpResponse:
                 try:
                     result = submit_composition(actor=actor, request=form.to_request())
                 except RegistryError as exc:
-                    check = check_composition(actor, form.to_request())
-                    if not check.problems:
-                        check.problems.append(exc.message)
+                    if form.searches:  # a search's refusal goes on the field it is about
+                        form.add_registry_error(exc)
+                    else:
+                        check = check_composition(actor, form.to_request())
+                        if not check.problems:
+                            check.problems.append(exc.message)
                     status = status_of(exc)
                 else:
                     if not result.created:
@@ -802,6 +821,8 @@ def compose(request: AuthenticatedHttpRequest) -> HttpResponse:
             "rows": rows,
             "check": check,
             "methods": method_choices(),
+            "search_suites": search_suites(actor, base_model),
+            "chosen": form["suites"].value() or [],
             **_compose_choices(actor, base_model),
         },
         status=status,
@@ -844,12 +865,14 @@ def job_page(request: HttpRequest, job_id: str) -> HttpResponse:
     result = job.result_version
     if result is not None and not actor.can_read_adapter(result.adapter):
         result = None  # its creator, no longer a member of the private target's namespace
+    recipe = queries.visible_recipe(actor, job.recipe)
     return render(
         request,
         "web/job.html",
         {
             "job": job,
-            "recipe": queries.visible_recipe(actor, job.recipe),
+            "recipe": recipe,
+            "search": search_progress(job, recipe),
             "result": result,
             "result_url": f"{adapter_url(result.adapter)}?version={result.number}" if result else "",
             "verdict": verdict(result.validation, result.validation_reasons) if result else None,

@@ -15,6 +15,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from demo import skills as demo
 from demo.status import marking_build
 from registry.access import Actor
+from registry.autocompose import run_search
 from registry.base_models import register_from_folder
 from registry.compositions import CompositionRequest, InputSpec, run_composition, submit_composition
 from registry.evaluations import create_suite, request_evaluations, run_evaluation
@@ -25,13 +26,18 @@ from registry.services import AdapterMetadata
 
 Job = TypeVar("Job", CompositionJob, EvaluationRequest)
 COMPOSITION_NAME = "capital-opposite"
+SEARCH_NAME = "found"
+SEARCH_BUDGET = 40
+# The target suites' share of examples a weight search may score candidates on (the rest is held out).
+TARGET_SEARCH_FRACTION = 0.5
 
 
 class Command(BaseCommand):
     help = (
         "Make the demo catalog once: a tiny base model built locally, eval suites, LoRA adapters trained "
-        "on small skills, their scores, and a composition of them validated by the eval gate. An interrupted "
-        "run picks up where it stopped; while it runs, the catalog says the demo data is being built."
+        "on small skills, their scores, a weight search over them (composition method search) and a "
+        "composition of two, both validated by the eval gate. An interrupted run picks up where it stopped; "
+        "while it runs, the catalog says the demo data is being built."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -53,9 +59,11 @@ class Command(BaseCommand):
             self._build(user, force=options["force"])
 
     def _build(self, user: Any, *, force: bool) -> None:
-        """1. The base model (built and registered), 2. its suites, 3. each skill's adapter, trained
-        and pushed unless it is there already, and scored, 4. their composition, scored, so the gate
-        decides."""
+        """1. The base model (built and registered), 2. its suites and the target suites (with a search
+        split), 3. each skill's adapter, trained and pushed unless it is there already, and scored,
+        4. a search for the weights of all of them on the target suites, 5. the composition of the
+        first two, each result scored so the gate decides. The composition comes last: its presence
+        means the demo is complete (`handle`)."""
         base_name = demo.DEMO_BASE_MODEL
         actor = Actor(user=user)
         started = time.monotonic()
@@ -69,10 +77,10 @@ class Command(BaseCommand):
             folder=folder,
             description="A tiny Llama built locally for the demo: it copies words and knows no skill.",
         )
-        suites = self._suites(actor, base_name)
+        suites = self._suites(actor, base_name) + self._target_suites(actor, base_name)
         namespace = user.get_username()
         with tempfile.TemporaryDirectory() as tmp:
-            for index, skill in enumerate(demo.SKILLS):
+            for index, skill in enumerate(demo.ALL_SKILLS):
                 pushed = Adapter.objects.filter(namespace__name=namespace, name=f"{skill.name}-lora").first()
                 if force or pushed is None or not pushed.versions.exists():
                     self.stdout.write(f"training {skill.name}-lora ...")
@@ -82,6 +90,7 @@ class Command(BaseCommand):
                     "number"
                 )
                 self._evaluate(request_evaluations(actor=actor, version=version, suites=[s.name for s in suites]))
+        found = self._search(actor, namespace)
         self.stdout.write("composing capital + opposite ...")
         job = submit_composition(
             actor=actor,
@@ -102,9 +111,43 @@ class Command(BaseCommand):
         )
         composed.refresh_from_db()
         self.stdout.write(
-            f"demo ready in {time.monotonic() - started:.0f} s: {len(demo.SKILLS)} adapters, {len(suites)} suites, "
-            f"composition {job.target} is {composed.validation}"
+            f"demo ready in {time.monotonic() - started:.0f} s: {len(demo.ALL_SKILLS)} adapters, {len(suites)} "
+            f"suites, composition {job.target} is {composed.validation}"
+            + (
+                f", search {found.target} is {found.result_version.validation}"
+                if found and found.result_version
+                else ""
+            )
         )
+
+    def _search(self, actor: Actor, namespace: str) -> CompositionJob | None:
+        """Let the hub find the weights of every skill's adapter on the target suites (composition method
+        `search`, CMA-ES on their search split), then score the result so the gate decides on the
+        held-out split; the job as it ended (None if it failed)."""
+        self.stdout.write(f"searching the weights of {len(demo.ALL_SKILLS)} adapters ({SEARCH_BUDGET} candidates) ...")
+        job = submit_composition(
+            actor=actor,
+            request=CompositionRequest(
+                into=f"{namespace}/{SEARCH_NAME}",
+                method="search",
+                inputs=[InputSpec(adapter=f"{namespace}/{s.name}-lora", weight=1.0) for s in demo.ALL_SKILLS],
+                parameters={"suites": [t.name for t in demo.TARGET_SUITES], "budget": SEARCH_BUDGET, "seed": 0},
+                description="Every demo skill in one adapter, the weights found by the hub on the target suites.",
+            ),
+        ).job
+        job = self._run(run_search, CompositionJob, str(job.pk))
+        if job.status != JobStatus.SUCCEEDED or job.result_version is None:
+            self.stderr.write(f"the demo search failed: {job.error_message}")
+            return None
+        self._evaluate(
+            list(
+                EvaluationRequest.objects.filter(
+                    version=job.result_version, status__in=[JobStatus.QUEUED, JobStatus.RUNNING]
+                )
+            )
+        )
+        job.result_version.refresh_from_db()
+        return job
 
     def _suites(self, actor: Actor, base_name: str) -> list[EvalSuite]:
         suites = []
@@ -130,6 +173,27 @@ class Command(BaseCommand):
                         max_new_tokens=4,
                     )
                 suites.append(existing)
+        return suites
+
+    def _target_suites(self, actor: Actor, base_name: str) -> list[EvalSuite]:
+        """The suites that need two skills at once (demo.skills.TARGET_SUITES), with a search split."""
+        suites = []
+        for target in demo.TARGET_SUITES:
+            existing = EvalSuite.objects.filter(base_model__name=base_name, name=target.name).first()
+            if existing is None:
+                raw = "".join(json.dumps(line) + "\n" for line in target.lines()).encode()
+                existing = create_suite(
+                    actor=actor,
+                    base_model=base_name,
+                    name=target.name,
+                    kind=target.kind,
+                    data=io.BytesIO(raw),
+                    size=len(raw),
+                    description=f"Needs {' and '.join(target.skills)} at once ({target.kind.replace('_', ' ')})",
+                    max_new_tokens=4,
+                    search_fraction=TARGET_SEARCH_FRACTION,
+                )
+            suites.append(existing)
         return suites
 
     def _push(self, actor: Actor, namespace: str, name: str, folder: Path, skill: demo.Skill) -> None:

@@ -181,14 +181,24 @@ def run_search(job_id: str, *, worker: str, cache: BaseModelCache = evaluations.
                     )
                     for suite in suites
                 ]
+
+                def combined(weights: tuple[float, ...]) -> float:
+                    return sum(score(weights) for score in scorers) / len(scorers)
+
                 found = search_weights(
                     len(adapters),
-                    lambda weights: sum(score(weights) for score in scorers) / len(scorers),
+                    combined,
                     budget=params["budget"],
                     bounds=(params["bounds"][0], params["bounds"][1]),
                     seed=params["seed"],
                     on_candidate=progress,
                 )
+                # References beside the trace, outside the budget: each parent alone, at weight 1.
+                n = len(adapters)
+                parents = [
+                    {"adapter": r.published_reference, "score": combined(tuple(float(i == j) for j in range(n)))}
+                    for i, (r, _) in enumerate(staged)
+                ]
             timings["search_seconds"] = round(time.monotonic() - started, 3)
 
             started = time.monotonic()
@@ -209,6 +219,7 @@ def run_search(job_id: str, *, worker: str, cache: BaseModelCache = evaluations.
                 "weights": [round(w, 6) for w in found.weights],
                 "score": found.score,
                 "uniform_score": found.trace[0].score,
+                "parents": parents,
                 "budget": params["budget"],
                 "trace": progress.trace,
             }

@@ -370,5 +370,14 @@ def search_progress(job: CompositionJob, recipe: dict[str, Any]) -> SearchProgre
         axis=axis,
         suites=suites,
         weights=found,
-        chart={"scores": scores, "uniform": uniform, "budget": budget, "axis": axis, "finished": finished},
+        chart={
+            "scores": scores,
+            "uniform": uniform,
+            "parents": [
+                {"adapter": str(p.get("adapter")), "score": p.get("score")} for p in report.get("parents") or []
+            ],
+            "budget": budget,
+            "axis": axis,
+            "finished": finished,
+        },
     )

@@ -397,7 +397,10 @@ def _adapter_context(request: HttpRequest, actor: Actor, adapter: Adapter, tab: 
         ]
     elif tab == "evaluation":
         baseline = baseline_scores_of(adapter.base_model)
+        searched = version.composition_jobs.filter(recipe__method="search", status=JobStatus.SUCCEEDED).first()
         context.update(
+            # A version the hub's weight search made: its trace, as on the job page.
+            search=search_progress(searched, queries.visible_recipe(actor, searched.recipe)) if searched else None,
             baseline_scores=baseline,
             score_rows=_score_rows(version_scores(version), baseline),
             charts=_charts(adapter, baseline),

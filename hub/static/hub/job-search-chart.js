@@ -9,6 +9,7 @@
   var ACCENT = "#4f46e5";
   var DOTS = "#94a3b8";
   var UNIFORM = "#d97706";
+  var PARENTS = ["#059669", "#0891b2", "#be185d", "#7c3aed", "#65a30d", "#475569"];
 
   function format(value, digits) {
     return value === null || value === undefined ? "—" : Number(value).toFixed(digits);
@@ -30,6 +31,7 @@
       best: best === undefined ? null : best,
       weights: finished ? search.weights : (search.best || {}).weights || [],
       uniform: finished ? search.uniform_score : scores.length ? scores[0] : null,
+      parents: search.parents || previous.parents || [],
       axis: previous.axis,
     };
   }
@@ -76,6 +78,19 @@
         hovertemplate: "uniform merge: %{y:.4f}<extra></extra>",
       });
     }
+    // Each parent alone (weight 1), scored the same way once the search is done: what search must beat.
+    (data.parents || []).forEach(function (parent, i) {
+      if (parent.score === null || parent.score === undefined) return;
+      traces.push({
+        type: "scatter",
+        mode: "lines",
+        name: parent.adapter + " alone",
+        x: [1, Math.max(data.budget, x.length)],
+        y: [parent.score, parent.score],
+        line: { color: PARENTS[i % PARENTS.length], width: 1.25, dash: "dot" },
+        hovertemplate: parent.adapter + " alone: %{y:.4f}<extra></extra>",
+      });
+    });
     var layout = {
       title: { text: "<b>Best score per candidate</b> · higher is better", x: 0, xanchor: "left", xref: "paper", y: 1, yref: "container", yanchor: "top", pad: { t: 10 }, font: { size: 14 } },
       height: 380,
@@ -122,9 +137,10 @@
     var section = document.getElementById("job-search");
     var script = document.getElementById("job-search-data");
     var panel = document.getElementById("job");
-    if (!section || !script || !panel || !window.Plotly) return; // no plotly.js: the numbers stay
+    if (!section || !script || !window.Plotly) return; // no plotly.js: the numbers stay
     var data = JSON.parse(script.textContent);
     draw(section.querySelector('[data-chart="job-search"]'), data);
+    if (!panel) return; // the adapter's Evaluation tab: a finished search, nothing to follow
 
     // hub.js polls the job; its progress text and status change when the worker reports candidates.
     var pending = false;

@@ -225,6 +225,7 @@ def test_a_running_search_shows_candidates_done_of_the_budget_and_the_best_score
     assert chart_data(html) == {
         "scores": [-2.5, -1.75, -2.0],
         "uniform": -2.5,
+        "parents": [],  # scored once the search is done
         "budget": 40,
         "axis": "−mean NLL per token on the search split",
         "finished": False,

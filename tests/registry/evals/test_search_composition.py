@@ -76,6 +76,9 @@ def test_a_search_publishes_the_best_weights_with_its_trace_and_is_gated_on_held
     assert all(-1.5 <= w <= 1.5 for c in search["trace"] for w in c["weights"])
     assert search["trace"][0]["weights"] == [0.5, 0.5]  # the uniform merge is the first candidate
     assert search["score"] == max(c["score"] for c in search["trace"]) >= search["uniform_score"]
+    # Each parent alone, scored the same way, as the charts' reference lines.
+    assert [p["adapter"] for p in search["parents"]] == ["alice/capital:1", "alice/opposite:1"]
+    assert all(isinstance(p["score"], float) for p in search["parents"])
     version = job.result_version
     assert version is not None
     edges = VersionParent.objects.filter(child=version).order_by("position")
@@ -92,6 +95,17 @@ def test_a_search_publishes_the_best_weights_with_its_trace_and_is_gated_on_held
         assert all(example in search_part for example in seen if example in lines)
         assert not any(example in held_out for example in seen)
     assert version.validation == "pending"
+
+    # The result's Evaluation tab draws the search's trace with the uniform merge and the parents.
+    from django.test import Client
+
+    page = Client().get(f"/alice/searched/evaluation/?version={version.number}").content.decode()
+    assert 'id="job-search"' in page and "hub/job-search-chart.js" in page and "plotly.min.js" in page
+    chart = json.loads(page.split('id="job-search-data" type="application/json">', 1)[1].split("</script>", 1)[0])
+    assert len(chart["scores"]) == BUDGET and [p["adapter"] for p in chart["parents"]] == [
+        "alice/capital:1",
+        "alice/opposite:1",
+    ]
     gated = EvaluationRequest.objects.filter(version=version).values_list("suite__name", flat=True)
     assert sorted(gated) == ["capital-qa", "opposite-choice"]
 

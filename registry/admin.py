@@ -9,6 +9,7 @@ from registry.models import (
     Adapter,
     AdapterVersion,
     ApiToken,
+    BaselineEvaluation,
     BaseModel,
     BaseModelFile,
     BestScore,
@@ -231,6 +232,13 @@ class EvaluationRequestAdmin(admin.ModelAdmin):
     list_display = ("id", "version", "suite", "status", "attempts", "worker", "created_at")
     list_filter = ("status",)
     raw_id_fields = ("version", "suite", "created_by")
+
+
+@admin.register(BaselineEvaluation)
+class BaselineEvaluationAdmin(admin.ModelAdmin):
+    list_display = ("id", "suite", "status", "metric", "value", "precision", "worker", "created_at")
+    list_filter = ("status",)
+    raw_id_fields = ("suite", "created_by")
 
 
 @admin.register(UploadSession)

@@ -1,4 +1,5 @@
-"""Composition method `search`: the hub finds the weights of a LoRA combination itself.
+"""Composition method `search`: the hub finds the weights of a LoRA combination itself (the request
+is checked at submit time by registry.compositions.check_search; this is the worker's side).
 
 A GPU worker (queue `gpu`) loads the base model once (the eval workers' cache), reads the inputs'
 factors once, and lets CMA-ES (composer/search.py) propose weight vectors; each candidate is merged
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
@@ -25,88 +25,15 @@ from django.conf import settings
 from django.utils import timezone
 
 import composer
-from composer import CompositionError, CompositionParams
+from composer import CompositionError
 from composer.evaluation import BaseModelCache, EvaluationError, Kind, pick_device
 from composer.search import Candidate, LoraCombination, search_weights, suite_scorer
 from registry import compositions, evaluations, jobs
-from registry.exceptions import InvalidContent, InvalidRequest, RegistryError
-from registry.models import BaseModel, CompositionJob, EvalSuite, JobStatus, Method, SuiteKind
+from registry.exceptions import RegistryError
+from registry.models import BaseModel, CompositionJob, EvalSuite, JobStatus, Method
 from registry.services import scratch_folder
 
-SEARCH = "search"
-DEFAULTS: dict[str, Any] = {
-    "budget": 40,
-    "merge": "linear",
-    "bounds": [-1.5, 1.5],
-    "rank": None,
-    "seed": 0,
-    "objective": "loss",
-}
-MAX_BUDGET = 500
-MAX_SUITES = 8
 SEARCH_BAND = (5, 80)  # progress: fetching and loading below, composing and publishing above
-
-
-def check_search(
-    resolved: Sequence[compositions.ResolvedInput], parameters: dict[str, Any]
-) -> tuple[str, dict[str, Any]]:
-    """(base model, the parameters with defaults filled) of a search request; 4xx if anything is off."""
-    unknown = set(parameters) - {"suites", *DEFAULTS}
-    if unknown:
-        raise InvalidRequest(
-            f"unknown search parameters {', '.join(sorted(unknown))}; allowed: suites, {', '.join(DEFAULTS)}",
-            code="bad_parameters",
-        )
-    chosen = {**DEFAULTS, **parameters}
-    merge = CompositionParams(method="linear", device="cpu", **({"rank": chosen["rank"]} if chosen["rank"] else {}))
-    if chosen["merge"] != "linear":
-        raise InvalidContent(
-            "a search merges its candidates with linear (the exact weighted sum)", code="bad_parameters"
-        )
-    base_model = compositions.check_inputs(resolved, merge)
-    budget, seed, bounds = chosen["budget"], chosen["seed"], chosen["bounds"]
-    if isinstance(budget, bool) or not isinstance(budget, int) or not 1 <= budget <= MAX_BUDGET:
-        raise InvalidRequest(f"budget must be 1 to {MAX_BUDGET} candidates", code="bad_parameters")
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**31:
-        raise InvalidRequest("seed must be a non-negative integer", code="bad_parameters")
-    if (
-        not isinstance(bounds, list | tuple)
-        or len(bounds) != 2
-        or not all(isinstance(b, int | float) and not isinstance(b, bool) and math.isfinite(b) for b in bounds)
-        or not -10 <= bounds[0] < bounds[1] <= 10
-    ):
-        raise InvalidRequest("bounds must be [low, high] with -10 <= low < high <= 10", code="bad_parameters")
-    if chosen["objective"] not in ("loss", "metric"):
-        raise InvalidRequest("objective must be loss or metric", code="bad_parameters")
-    names = chosen.get("suites")
-    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
-        raise InvalidRequest("name the suites to search on: suites: [...]", code="no_suites")
-    if len(set(names)) > MAX_SUITES:
-        raise InvalidRequest(f"a search scores at most {MAX_SUITES} suites", code="bad_parameters")
-    found = {s.name: s for s in EvalSuite.objects.filter(base_model__name=base_model, name__in=names)}
-    missing = sorted(set(names) - set(found))
-    if missing:
-        raise InvalidContent(f"{base_model} has no eval suite {', '.join(missing)}", code="suite_not_found")
-    for suite in found.values():
-        if suite.kind == SuiteKind.CLASSIFICATION:
-            raise InvalidContent(f"suite {suite.name} scores a classification head, which a search does not combine",
-                                 code="unsuitable_suite")  # fmt: skip
-        if not suite.search_fraction:
-            raise InvalidContent(
-                f"suite {suite.name} has no search split (search_fraction 0): a search would see the examples "
-                "it is judged on",
-                code="no_search_split",
-            )
-    normalized = {
-        "suites": sorted(set(names)),
-        "budget": budget,
-        "merge": "linear",
-        "bounds": [float(bounds[0]), float(bounds[1])],
-        "rank": chosen["rank"],
-        "seed": seed,
-        "objective": chosen["objective"],
-    }
-    return base_model, normalized
 
 
 class _SearchProgress:

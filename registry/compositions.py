@@ -42,9 +42,11 @@ from registry.models import (
     AdapterVersion,
     BaseModel,
     CompositionJob,
+    EvalSuite,
     JobStatus,
     LineageRole,
     Method,
+    SuiteKind,
     VersionParent,
     method_phrase,
 )
@@ -124,10 +126,7 @@ def submit_composition(*, actor: Actor, request: CompositionRequest) -> SubmitRe
         if request.parameters:
             raise InvalidRequest("hybrid keeps its parts as they are: it takes no parameters", code="bad_parameters")
         base_model, method_name = check_hybrid_inputs(resolved), HYBRID
-    elif method == "search":
-        # Imported here: the search's worker side builds on this module.
-        from registry.autocompose import check_search
-
+    elif method == SEARCH:
         base_model, parameters = check_search(resolved, request.parameters)
         method_name = "search"
         resolved = [ResolvedInput(version=r.version, weight=1.0) for r in resolved]  # the search finds them
@@ -355,6 +354,81 @@ def check_parameters(method: str, parameters: dict[str, Any], *, n_inputs: int) 
     if params.spec.single_input and n_inputs != 1:
         raise InvalidContent(f"{params.spec.name} re-ranks exactly one adapter, got {n_inputs}", code="bad_input")
     return params
+
+
+# --- Composition method `search` (run by registry/autocompose.py) -----------------------------------
+
+SEARCH = "search"
+SEARCH_DEFAULTS: dict[str, Any] = {
+    "budget": 40,
+    "merge": "linear",
+    "bounds": [-1.5, 1.5],
+    "rank": None,
+    "seed": 0,
+    "objective": "loss",
+}
+MAX_BUDGET = 500
+MAX_SUITES = 8
+
+
+def check_search(resolved: Sequence[ResolvedInput], parameters: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(base model, the parameters with defaults filled) of a search request; 4xx if anything is off."""
+    unknown = set(parameters) - {"suites", *SEARCH_DEFAULTS}
+    if unknown:
+        raise InvalidRequest(
+            f"unknown search parameters {', '.join(sorted(unknown))}; allowed: suites, {', '.join(SEARCH_DEFAULTS)}",
+            code="bad_parameters",
+        )
+    chosen = {**SEARCH_DEFAULTS, **parameters}
+    merge = CompositionParams(method="linear", device="cpu", **({"rank": chosen["rank"]} if chosen["rank"] else {}))
+    if chosen["merge"] != "linear":
+        raise InvalidContent(
+            "a search merges its candidates with linear (the exact weighted sum)", code="bad_parameters"
+        )
+    base_model = check_inputs(resolved, merge)
+    budget, seed, bounds = chosen["budget"], chosen["seed"], chosen["bounds"]
+    if isinstance(budget, bool) or not isinstance(budget, int) or not 1 <= budget <= MAX_BUDGET:
+        raise InvalidRequest(f"budget must be 1 to {MAX_BUDGET} candidates", code="bad_parameters")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**31:
+        raise InvalidRequest("seed must be a non-negative integer", code="bad_parameters")
+    if (
+        not isinstance(bounds, list | tuple)
+        or len(bounds) != 2
+        or not all(isinstance(b, int | float) and not isinstance(b, bool) and math.isfinite(b) for b in bounds)
+        or not -10 <= bounds[0] < bounds[1] <= 10
+    ):
+        raise InvalidRequest("bounds must be [low, high] with -10 <= low < high <= 10", code="bad_parameters")
+    if chosen["objective"] not in ("loss", "metric"):
+        raise InvalidRequest("objective must be loss or metric", code="bad_parameters")
+    names = chosen.get("suites")
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise InvalidRequest("name the suites to search on: suites: [...]", code="no_suites")
+    if len(set(names)) > MAX_SUITES:
+        raise InvalidRequest(f"a search scores at most {MAX_SUITES} suites", code="bad_parameters")
+    found = {s.name: s for s in EvalSuite.objects.filter(base_model__name=base_model, name__in=names)}
+    missing = sorted(set(names) - set(found))
+    if missing:
+        raise InvalidContent(f"{base_model} has no eval suite {', '.join(missing)}", code="suite_not_found")
+    for suite in found.values():
+        if suite.kind == SuiteKind.CLASSIFICATION:
+            raise InvalidContent(f"suite {suite.name} scores a classification head, which a search does not combine",
+                                 code="unsuitable_suite")  # fmt: skip
+        if not suite.search_fraction:
+            raise InvalidContent(
+                f"suite {suite.name} has no search split (search_fraction 0): a search would see the examples "
+                "it is judged on",
+                code="no_search_split",
+            )
+    normalized = {
+        "suites": sorted(set(names)),
+        "budget": budget,
+        "merge": "linear",
+        "bounds": [float(bounds[0]), float(bounds[1])],
+        "rank": chosen["rank"],
+        "seed": seed,
+        "objective": chosen["objective"],
+    }
+    return base_model, normalized
 
 
 def check_target(actor: Actor, into: str, base_model: str) -> tuple[str, str]:

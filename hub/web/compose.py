@@ -16,8 +16,8 @@ import composer
 from composer.compose import DEFAULT_SEED
 from registry import compositions
 from registry.access import Actor, access_base_model
-from registry.autocompose import DEFAULTS, SEARCH, check_search
-from registry.compositions import HYBRID, CompositionRequest, InputSpec, ResolvedInput
+from registry.compositions import HYBRID, SEARCH, CompositionRequest, InputSpec, ResolvedInput, check_search
+from registry.compositions import SEARCH_DEFAULTS as DEFAULTS
 from registry.exceptions import RegistryError
 from registry.models import CompositionJob, EvalSuite, SuiteKind
 from registry.scores import suites_of

@@ -13,9 +13,7 @@ from django.utils import timezone
 
 import composer
 from hub.web.compose import search_error_field
-from registry.autocompose import DEFAULTS as SEARCH_DEFAULTS
-from registry.autocompose import SEARCH
-from registry.compositions import CompositionRequest, InputSpec
+from registry.compositions import SEARCH, SEARCH_DEFAULTS, CompositionRequest, InputSpec
 from registry.exceptions import RegistryError
 from registry.models import (
     RESERVED_NAMESPACES,

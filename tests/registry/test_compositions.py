@@ -54,7 +54,12 @@ def test_a_stacked_composition_publishes_an_exact_new_version_with_lineage_and_c
 
     assert job.status == "succeeded" and job.progress == 100, job.error_message
     polled = json_of(client.get(f"/api/v1/jobs/{job.pk}/"))
-    assert polled["result"] == {"adapter": "alice/hybrid", "version": 1}
+    assert polled["result"] == {
+        "adapter": "alice/hybrid",
+        "version": 1,
+        "validation": "none",  # no suite applies: the gate has nothing to decide
+        "validation_reasons": [{"reason": "no eval suite applies: neither the parents nor the base model have one"}],
+    }
     assert polled["timings"]["compose_seconds"] >= 0
     version = json_of(client.get("/api/v1/adapters/alice/hybrid/versions/1/"))
     assert {f["path"] for f in version["files"]} == {
@@ -126,7 +131,12 @@ def test_the_same_recipe_returns_the_existing_job_unless_forced(two_adapters: An
 
     run(json_of(first)["id"])
     after = submit(two_adapters, **recipe)
-    assert after.status_code == 200 and json_of(after)["result"] == {"adapter": "alice/sum", "version": 1}
+    assert after.status_code == 200
+    assert {k: json_of(after)["result"][k] for k in ("adapter", "version", "validation")} == {
+        "adapter": "alice/sum",
+        "version": 1,
+        "validation": "none",
+    }
 
     forced = submit(two_adapters, **recipe, force=True)
     assert forced.status_code == 202 and json_of(forced)["id"] != json_of(first)["id"]

@@ -67,12 +67,10 @@ class EvalSuite(models.Model):
         return f"{self.base_model.name}:{self.name}"
 
 
-class EvaluationRequest(models.Model):
-    """One version to score on one suite; a worker turns it into exactly one EvalResult."""
+class EvalJob(models.Model):
+    """What a GPU worker's job row holds (registry/jobs.py claims, renews and finishes it)."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    version = models.ForeignKey(AdapterVersion, on_delete=models.PROTECT, related_name="evaluation_requests")
-    suite = models.ForeignKey(EvalSuite, on_delete=models.PROTECT, related_name="requests")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED, db_index=True)
     error_code = models.CharField(max_length=64, blank=True)
@@ -87,34 +85,33 @@ class EvaluationRequest(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        abstract = True
         ordering = ["-created_at"]
-
-    def __str__(self) -> str:
-        return f"evaluate {self.version} on {self.suite.name} ({self.status})"
 
     @property
     def is_finished(self) -> bool:
         return self.status in (JobStatus.SUCCEEDED, JobStatus.FAILED)
 
 
-class BaselineEvaluation(models.Model):
-    """The bare base model scored on one of its suites by the same eval workers, so every adapter's
-    score has something to compare with. A job row (registry/jobs.py) that holds its own result;
-    a suite's baseline is its newest succeeded one."""
+class EvaluationRequest(EvalJob):
+    """One version to score on one suite; a worker turns it into exactly one EvalResult."""
 
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    version = models.ForeignKey(AdapterVersion, on_delete=models.PROTECT, related_name="evaluation_requests")
+    suite = models.ForeignKey(EvalSuite, on_delete=models.PROTECT, related_name="requests")
+
+    class Meta(EvalJob.Meta):
+        pass
+
+    def __str__(self) -> str:
+        return f"evaluate {self.version} on {self.suite.name} ({self.status})"
+
+
+class BaselineEvaluation(EvalJob):
+    """The bare base model scored on one of its suites by the same eval workers, so every adapter's
+    score has something to compare with. A job row that holds its own result; a suite's baseline is
+    its newest succeeded one."""
+
     suite = models.ForeignKey(EvalSuite, on_delete=models.PROTECT, related_name="baselines")
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
-    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED, db_index=True)
-    error_code = models.CharField(max_length=64, blank=True)
-    error_message = models.TextField(blank=True)
-    attempts = models.PositiveSmallIntegerField(default=0)
-    worker = models.CharField(max_length=255, blank=True)
-    lease_expires_at = models.DateTimeField(null=True, blank=True)
-    dispatched_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(default=timezone.now)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
     # The outcome, once it succeeded (as an EvalResult's fields).
     metric = models.CharField(max_length=64, blank=True)
     value = models.FloatField(null=True, blank=True)
@@ -125,16 +122,11 @@ class BaselineEvaluation(models.Model):
     details = models.JSONField(default=dict, blank=True)
     duration_seconds = models.FloatField(null=True, blank=True)
 
-    class Meta:
-        ordering = ["-created_at"]
+    class Meta(EvalJob.Meta):
         indexes = [models.Index(fields=["suite", "status", "-finished_at"])]
 
     def __str__(self) -> str:
         return f"baseline of {self.suite} ({self.status})"
-
-    @property
-    def is_finished(self) -> bool:
-        return self.status in (JobStatus.SUCCEEDED, JobStatus.FAILED)
 
 
 class EvalResult(models.Model):

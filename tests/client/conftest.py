@@ -60,3 +60,12 @@ def hub_for(live_server: Any, tmp_path: Path, token_for: Callable[..., str]) -> 
 @pytest.fixture
 def hub(hub_for: Callable[..., HubClient], alice: Any) -> HubClient:
     return hub_for(alice)
+
+
+@pytest.fixture
+def env(live_server: Any, alice: Any, token_for: Any, monkeypatch: pytest.MonkeyPatch) -> str:
+    """`ahub` pointed at a live hub as alice (HUB_URL, HUB_TOKEN); returns her token."""
+    token = token_for(alice)
+    monkeypatch.setenv("HUB_URL", live_server.url)
+    monkeypatch.setenv("HUB_TOKEN", token)
+    return token

@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import numpy as np
+import pytest
 import requests
 
 
@@ -137,3 +138,12 @@ def folder_bytes(folder: Path) -> dict[str, bytes]:
 
 def file_size(path: Path) -> int:
     return os.stat(path).st_size
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """`ahub --quiet ARGV` in-process: (exit status, stdout, stderr)."""
+    from client.cli import main
+
+    code = main(["--quiet", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err

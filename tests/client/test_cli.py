@@ -14,24 +14,11 @@ import pytest
 from client import config
 from client.cli import main
 from tests.client.helpers import folder_bytes
+from tests.client.helpers import run_cli as run
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def env(live_server: Any, alice: Any, token_for: Any, monkeypatch: pytest.MonkeyPatch) -> str:
-    token = token_for(alice)
-    monkeypatch.setenv("HUB_URL", live_server.url)
-    monkeypatch.setenv("HUB_TOKEN", token)
-    return token
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(["--quiet", *argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_push_info_search_pull_with_json_output(

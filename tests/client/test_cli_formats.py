@@ -13,27 +13,13 @@ import pytest
 from django.utils import timezone
 
 from client import display, formatting
-from client.cli import main
 from registry.models import Adapter, AdapterVersion, ApiToken
 from registry.services import issue_token
+from tests.client.helpers import run_cli as run
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-
-@pytest.fixture
-def env(live_server: Any, alice: Any, token_for: Any, monkeypatch: pytest.MonkeyPatch) -> str:
-    token = token_for(alice)
-    monkeypatch.setenv("HUB_URL", live_server.url)
-    monkeypatch.setenv("HUB_TOKEN", token)
-    return token
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(["--quiet", *argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def rows(out: str) -> list[list[str]]:

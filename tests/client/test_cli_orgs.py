@@ -10,22 +10,9 @@ import pytest
 
 from client.cli import main
 from registry.models import Membership
+from tests.client.helpers import run_cli as run
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def env(live_server: Any, alice: Any, token_for: Any, monkeypatch: pytest.MonkeyPatch) -> str:
-    token = token_for(alice)
-    monkeypatch.setenv("HUB_URL", live_server.url)
-    monkeypatch.setenv("HUB_TOKEN", token)
-    return token
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(["--quiet", *argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def roles() -> dict[str, str]:

@@ -51,14 +51,6 @@ def hf(live_server: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str
 
 
 @pytest.fixture
-def env(live_server: Any, alice: Any, token_for: Any, monkeypatch: pytest.MonkeyPatch) -> str:
-    token = token_for(alice)
-    monkeypatch.setenv("HUB_URL", live_server.url)
-    monkeypatch.setenv("HUB_TOKEN", token)
-    return token
-
-
-@pytest.fixture
 def served(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The file bytes the hub serves, whichever route asks (REST or HF): one path per response."""
     sent: list[str] = []

@@ -5,8 +5,6 @@ members. Screenshots land in the system's temporary folder (adapter-hub-screensh
 from __future__ import annotations
 
 import re
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +18,6 @@ from tests.hub.web.e2e.conftest import log_in
 from tests.hub.web.test_verdict_pages import REJECTED, VALIDATED, composed, job_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
-
-SCREENSHOTS = Path(tempfile.gettempdir()) / "adapter-hub-screenshots"
 
 
 def expect(locator: Any) -> Any:
@@ -39,21 +35,8 @@ def fresh_counts(transactional_db: Any) -> None:
     facet_counts.rebuild()
 
 
-@pytest.fixture
-def shot() -> Callable[[Any, str], Path]:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-
-    def take(tab: Any, name: str) -> Path:
-        path = SCREENSHOTS / f"{name}.png"
-        tab.evaluate("window.scrollTo(0, 0)")
-        tab.screenshot(path=str(path), full_page=True)
-        return path
-
-    return take
-
-
 def test_choosing_a_base_model_narrows_the_inputs_and_a_method_fills_its_defaults(
-    page: Any, alice: Any, bob: Any, shot: Any
+    page: Any, alice: Any, bob: Any, screenshot: Any
 ) -> None:
     make_adapter(alice, "sql-lora", task="text-to-sql", downloads=7)
     make_adapter(alice, "chat-lora", method="dora", task="chat", downloads=3)
@@ -96,7 +79,7 @@ def test_choosing_a_base_model_narrows_the_inputs_and_a_method_fills_its_default
     expect(page.locator("#id_majority_sign_method")).to_be_hidden()
     page.fill("#id_into_name", "mixed")
     expect(page.locator("[data-check=ok]")).to_contain_text("into alice/mixed")  # hub.js checked the form
-    shot(page, "compose-filtered")
+    screenshot(page, "compose-filtered")
 
     page.select_option("#id_base_model", "hub-test/other")
     expect(choices).to_have_count(1)
@@ -105,7 +88,7 @@ def test_choosing_a_base_model_narrows_the_inputs_and_a_method_fills_its_default
 
 
 def test_the_job_page_the_jobs_list_and_the_catalog_show_the_gate_s_verdict(
-    page: Any, alice: Any, bob: Any, shot: Any
+    page: Any, alice: Any, bob: Any, screenshot: Any
 ) -> None:
     make_adapter(alice, "capital-lora", task="qa", description="Knows capitals", downloads=12)
     make_adapter(alice, "opposite-lora", task="qa", description="Knows opposites", downloads=8)
@@ -121,15 +104,15 @@ def test_the_job_page_the_jobs_list_and_the_catalog_show_the_gate_s_verdict(
     expect(verdict.locator(".badge")).to_have_text(re.compile(r"✗ rejected · opposites 0\.400"))
     expect(verdict.locator(".verdict-reasons li")).to_have_count(2)
     expect(verdict.locator(".verdict-reasons li").nth(1)).to_contain_text("✗ opposites: exact_match 0.400")
-    shot(page, "job-verdict-rejected")
+    screenshot(page, "job-verdict-rejected")
     page.goto(f"/jobs/{good_job.pk}/")
     expect(page.locator("#verdict .badge")).to_contain_text("✓ validated")
-    shot(page, "job-verdict-validated")
+    screenshot(page, "job-verdict-validated")
 
     page.goto("/jobs/")
     expect(page.locator("tr[data-job] [data-verdict]")).to_have_count(2)
     expect(page.locator(f"tr[data-job='{good_job.pk}'] [data-verdict='validated']")).to_contain_text("capitals 0.990")
-    shot(page, "jobs-list")
+    screenshot(page, "jobs-list")
 
     page.goto("/")
     card = page.locator("[data-adapter='alice/capital-opposite']")
@@ -141,10 +124,12 @@ def test_the_job_page_the_jobs_list_and_the_catalog_show_the_gate_s_verdict(
     expect(page.locator("[data-adapter='alice/capital-lora'] [data-verdict]")).to_have_count(0)
     title = card.locator("[data-verdict]").get_attribute("title")
     assert title is not None and "✓ opposites: exact_match 0.780 (needs ≥ 0.760)" in title
-    shot(page, "catalog-verdicts")
+    screenshot(page, "catalog-verdicts")
 
 
-def test_an_owner_adds_a_member_changes_a_role_and_removes_one(page: Any, alice: Any, bob: Any, shot: Any) -> None:
+def test_an_owner_adds_a_member_changes_a_role_and_removes_one(
+    page: Any, alice: Any, bob: Any, screenshot: Any
+) -> None:
     acme = Namespace.objects.create(name="acme", kind=Namespace.Kind.ORG, display_name="Acme Labs")
     Membership.objects.create(namespace=acme, user=alice, role=Role.OWNER)
     make_adapter(acme, "acme-lora", description="The org's adapter")
@@ -161,7 +146,7 @@ def test_an_owner_adds_a_member_changes_a_role_and_removes_one(page: Any, alice:
     row.locator("select[name=role]").select_option("owner")  # submits itself
     expect(page.locator(".msg-success")).to_contain_text("bob is now owner of acme.")
     assert Membership.objects.get(namespace=acme, user=bob).role == Role.OWNER
-    shot(page, "namespace-members")
+    screenshot(page, "namespace-members")
 
     page.once("dialog", lambda dialog: dialog.accept())
     page.locator("tr[data-member='bob'] .btn-danger").click()
@@ -170,7 +155,7 @@ def test_an_owner_adds_a_member_changes_a_role_and_removes_one(page: Any, alice:
 
 
 def test_the_catalog_says_the_demo_data_is_being_built_and_fills_in_by_itself(
-    page: Any, alice: Any, settings: Any, tmp_path: Path, shot: Any
+    page: Any, alice: Any, settings: Any, tmp_path: Path, screenshot: Any
 ) -> None:
     from demo import status
 
@@ -179,7 +164,7 @@ def test_the_catalog_says_the_demo_data_is_being_built_and_fills_in_by_itself(
         page.goto("/")
         notice = page.locator("[data-demo-building]")
         expect(notice).to_contain_text("Building demo data…")
-        shot(page, "catalog-building-demo")
+        screenshot(page, "catalog-building-demo")
         make_adapter(alice, "capital-lora", description="Knows capitals")
         expect(page.locator("[data-adapter='alice/capital-lora']")).to_be_visible(timeout=15_000)
     expect(notice).to_have_count(0, timeout=15_000)  # the build is over: the notice goes, no reload

@@ -5,8 +5,6 @@ land in the system's temporary folder (adapter-hub-screenshots/)."""
 from __future__ import annotations
 
 import re
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +17,6 @@ from tests.hub.web.e2e.conftest import log_in
 from tests.hub.web.test_compose_search import RUNNING_TRACE, make_suite, search_job
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
-
-SCREENSHOTS = Path(tempfile.gettempdir()) / "adapter-hub-screenshots"
 
 
 def expect(locator: Any) -> Any:
@@ -36,21 +32,8 @@ def fresh_counts(transactional_db: Any) -> None:
     facet_counts.rebuild()
 
 
-@pytest.fixture
-def shot() -> Callable[[Any, str], Path]:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-
-    def take(tab: Any, name: str) -> Path:
-        path = SCREENSHOTS / f"{name}.png"
-        tab.evaluate("window.scrollTo(0, 0)")
-        tab.screenshot(path=str(path), full_page=True)
-        return path
-
-    return take
-
-
 def test_letting_the_hub_find_the_weights_hides_them_and_submits_a_search(
-    page: Any, alice: Any, lora_dir: Path, lora_dir_2: Path, shot: Any
+    page: Any, alice: Any, lora_dir: Path, lora_dir_2: Path, screenshot: Any
 ) -> None:
     push_folder(alice, "alice/sql", lora_dir)
     push_folder(alice, "alice/chat", lora_dir_2)
@@ -70,7 +53,7 @@ def test_letting_the_hub_find_the_weights_hides_them_and_submits_a_search(
     expect(page.locator("#id_budget")).to_have_value("40")
     page.fill("#id_into_name", "found")
     expect(page.locator("#check-result [data-check=ok]")).to_contain_text("with search")
-    shot(page, "compose-search")
+    screenshot(page, "compose-search")
     page.click("#submit-button")
 
     page.wait_for_url(re.compile(r"/jobs/[0-9a-f-]+/$"))
@@ -79,7 +62,7 @@ def test_letting_the_hub_find_the_weights_hides_them_and_submits_a_search(
     expect(page.locator("#job-search")).to_contain_text("0 / 40 candidates")
 
 
-def test_the_search_chart_follows_the_job_and_shows_the_found_weights(page: Any, alice: Any, shot: Any) -> None:
+def test_the_search_chart_follows_the_job_and_shows_the_found_weights(page: Any, alice: Any, screenshot: Any) -> None:
     make_adapter(alice, "sql")
     make_adapter(alice, "chat")
     job = search_job(
@@ -97,7 +80,7 @@ def test_the_search_chart_follows_the_job_and_shows_the_found_weights(page: Any,
     expect(section.locator("tbody td.mono").first).to_have_text("alice/sql:1")
     expect(section.locator(".legendtext")).to_have_text(["candidate", "best so far", "uniform merge"])
     expect(section.locator(".g-ytitle")).to_contain_text("−mean NLL per token on the search split")
-    shot(page, "job-search-running")
+    screenshot(page, "job-search-running")
 
     # The worker reports more candidates: the page's poll of the job API picks them up.
     trace = [*RUNNING_TRACE, *({"weights": [1.0 + i / 10, 0.2], "score": -1.7 + i / 20} for i in range(1, 18))]
@@ -121,4 +104,4 @@ def test_the_search_chart_follows_the_job_and_shows_the_found_weights(page: Any,
     expect(section.locator("[data-search-weight='0']")).to_have_text("1.250")
     expect(section.locator("[data-search-weight='1']")).to_have_text("0.350")
     expect(page.locator("[data-job-field=status]")).to_have_text("succeeded")
-    shot(page, "job-search-done")
+    screenshot(page, "job-search-done")

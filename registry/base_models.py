@@ -25,6 +25,7 @@ from adaptercheck import CONTENT_FILES, ValidatedAdapter, looks_like_path, valid
 from registry import blob_claims, services
 from registry.blobs import get_blob_store
 from registry.exceptions import InvalidContent, InvalidRequest, RegistryError
+from registry.lru import to_evict
 from registry.manifests import manifest_from_folder
 from registry.models import BASE_MODEL_FILE_PATTERNS, AdapterVersion, BaseModel, BaseModelFile, Visibility
 from registry.push import match_base_by_shapes, sha256_of
@@ -228,21 +229,15 @@ def _folder_bytes(folder: Path) -> int:
 def _evict(root: Path, budget: int, *, keep: Path) -> None:
     """Remove complete cached bases, least recently used first, until the cache fits its budget;
     the one just used is kept even when it alone is larger."""
-    entries: list[tuple[float, Path, int]] = []
+    entries: list[tuple[float, int, Path]] = []
     for folder in root.iterdir():
         marker = folder / ".complete"
         if folder.is_dir() and marker.is_file():
-            entries.append((marker.stat().st_mtime, folder, _folder_bytes(folder)))
-    total = sum(size for _, _, size in entries)
-    for _, folder, size in sorted(entries):
-        if total <= budget:
-            break
-        if folder == keep:
-            continue
+            entries.append((marker.stat().st_mtime, _folder_bytes(folder), folder))
+    for folder in to_evict(entries, budget, keep=lambda folder: folder == keep):
         with _locked(root / f"{folder.name}.lock"):
             shutil.rmtree(folder, ignore_errors=True)
-        log.info("evicted base model cache %s (%d bytes)", folder.name, size)
-        total -= size
+        log.info("evicted base model cache %s", folder.name)
 
 
 def cached_bases(root: Path | None = None) -> Sequence[Path]:

@@ -23,6 +23,7 @@ from django.db.models import QuerySet
 
 from registry.blobs import get_blob_store
 from registry.exceptions import StateConflict
+from registry.lru import to_evict
 from registry.models import AdapterVersion, VersionFile
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
@@ -150,14 +151,7 @@ def evict(root: Path, budget: int, *, keep: set[str]) -> int:
         except FileNotFoundError:  # another process evicted it
             continue
         entries.append((stat.st_mtime, stat.st_size, path))
-    total = sum(size for _, size, _ in entries)
-    removed = 0
-    for _, size, path in sorted(entries):
-        if total <= budget:
-            break
-        if path.name in keep:
-            continue
+    going = to_evict(entries, budget, keep=lambda path: path.name in keep)
+    for path in going:
         path.unlink(missing_ok=True)
-        total -= size
-        removed += 1
-    return removed
+    return len(going)

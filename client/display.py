@@ -84,14 +84,10 @@ def between(start: str | None, end: str | None) -> str:
     if not start or not end:
         return "–"
     try:
-        seconds = (_moment(end) - _moment(start)).total_seconds()
+        seconds = (formatting.moment(end) - formatting.moment(start)).total_seconds()
     except ValueError:
         return "–"
     return formatting.duration(max(seconds, 0.0))
-
-
-def _moment(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 def number(value: float | int | None) -> str:

@@ -19,12 +19,17 @@ def size(num_bytes: int | None) -> str:
     return humanize.naturalsize(num_bytes, binary=True, format="%.1f")
 
 
+def moment(value: str) -> datetime:
+    """One of the API's ISO 8601 times ("…Z" included) as an aware datetime."""
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
 def ago(when: datetime | str | None, now: datetime | None = None) -> str:
     """A moment relative to now: "3 hours ago"; accepts the API's ISO 8601 strings."""
     if when is None or when == "":
         return "–"
     if isinstance(when, str):
-        when = datetime.fromisoformat(when.replace("Z", "+00:00"))
+        when = moment(when)
     now = now or datetime.now(UTC)
     return humanize.naturaltime(now - when, when=now)
 

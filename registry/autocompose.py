@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any, cast
 
 from django.conf import settings
-from django.utils import timezone
 
 import composer
 from composer import CompositionError
@@ -30,7 +29,7 @@ from composer.evaluation import BaseModelCache, EvaluationError, Kind, pick_devi
 from composer.search import Candidate, LoraCombination, search_weights, suite_scorer
 from registry import compositions, evaluations, jobs
 from registry.exceptions import RegistryError
-from registry.models import BaseModel, CompositionJob, EvalSuite, JobStatus, Method
+from registry.models import BaseModel, CompositionJob, EvalSuite, Method
 from registry.services import scratch_folder
 
 SEARCH_BAND = (5, 80)  # progress: fetching and loading below, composing and publishing above
@@ -159,24 +158,14 @@ def run_search(job_id: str, *, worker: str, cache: BaseModelCache = evaluations.
             version, created = compositions._publish(job, inputs, out, method=Method.LORA)
             timings["publish_seconds"] = round(time.monotonic() - started, 3)
     except (CompositionError, EvaluationError, RegistryError) as exc:
-        jobs.fail(
-            CompositionJob,
-            job.pk,
-            code=getattr(exc, "code", "search_failed"),
-            message=str(getattr(exc, "message", exc)),
-        )
+        jobs.fail_with(CompositionJob, job.pk, exc, default_code="search_failed")
         job.refresh_from_db()
         return job
-    if created:
-        evaluations.start_validation(version, also=params["suites"])
-    CompositionJob.objects.filter(pk=job.pk).update(
-        status=JobStatus.SUCCEEDED,
-        progress=100,
-        result_version=version,
+    return compositions.finish(
+        job,
+        version,
+        created=created,
         report={**result.summary, "search": search},
         timings=timings,
-        finished_at=timezone.now(),
-        lease_expires_at=None,
+        gate_suites=params["suites"],
     )
-    job.refresh_from_db()
-    return job

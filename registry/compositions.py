@@ -514,21 +514,30 @@ def run_composition(job_id: str, *, worker: str) -> CompositionJob | None:
             version, created = _publish(job, inputs, out, method=_method_of(result))
             timings["publish_seconds"] = round(time.monotonic() - started, 3)
     except (CompositionError, RegistryError) as exc:
-        jobs.fail(
-            CompositionJob,
-            job.pk,
-            code=getattr(exc, "code", "composition_failed"),
-            message=str(getattr(exc, "message", exc)),
-        )
+        jobs.fail_with(CompositionJob, job.pk, exc, default_code="composition_failed")
         job.refresh_from_db()
         return job
+    return finish(job, version, created=created, report=result.summary, timings=timings)
+
+
+def finish(
+    job: CompositionJob,
+    version: AdapterVersion,
+    *,
+    created: bool,
+    report: dict[str, Any],
+    timings: dict[str, float],
+    gate_suites: Sequence[str] = (),
+) -> CompositionJob:
+    """Mark a job succeeded with the version it published; a new version goes to the eval gate
+    (also on `gate_suites`: a search's target suites)."""
     if created:
-        start_validation(version)
+        start_validation(version, also=gate_suites)
     CompositionJob.objects.filter(pk=job.pk).update(
         status=JobStatus.SUCCEEDED,
         progress=100,
         result_version=version,
-        report=result.summary,
+        report=report,
         timings=timings,
         finished_at=timezone.now(),
         lease_expires_at=None,

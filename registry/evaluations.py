@@ -227,6 +227,8 @@ def request_baselines(
     """Queue the bare base model on the named suites (default: all of them but classification ones,
     which score a head the base does not have). A suite with a baseline done or in progress is not
     queued again unless `force`. actor None is the hub itself (a new suite gets its baseline)."""
+    if actor is not None and not actor.is_authenticated:
+        raise NotAuthenticated("sign in or send a token to request baselines", code="auth_required")
     if actor is not None and not can_manage_suites(actor, base):
         raise AccessDenied(f"only admins and the owners of {base.name} request its baselines", code="suite_permission")
     available = base.eval_suites.exclude(kind=SuiteKind.CLASSIFICATION)
@@ -339,12 +341,7 @@ def run_evaluation(request_id: str, *, worker: str, cache: BaseModelCache = MODE
     try:
         outcome = _evaluate(request, cache)
     except (CompositionError, EvaluationError, RegistryError) as exc:
-        jobs.fail(
-            EvaluationRequest,
-            request.pk,
-            code=getattr(exc, "code", "evaluation_failed"),
-            message=str(getattr(exc, "message", exc)),
-        )
+        jobs.fail_with(EvaluationRequest, request.pk, exc, default_code="evaluation_failed")
         update_validation(request.version)
         request.refresh_from_db()
         return request
@@ -374,17 +371,20 @@ def run_evaluation(request_id: str, *, worker: str, cache: BaseModelCache = MODE
     return request
 
 
+def _examples(suite: EvalSuite) -> list[dict[str, Any]]:
+    raw = b"".join(get_blob_store().read_range(suite.data_sha256, 0, suite.data_size))
+    return parse_suite(raw, suite.kind)
+
+
 def held_out_examples(suite: EvalSuite) -> list[dict[str, Any]]:
     """What evaluations score: the examples outside the suite's search split (all without one)."""
-    raw = b"".join(get_blob_store().read_range(suite.data_sha256, 0, suite.data_size))
-    examples = parse_suite(raw, suite.kind)
+    examples = _examples(suite)
     return split_examples(examples, suite.search_fraction)[1] if suite.search_fraction else examples
 
 
 def search_examples(suite: EvalSuite) -> list[dict[str, Any]]:
     """What weight searches score candidates on: the suite's search split."""
-    raw = b"".join(get_blob_store().read_range(suite.data_sha256, 0, suite.data_size))
-    return split_examples(parse_suite(raw, suite.kind), suite.search_fraction)[0]
+    return split_examples(_examples(suite), suite.search_fraction)[0]
 
 
 def _evaluate(request: EvaluationRequest, cache: BaseModelCache) -> Any:
@@ -442,12 +442,7 @@ def run_baseline(baseline_id: str, *, worker: str, cache: BaseModelCache = MODEL
             on_batch=jobs.LeaseKeeper(BaselineEvaluation, baseline.pk),
         )
     except (CompositionError, EvaluationError, RegistryError) as exc:
-        jobs.fail(
-            BaselineEvaluation,
-            baseline.pk,
-            code=getattr(exc, "code", "evaluation_failed"),
-            message=str(getattr(exc, "message", exc)),
-        )
+        jobs.fail_with(BaselineEvaluation, baseline.pk, exc, default_code="evaluation_failed")
         baseline.refresh_from_db()
         return baseline
     BaselineEvaluation.objects.filter(pk=baseline.pk, status=JobStatus.RUNNING).update(

@@ -108,6 +108,11 @@ def fail(model: type[models.Model], job_id: object, *, code: str, message: str) 
     )
 
 
+def fail_with(model: type[models.Model], job_id: object, exc: BaseException, *, default_code: str) -> None:
+    """Fail the job with what a domain error says: its stable `code` (else `default_code`) and message."""
+    fail(model, job_id, code=getattr(exc, "code", default_code), message=str(getattr(exc, "message", exc)))
+
+
 def release_expired(model: type[models.Model], job_id: object) -> None:
     """Hand back a running job whose lease lapsed (its worker died or lost the database), so that a
     new task claims it; `updated_at`-free, the lease condition makes it a no-op for a renewed one."""

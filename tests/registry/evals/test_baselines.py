@@ -92,6 +92,8 @@ def test_baselines_are_queued_once_unless_forced_and_only_by_who_manages_suites(
     )
     assert json_of(forced)[0]["id"] != str(first["capital-text"]) and BaselineEvaluation.objects.count() == 3
 
+    anonymous = client_for(None).post(f"/api/v1/base-models/{BASE}/baselines/", {}, format="json")
+    assert anonymous.status_code == 401 and json_of(anonymous)["code"] == "auth_required"
     refused = client_for(bob).post(f"/api/v1/base-models/{BASE}/baselines/", {}, format="json")
     assert refused.status_code == 403 and json_of(refused)["code"] == "suite_permission"
     unknown = hub.post(f"/api/v1/base-models/{BASE}/baselines/", {"suites": ["nope"]}, format="json")

@@ -34,6 +34,10 @@ app.conf.update(
             "task": "registry.tasks.fold_facet_counts",
             "schedule": float(os.environ.get("FACET_FOLD_SECONDS", "10")),
         },
+        "count-common-searches": {
+            "task": "registry.tasks.count_common_searches",
+            "schedule": float(os.environ.get("SEARCH_PROMOTE_SECONDS", "60")),
+        },
     },
 )
 app.autodiscover_tasks()

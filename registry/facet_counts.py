@@ -6,6 +6,12 @@ Scopes carry visibility: scope 0 counts public adapters, a namespace's id its pr
 actor's counts are the sum over 0 and the private namespaces they may read. Recent changes wait in
 `registry_facetdelta` until `fold()` moves them into the counts; reads add both, so they are exact
 at any moment.
+
+Common searches are counted the same way (migration 0019): a search whose live count reached
+SEARCH_COUNT_MIN_MATCHES is noted (`note_search`), `promote()` (Celery beat) has the database count
+the most searched ones on write from then on, and a page with those words reads its total and facets
+here, exact, instead of visiting every match. Up to SEARCH_COUNTED_MAX searches are counted; the
+least searched make room.
 """
 
 from __future__ import annotations
@@ -13,10 +19,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import connection
+from django.conf import settings
+from django.db import OperationalError, connection, transaction
 
 from registry.access import Actor
-from registry.search import on_postgresql
+from registry.search import on_postgresql, word_predicate
 
 DIMENSIONS = ("base_model", "method", "task", "tag")
 _COLUMNS = {"base_model": "f.base_model_id", "method": "f.method", "task": "f.task", "tag": "f.tag_id"}
@@ -34,7 +41,10 @@ _LABELS = {
 }
 
 
-_COLUMNS_LIST = "scope, tag_id, base_model_id, method, task, n"
+# Searches promote() starts counting per run: each holds writes for its first count.
+PROMOTED_PER_RUN = 3
+
+_COLUMNS_LIST = "scope, search_id, tag_id, base_model_id, method, task, n"
 # The folded counts and the changes not yet folded (the planner pushes each filter into both).
 _COUNTS = f"(SELECT {_COLUMNS_LIST} FROM registry_facetcount UNION ALL SELECT {_COLUMNS_LIST} FROM registry_facetdelta)"
 
@@ -43,6 +53,8 @@ _COUNTS = f"(SELECT {_COLUMNS_LIST} FROM registry_facetcount UNION ALL SELECT {_
 class Counts:
     total: int
     values: dict[str, list[tuple[str, int]]]
+    # False: the words' counts are not maintained (yet); count the matches instead.
+    maintained: bool = True
 
 
 def available() -> bool:
@@ -53,20 +65,33 @@ def scopes(actor: Actor) -> list[int]:
     return [0, *actor.readable_private_namespace_ids()]
 
 
-def count(actor: Actor, chosen: dict[str, str], *, base_model_id: int | None = None) -> int:
-    """The number of visible adapters with the chosen values (dimension -> value; absent: any)."""
-    return _read(actor, chosen, base_model_id=base_model_id, facets=(), limit=0).total
+def count(
+    actor: Actor, chosen: dict[str, str], *, base_model_id: int | None = None, words: tuple[str, ...] = ()
+) -> int | None:
+    """The number of visible adapters with the chosen values (dimension -> value; absent: any) that
+    `words` find; None when those words' counts are not maintained."""
+    counted = _read(actor, chosen, base_model_id=base_model_id, facets=(), limit=0, words=words)
+    return counted.total if counted.maintained else None
 
 
-def facet_counts(actor: Actor, chosen: dict[str, str], *, base_model_id: int | None, limit: int) -> Counts:
+def facet_counts(
+    actor: Actor, chosen: dict[str, str], *, base_model_id: int | None, limit: int, words: tuple[str, ...] = ()
+) -> Counts:
     """The total for `chosen`, and for each dimension its `limit` most frequent values counted over
     the adapters matching the *other* dimensions' choices (shop-style facets). `base_model_id`
-    restricts everything to one base model (ranking by a suite's score)."""
-    return _read(actor, chosen, base_model_id=base_model_id, facets=DIMENSIONS, limit=limit)
+    restricts everything to one base model (ranking by a suite's score). With `words`, over the
+    adapters they find when that search is counted (else `maintained` is False)."""
+    return _read(actor, chosen, base_model_id=base_model_id, facets=DIMENSIONS, limit=limit, words=words)
 
 
 def _read(
-    actor: Actor, chosen: dict[str, str], *, base_model_id: int | None, facets: tuple[str, ...], limit: int
+    actor: Actor,
+    chosen: dict[str, str],
+    *,
+    base_model_id: int | None,
+    facets: tuple[str, ...],
+    limit: int,
+    words: tuple[str, ...],
 ) -> Counts:
     visible = scopes(actor)
     selects: list[str] = []
@@ -75,6 +100,12 @@ def _read(
     def conditions(free: str | None) -> tuple[str, list[Any]]:
         sql: list[str] = ["f.scope = ANY(%s)"]
         args: list[Any] = [visible]
+        if words:
+            # Looked up in the same statement as the counts: a search dropped meanwhile reads as not counted.
+            sql.append("f.search_id = (SELECT id FROM registry_countedsearch WHERE words = %s::text[])")
+            args.append(list(words))
+        else:
+            sql.append("f.search_id IS NULL")
         for dimension in DIMENSIONS:
             column = _COLUMNS[dimension]
             if dimension == free:
@@ -104,16 +135,94 @@ def _read(
     where, args = conditions(None)
     selects.append(f"(SELECT 'total', '', coalesce(sum(f.n), 0) FROM {_COUNTS} f WHERE {where})")
     params += args
+    if words:
+        selects.append("(SELECT 'counted', '', count(*) FROM registry_countedsearch WHERE words = %s::text[])")
+        params.append(list(words))
     values: dict[str, list[tuple[str, int]]] = {dimension: [] for dimension in facets}
-    total = 0
+    total, maintained = 0, not words
     with connection.cursor() as cursor:
         cursor.execute(" UNION ALL ".join(selects), params)
         for dimension, value, n in cursor.fetchall():
             if dimension == "total":
                 total = int(n)
+            elif dimension == "counted":
+                maintained = n > 0
             else:
                 values[dimension].append((value, int(n)))
-    return Counts(total=total, values=values)
+    return Counts(total=total, values=values, maintained=maintained)
+
+
+def note_search(words: tuple[str, ...], matches: int) -> None:
+    """Note that `words` were searched and counted live to `matches` adapters: a search that common
+    becomes a candidate for `promote()`. Below SEARCH_COUNT_MIN_MATCHES nothing is written (counting
+    that few matches live is cheap)."""
+    if not available() or not words or matches < settings.SEARCH_COUNT_MIN_MATCHES:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO registry_searchdemand AS d (words, matches, searches, last_searched) VALUES (%s, %s, 1, now())"
+            " ON CONFLICT (words) DO UPDATE SET matches = EXCLUDED.matches, searches = d.searches + 1,"
+            " last_searched = now()",
+            [list(words), matches],
+        )
+
+
+def promote() -> list[tuple[str, ...]]:
+    """Have the database count, from now on, the most searched common searches not counted yet
+    (those `note_search` saw), PROMOTED_PER_RUN at a time, keeping at most SEARCH_COUNTED_MAX: the
+    least searched make room. Returns the searches now counted.
+
+    The first count and the start of the triggers' upkeep must see the same adapters, so the
+    adapters and their tag links are locked against writes while the new searches are counted
+    (about a second per search at a million adapters; reads go on). A push holding them makes this
+    give up after SEARCH_PROMOTE_LOCK_TIMEOUT and try again at the next run."""
+    if not available():
+        return []
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT d.words FROM registry_searchdemand d WHERE d.matches >= %s"
+                " AND NOT EXISTS (SELECT 1 FROM registry_countedsearch c WHERE c.words = d.words)"
+                " ORDER BY d.searches DESC, d.last_searched DESC LIMIT %s",
+                [settings.SEARCH_COUNT_MIN_MATCHES, PROMOTED_PER_RUN],
+            )
+            chosen = [tuple(words) for (words,) in cursor.fetchall()]
+            if not chosen:
+                return []
+            cursor.execute(
+                "SELECT set_config('lock_timeout', %s, true)", [f"{settings.SEARCH_PROMOTE_LOCK_TIMEOUT_MS}ms"]
+            )
+            cursor.execute("LOCK TABLE registry_adapter, registry_adapter_tags IN SHARE MODE")
+            for words in chosen:
+                terms, patterns = zip(*(word_predicate(word) for word in words), strict=True)
+                cursor.execute(
+                    "INSERT INTO registry_countedsearch (words, terms, patterns) VALUES (%s,"
+                    " (SELECT array_agg(CASE WHEN t IS NULL THEN NULL ELSE to_tsquery('simple', t) END ORDER BY i)"
+                    "  FROM unnest(%s::text[]) WITH ORDINALITY AS u(t, i)), %s::text[]) RETURNING id",
+                    [list(words), list(terms), list(patterns)],
+                )
+                (search_id,) = cursor.fetchone()
+                cursor.execute("SELECT registry_count_search(%s)", [search_id])
+            _drop_least_searched(cursor)
+    except OperationalError:  # the lock was not granted in time: next run
+        return []
+    return chosen
+
+
+def _drop_least_searched(cursor: Any) -> None:
+    """Stop counting the searches beyond SEARCH_COUNTED_MAX that were searched least often while
+    counted live (a counted search's page views write nothing: a write per read would make the
+    most popular searches contend on one row)."""
+    cursor.execute(
+        "SELECT c.id FROM registry_countedsearch c LEFT JOIN registry_searchdemand d ON d.words = c.words"
+        " ORDER BY d.searches DESC NULLS LAST, d.last_searched DESC NULLS LAST, c.id DESC OFFSET %s",
+        [settings.SEARCH_COUNTED_MAX],
+    )
+    dropped = [search_id for (search_id,) in cursor.fetchall()]
+    if dropped:
+        cursor.execute("DELETE FROM registry_countedsearch WHERE id = ANY(%s)", [dropped])
+        cursor.execute("DELETE FROM registry_facetcount WHERE search_id = ANY(%s)", [dropped])
+        cursor.execute("DELETE FROM registry_facetdelta WHERE search_id = ANY(%s)", [dropped])
 
 
 def rebuild() -> None:

@@ -135,17 +135,32 @@ def _word_matches(word: str) -> Q:
             | Q(base_model__name__icontains=word)
             | Exists(TagLink.objects.filter(adapter_id=OuterRef("pk"), tag__name__icontains=word))
         )
-    parts = _PARTS.findall(word)
-    matches = Q(search_vector=_tsquery(parts)) if parts else Q()
-    if len(word) >= MIN_SUBSTRING:
+    prefixes, substring = word_predicate(word)
+    matches = Q(search_vector=SearchQuery(prefixes, search_type="raw", config="simple")) if prefixes else Q()
+    if substring is not None:
         matches |= Q(name__icontains=word)
-    return matches if parts or len(word) >= MIN_SUBSTRING else Q(pk__in=[])
+    return matches if prefixes or substring is not None else Q(pk__in=[])
+
+
+def word_predicate(word: str) -> tuple[str | None, str | None]:
+    """What one word of a search matches, as the database states it: a raw tsquery of its parts as
+    prefixes (None: it has no letters or digits), and the LIKE pattern it must be a substring of the
+    name by, case aside (None: too short for the trigram index). `_word_matches` asks this of the
+    adapters; the counts maintained for common searches (migration 0019) store it."""
+    parts = _PARTS.findall(word)
+    prefixes = _tsquery_text(parts) if parts else None
+    substring = f"%{connection.ops.prep_for_like_query(word)}%" if len(word) >= MIN_SUBSTRING else None
+    return prefixes, substring
 
 
 def _tsquery(parts: list[str], *, weights: str = "") -> SearchQuery:
     """Every part as a prefix, in a field of the given weights (any when empty). Parts hold letters
     and digits only, so quoting them is all the escaping tsquery needs."""
-    return SearchQuery(" & ".join(f"'{p}':*{weights}" for p in parts), search_type="raw", config="simple")
+    return SearchQuery(_tsquery_text(parts, weights=weights), search_type="raw", config="simple")
+
+
+def _tsquery_text(parts: list[str], *, weights: str = "") -> str:
+    return " & ".join(f"'{p}':*{weights}" for p in parts)
 
 
 def by_relevance(found: QuerySet[Adapter], words: tuple[str, ...]) -> QuerySet[Adapter] | RelevanceRanked:

@@ -98,9 +98,9 @@ def ordered(found: QuerySet[Adapter], query: AdapterQuery, suite: EvalSuite | No
 
 def maintained_choices(query: AdapterQuery) -> dict[str, str] | None:
     """The query's facet choices (dimension -> value) when the counts the database maintains
-    (registry.facet_counts) can answer it: on PostgreSQL, without words and without a namespace.
-    None: count the matching adapters instead."""
-    if not facet_counts.available() or query.q.split() or query.namespace:
+    (registry.facet_counts) may answer it: on PostgreSQL, without a namespace or a set of methods
+    (with words, only if that search is counted). None: count the matching adapters instead."""
+    if not facet_counts.available() or query.namespace or query.methods:
         return None
     chosen = {field: getattr(query, field) for field in facet_counts.DIMENSIONS if getattr(query, field)}
     if "tag" in chosen:
@@ -108,14 +108,23 @@ def maintained_choices(query: AdapterQuery) -> dict[str, str] | None:
     return chosen
 
 
-def counted_without_search(actor: Actor, query: AdapterQuery) -> int | None:
-    """The number of adapters `search_adapters` finds, from the maintained counts when they can
-    answer (`maintained_choices`); else None (count the results)."""
+def counted(actor: Actor, query: AdapterQuery, found: Ranking) -> int:
+    """The number of adapters `search_adapters` found (`found`, for `query` as `understood`): from
+    the counts the database maintains when they can answer, else counted over the matches. A common
+    search counted that way is noted, so that the database counts it on write later
+    (registry.facet_counts.promote)."""
     chosen = maintained_choices(query)
-    if chosen is None:
-        return None
-    suite = suite_for_sort(query)
-    return facet_counts.count(actor, chosen, base_model_id=suite.base_model_id if suite is not None else None)
+    words = search.words_of(query.q)
+    if chosen is not None:
+        suite = suite_for_sort(query)
+        maintained = facet_counts.count(
+            actor, chosen, base_model_id=suite.base_model_id if suite is not None else None, words=words
+        )
+        if maintained is not None:
+            return maintained
+    total = found.count()
+    facet_counts.note_search(words, total)
+    return total
 
 
 def understood(actor: Actor, query: AdapterQuery) -> AdapterQuery:

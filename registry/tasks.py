@@ -82,6 +82,12 @@ def fold_facet_counts() -> None:
     facet_counts.fold()
 
 
+@shared_task(name="registry.tasks.count_common_searches", ignore_result=True)
+def count_common_searches() -> list[list[str]]:
+    """Have the database count the most searched common searches on write (registry/facet_counts.py); run by beat."""
+    return [list(words) for words in facet_counts.promote()]
+
+
 @shared_task(name="registry.tasks.reconcile_jobs", ignore_result=True)
 def reconcile_jobs() -> dict[str, int]:
     """Send lost jobs again and reclaim abandoned ones (registry/reconcile.py); run by beat."""

@@ -14,6 +14,7 @@ from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery
 from registry import facet_counts
 from registry.access import PRIVATE_REFERENCE, Actor, visible_adapters, visible_base_models
 from registry.models import LORA_FAMILY, Adapter, AdapterVersion, BaseModel, EvalResult, EvalSuite, Method
+from registry.search import words_of
 from registry.selectors import AdapterQuery, Ranking, maintained_choices, matching_adapters, ordered, understood
 
 FACETS = (("base_model", "Base model"), ("method", "Method"), ("task", "Task"), ("tag", "Tags"))
@@ -66,17 +67,26 @@ def facets(actor: Actor, query: AdapterQuery, suite: EvalSuite | None, params: d
 
     Each facet counts over the results filtered by every *other* facet, so picking a method still
     shows how many adapters the other methods would give (shop-style facets). Without search words,
-    on PostgreSQL, the counts come from those the database maintains on write (one query whose cost
-    does not grow with the catalog); otherwise they are counted over the matching adapters.
+    on PostgreSQL, and with words the database counts on write (a common search, once promoted: see
+    registry.facet_counts), the counts come from those it maintains (one query whose cost does not
+    grow with the catalog); otherwise they are counted over the matching adapters.
     """
     chosen = maintained_choices(query)
+    words = words_of(understood(actor, query).q)
+    counted = None
     if chosen is not None:
         counted = facet_counts.facet_counts(
-            actor, chosen, base_model_id=suite.base_model_id if suite is not None else None, limit=FACET_LIMIT
+            actor,
+            chosen,
+            base_model_id=suite.base_model_id if suite is not None else None,
+            limit=FACET_LIMIT,
+            words=words,
         )
+    if counted is not None and counted.maintained:
         total, rows = counted.total, counted.values
     else:
         total, rows = _counted_over_matches(actor, query, suite)
+        facet_counts.note_search(words, total)
     return FacetCounts(
         total=total, facets=[_facet(field, title, rows[field], query, params) for field, title in FACETS]
     )

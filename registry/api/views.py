@@ -81,15 +81,10 @@ class AdapterListView(APIView):
     def get(self, request: Request) -> Response:
         form = s.AdapterSearchQuery(data=request.query_params)
         form.is_valid(raise_exception=True)
-        query = selectors.AdapterQuery(**form.validated_data)
         actor = actor_of(request)
-        return paginated(
-            self,
-            request,
-            selectors.search_adapters(actor, query),
-            s.AdapterSerializer,
-            count=selectors.counted_without_search(actor, query),
-        )
+        query = selectors.understood(actor, selectors.AdapterQuery(**form.validated_data))
+        found = selectors.search_adapters(actor, query)
+        return paginated(self, request, found, s.AdapterSerializer, count=selectors.counted(actor, query, found))
 
     @extend_schema(
         summary="Create an adapter (without versions)",

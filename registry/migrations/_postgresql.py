@@ -13,7 +13,7 @@ def run_sql_on_postgresql(forward: str, backward: str) -> migrations.RunPython:
     def on_postgresql(sql: str) -> Any:
         def run(apps: Any, schema_editor: Any) -> None:
             if schema_editor.connection.vendor == "postgresql":
-                schema_editor.execute(sql)
+                schema_editor.execute(sql, params=None)  # no placeholders: % is SQL's own
 
         return run
 

@@ -151,3 +151,134 @@ def test_best_scores_follow_results_and_yanks(alice: Any, higher_is_better: bool
     score(versions[1], suite, 0.5)
     versions[2].eval_results.all().delete()
     agree()
+
+
+SEARCHES = [("chat",), ("cha",), ("code", "chat"), ("sq",), ("x",), ("gpt-4",), ("elper",)]
+
+
+def agree_on_words(actor: Actor, words: tuple[str, ...]) -> None:
+    """A counted search's maintained total and facets equal counting its matches, for a few choices."""
+    for base, method, tag in itertools.product(("", BASES[0]), ("", "lora"), ("", "x")):
+        query = AdapterQuery(q=" ".join(words), base_model=base, method=method, tag=tag, correct_typos=False)
+        chosen = {k: v for k, v in {"base_model": base, "method": method, "tag": tag}.items() if v}
+        maintained = facet_counts.facet_counts(actor, chosen, base_model_id=None, limit=100, words=words)
+        assert maintained.maintained, words
+        total, rows = _counted_over_matches(actor, query, None)
+        assert maintained.total == total, (words, chosen)
+        for field in facet_counts.DIMENSIONS:
+            assert sorted(maintained.values[field]) == sorted(rows[field]), (words, chosen, field)
+
+
+def test_counted_searches_follow_every_change(alice: Any, bob: Any, settings: Any) -> None:
+    """Once promoted, a search's counts are kept by the database through every change that moves an
+    adapter into or out of it (its document: description, tags; its name's substrings) or between
+    facets and scopes; they equal counting the matches, for each actor, before and after folding."""
+    settings.SEARCH_COUNT_MIN_MATCHES = 1
+    for base in BASES:
+        register_base_model(name=base)
+    org = Namespace.objects.create(name="lab", kind=Namespace.Kind.ORG)
+    Membership.objects.create(namespace=org, user=alice, role="writer")
+    rng = random.Random(11)
+    vocabulary = ["chat", "chatbot", "code", "sql", "sqlite", "gpt-4", "helper", "summary"]
+    made = []
+    for i in range(36):
+        owner = rng.choice([alice, bob])
+        namespace = "lab" if owner is alice and i % 3 == 0 else owner.username
+        made.append(
+            create_adapter(
+                actor=Actor(user=owner),
+                namespace=namespace,
+                name=f"{rng.choice(vocabulary).replace('-', '')}-{rng.choice(['helper', 'tool', 'mychat'])}-{i}",
+                meta=AdapterMetadata(
+                    base_model=rng.choice(BASES),
+                    method=rng.choice(METHODS),
+                    task=rng.choice(TASKS),
+                    tags=rng.sample(TAGS, rng.randint(0, 3)),
+                    visibility="private" if i % 4 == 0 else "public",
+                    description=" ".join(rng.sample(vocabulary, 3)),
+                ),
+            )
+        )
+    for words in SEARCHES:
+        facet_counts.note_search(words, 1)
+    promoted: list[tuple[str, ...]] = []
+    while batch := facet_counts.promote():
+        promoted += batch
+    assert sorted(promoted) == sorted(SEARCHES)
+    actors = [Actor(user=None), Actor(user=alice), Actor(user=bob)]
+    for actor in actors:
+        for words in SEARCHES:
+            agree_on_words(actor, words)
+
+    for adapter in rng.sample(made, 18):
+        update_adapter(
+            actor=Actor(user=adapter.created_by),
+            adapter=adapter,
+            meta=AdapterMetadata(
+                method=rng.choice(METHODS),
+                tags=rng.sample(TAGS, rng.randint(0, 4)),
+                visibility=rng.choice(["public", "private"]),
+                description=" ".join(rng.sample(vocabulary, 2)),
+            ),
+        )
+    Adapter.objects.filter(pk=made[1].pk).update(description="nothing to find here")
+    Adapter.objects.filter(pk=made[2].pk).update(name="renamed-mychat")
+    made[3].tags.clear()
+    made[4].tags.add(*made[6].tags.all())
+    Adapter.objects.filter(pk=made[5].pk).delete()
+    for actor in actors:
+        for words in SEARCHES:
+            agree_on_words(actor, words)
+    facet_counts.fold()
+    for actor in actors:
+        for words in SEARCHES:
+            agree_on_words(actor, words)
+    # A rebuild (bulk loads) recounts the counted searches too.
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM registry_facetcount")
+        cursor.execute("SELECT registry_facet_rebuild()")
+    for words in SEARCHES:
+        agree_on_words(Actor(user=alice), words)
+
+
+def test_a_common_search_is_noted_then_counted_on_write(client: Any, alice: Any, settings: Any) -> None:
+    """The API counts a search live and notes it when it reaches SEARCH_COUNT_MIN_MATCHES; promoted,
+    its count comes from the maintained counts (no count over the matches) and stays exact as adapters
+    come and go; past SEARCH_COUNTED_MAX the least searched is dropped and counted live again."""
+    from django.db import connection as conn
+    from django.test.utils import CaptureQueriesContext
+
+    settings.SEARCH_COUNT_MIN_MATCHES = 3
+    settings.SEARCH_COUNTED_MAX = 1
+    register_base_model(name="base-a")
+
+    def make(name: str) -> None:
+        create_adapter(
+            actor=Actor(user=alice),
+            namespace=alice.username,
+            name=name,
+            meta=AdapterMetadata(base_model="base-a", method="lora"),
+        )
+
+    for i in range(3):
+        make(f"chat-{i}")
+    make("code-0")
+    assert client.get("/api/v1/adapters/", {"q": "code"}).json()["count"] == 1
+    live_count = 'AS "__count" FROM "registry_adapter"'
+    with CaptureQueriesContext(conn) as queries:
+        assert client.get("/api/v1/adapters/", {"q": "chat"}).json()["count"] == 3
+    assert any(live_count in q["sql"] for q in queries.captured_queries)
+    assert facet_counts.promote() == [("chat",)]  # "code" matched too few to be noted
+    make("chat-3")
+    with CaptureQueriesContext(conn) as queries:
+        assert client.get("/api/v1/adapters/", {"q": "chat"}).json()["count"] == 4
+    assert not any(live_count in q["sql"] for q in queries.captured_queries)
+    # A more searched common search takes the only place.
+    for i in range(4):
+        make(f"code-{i + 1}")
+    for _ in range(2):
+        assert client.get("/api/v1/adapters/", {"q": "code"}).json()["count"] == 5
+    assert facet_counts.promote() == [("code",)]
+    assert facet_counts.count(Actor(user=None), {}, words=("chat",)) is None
+    assert facet_counts.count(Actor(user=None), {}, words=("code",)) == 5
+    assert client.get("/api/v1/adapters/", {"q": "chat"}).json()["count"] == 4

@@ -24,7 +24,21 @@ from typing import Any, overload
 from django.contrib.postgres.search import SearchQuery
 from django.core.exceptions import EmptyResultSet
 from django.db import connection, transaction
-from django.db.models import Case, Exists, F, IntegerField, OuterRef, Q, QuerySet, Value, When
+from django.db.models import (
+    BooleanField,
+    Case,
+    Exists,
+    ExpressionWrapper,
+    F,
+    IntegerField,
+    OuterRef,
+    Q,
+    QuerySet,
+    Value,
+    When,
+)
+from django.db.models.expressions import RawSQL
+from django.db.models.lookups import Exact
 from django.utils.functional import cached_property
 
 from registry.exceptions import InvalidRequest
@@ -105,9 +119,30 @@ def understand(q: str, visible: QuerySet[Adapter]) -> TextSearch:
         # the lookup an index range (text_pattern_ops) instead of a scan of the vocabulary.
         params += [word, _like_prefix(word), *known_params, _like_prefix(word[0]), word, MIN_SIMILARITY, word]
     with connection.cursor() as cursor:
-        cursor.execute(" UNION ALL ".join(selects), params)
-        nearest = {word: found for word, found in cursor.fetchall() if found}
+        nearest = {
+            word: found for word, found in _without_seq_scans(cursor, " UNION ALL ".join(selects), params) if found
+        }
     return TextSearch(typed, tuple(nearest.get(w, w) for w in typed))
+
+
+def _without_seq_scans(cursor: Any, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+    """The rows of `sql`, planned without sequential scans of a table.
+
+    For "does any adapter match this word", the planner expects about a thousandth of the catalog to
+    match and plans to read the table in order until one does: for a word that matches nothing (every
+    typo), that reads all of it (1.5 s at a million adapters). These probes always have an index
+    (full text, trigram, vocabulary), so sequential scans are turned off for this one statement: in
+    the statement's own transaction, or back as they were in an enclosing one. One round trip."""
+    cursor.execute(
+        "SELECT set_config('registry.seqscan', current_setting('enable_seqscan'), true),"
+        f" set_config('enable_seqscan', 'off', true); {sql};"
+        " SELECT set_config('enable_seqscan', current_setting('registry.seqscan'), true)",
+        params,
+    )
+    cursor.nextset()
+    rows = cursor.fetchall()
+    cursor.nextset()
+    return rows
 
 
 def _correctable(word: str) -> bool:
@@ -136,10 +171,25 @@ def _word_matches(word: str) -> Q:
             | Exists(TagLink.objects.filter(adapter_id=OuterRef("pk"), tag__name__icontains=word))
         )
     prefixes, substring = word_predicate(word)
+    if prefixes is None and substring is None:
+        return Q(pk__in=[])
     matches = Q(search_vector=SearchQuery(prefixes, search_type="raw", config="simple")) if prefixes else Q()
     if substring is not None:
         matches |= Q(name__icontains=word)
-    return matches if prefixes or substring is not None else Q(pk__in=[])
+    return Q(_WordMatches(matches, output_field=BooleanField()))
+
+
+class _WordMatches(ExpressionWrapper):
+    """One search word's condition (PostgreSQL), marked so that a relevance tier whose own
+    condition implies it can leave it out (`RelevanceRanked`)."""
+
+
+def _without_words(found: QuerySet[Adapter]) -> QuerySet[Adapter]:
+    """`found` without its search words' conditions (the filter wraps each in an Exact lookup)."""
+    unsearched = found.all()
+    where = unsearched.query.where
+    where.children = [c for c in where.children if not (isinstance(c, Exact) and isinstance(c.lhs, _WordMatches))]
+    return unsearched
 
 
 def word_predicate(word: str) -> tuple[str | None, str | None]:
@@ -157,6 +207,18 @@ def _tsquery(parts: list[str], *, weights: str = "") -> SearchQuery:
     """Every part as a prefix, in a field of the given weights (any when empty). Parts hold letters
     and digits only, so quoting them is all the escaping tsquery needs."""
     return SearchQuery(_tsquery_text(parts, weights=weights), search_type="raw", config="simple")
+
+
+def _in_fields(weights: str, parts: list[str]) -> RawSQL:
+    """Every part, as a prefix, in the document's fields of these weights (a: name and namespace; b:
+    task and tags). The document's words of each such set are GIN-indexed on their own (migration
+    0020), so a tier is found exactly through its index; a weighted tsquery on the whole document
+    would fetch and recheck every adapter holding the words anywhere."""
+    return RawSQL(
+        f"ts_filter(registry_adapter.search_vector, '{{{weights}}}') @@ to_tsquery('simple', %s)",
+        (_tsquery_text(parts),),
+        output_field=BooleanField(),
+    )
 
 
 def _tsquery_text(parts: list[str], *, weights: str = "") -> str:
@@ -231,12 +293,18 @@ class RelevanceRanked(PagedRanking):
         parts = [p for w in words for p in _PARTS.findall(w)]
         self.tiers = [
             _exact_name(words),
-            Q(search_vector=_tsquery(parts, weights="A")),  # name and namespace
-            Q(search_vector=_tsquery(parts, weights="AB")),  # ... task and tags
+            Q(_in_fields("a", parts)),  # name and namespace
+            Q(_in_fields("a,b", parts)),  # ... task and tags
             Q(),  # description, base model, or a substring of the name
         ]
         # Each tier without the earlier ones: an adapter is ranked once, in its best tier.
         self.parts = [tier & ~Q(*self.tiers[:i], _connector=Q.OR) if i else tier for i, tier in enumerate(self.tiers)]
+        # The first three tiers imply every word matches (each word's parts are in the name, or the
+        # task and tags) when every word has parts: they filter the adapters without the words'
+        # own conditions, which the planner would otherwise fetch from their indexes for nothing.
+        implied = all(_PARTS.findall(w) for w in words)
+        unsearched = _without_words(found) if implied else found
+        self.bases = [unsearched, unsearched, unsearched, found]
 
     @cached_property
     def few(self) -> bool:
@@ -251,9 +319,9 @@ class RelevanceRanked(PagedRanking):
     def _page(self, start: int, stop: int) -> list[Adapter]:
         selects: list[str] = []
         params: list[Any] = []
-        for tier, condition in enumerate(self.parts):
+        for tier, (base, condition) in enumerate(zip(self.bases, self.parts, strict=True)):
             part = (
-                self.found.filter(condition)
+                base.filter(condition)
                 .annotate(tier=Value(tier, output_field=IntegerField()))
                 .order_by(*self._order())
                 .values_list("pk", "tier", "downloads", "updated_at")[:stop]

@@ -161,3 +161,68 @@ def test_owners_update_metadata_and_others_cannot(catalog: None, client_for: Any
     assert changed.status_code == 200
     body = json_of(changed)
     assert (body["task"], body["tags"], body["description"]) == ("haiku", ["short"], "Haiku")
+
+
+@postgresql_only
+def test_relevance_order_equals_its_definition_on_a_random_catalog(alice: Any) -> None:
+    """Every page of a relevance ranking, against the ranking computed here from its definition: the
+    exact name, then every word (as a prefix of a word) in the name or namespace, then in those or the
+    task and tags, then any other match; most downloads first within a tier. Words without letters
+    or digits keep their own condition (a substring of the name)."""
+    import random
+    import re
+
+    from registry.search import RelevanceRanked, matching
+
+    register_base_model(name="base-x")
+    rng = random.Random(5)
+    vocabulary = ["chat", "chatty", "code", "coder", "sql", "poem", "helper"]
+    for i in range(60):
+        name = "-".join(rng.sample(vocabulary, rng.randint(1, 2))) + rng.choice(["", f"-{i}", "--x", "---y"])
+        if Adapter.objects.filter(namespace__name=alice.username, name=name).exists():
+            continue
+        adapter = create_adapter(
+            actor=Actor(user=alice),
+            namespace=alice.username,
+            name=name,
+            meta=AdapterMetadata(
+                base_model="base-x",
+                method="lora",
+                task=rng.choice(["chat", "code", ""]),
+                tags=rng.sample(vocabulary, rng.randint(0, 2)),
+                description=" ".join(rng.sample(vocabulary, 2)),
+            ),
+        )
+        Adapter.objects.filter(pk=adapter.pk).update(downloads=rng.randint(0, 5))
+
+    def parts(text: str) -> list[str]:
+        return re.findall(r"[^\W_]+", text.lower())
+
+    def has_all(words: tuple[str, ...], fields: list[str]) -> bool:
+        terms = [p for field in fields for p in parts(field)]
+        return all(any(t.startswith(p) for t in terms) for w in words for p in parts(w))
+
+    def tier(adapter: Adapter, words: tuple[str, ...]) -> int:
+        if adapter.name.lower() in {" ".join(words), "-".join(words)}:
+            return 0
+        named = [adapter.name, adapter.namespace.name]
+        if has_all(words, named):
+            return 1
+        if has_all(words, [*named, adapter.task, *(t.name for t in adapter.tags.all())]):
+            return 2
+        return 3
+
+    for words in [
+        ("chat",),
+        ("chat", "code"),
+        ("cod", "sql"),
+        ("chat", "--x"),
+        ("chat", "---"),
+        ("chat-code",),
+        ("poem", "helper"),
+    ]:
+        found = matching(Adapter.objects.all(), words)
+        expected = sorted(found, key=lambda a: (tier(a, words), -a.downloads, -a.updated_at.timestamp(), a.pk))
+        ranked = RelevanceRanked(found, words)
+        got = [a.pk for start in range(0, len(expected) + 7, 7) for a in ranked[start : start + 7]]
+        assert got == [a.pk for a in expected], words

@@ -266,7 +266,7 @@ def measure(paths: dict[str, str], samples: int, rng: random.Random) -> dict[str
         promoted = facet_counts.promote()
         if not promoted:
             break
-        print(f"  now counted on write: {promoted} ({time.perf_counter() - started:.1f} s, writes held)", flush=True)
+        print(f"  now counted on write: {promoted} ({time.perf_counter() - started:.1f} s; writes went on)", flush=True)
     for label, path in paths.items():
         with CaptureQueriesContext(connection) as captured:
             response = client.get(path)

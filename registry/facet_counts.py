@@ -16,11 +16,12 @@ least searched make room.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db import OperationalError, connection, transaction
+from django.db import connection, transaction
 
 from registry.access import Actor
 from registry.search import on_postgresql, word_predicate
@@ -41,8 +42,10 @@ _LABELS = {
 }
 
 
-# Searches promote() starts counting per run: each holds writes for its first count.
+# Searches promote() starts counting per run (each first count takes seconds at a million adapters).
 PROMOTED_PER_RUN = 3
+# A first count older than this never finished (its worker died): it is started again.
+STALE_FIRST_COUNT_SECONDS = 600
 
 _COLUMNS_LIST = "scope, search_id, tag_id, base_model_id, method, task, n"
 # The folded counts and the changes not yet folded (the planner pushes each filter into both).
@@ -102,7 +105,7 @@ def _read(
         args: list[Any] = [visible]
         if words:
             # Looked up in the same statement as the counts: a search dropped meanwhile reads as not counted.
-            sql.append("f.search_id = (SELECT id FROM registry_countedsearch WHERE words = %s::text[])")
+            sql.append("f.search_id = (SELECT id FROM registry_countedsearch WHERE words = %s::text[] AND ready)")
             args.append(list(words))
         else:
             sql.append("f.search_id IS NULL")
@@ -136,7 +139,9 @@ def _read(
     selects.append(f"(SELECT 'total', '', coalesce(sum(f.n), 0) FROM {_COUNTS} f WHERE {where})")
     params += args
     if words:
-        selects.append("(SELECT 'counted', '', count(*) FROM registry_countedsearch WHERE words = %s::text[])")
+        selects.append(
+            "(SELECT 'counted', '', count(*) FROM registry_countedsearch WHERE words = %s::text[] AND ready)"
+        )
         params.append(list(words))
     values: dict[str, list[tuple[str, int]]] = {dimension: [] for dimension in facets}
     total, maintained = 0, not words
@@ -170,43 +175,76 @@ def note_search(words: tuple[str, ...], matches: int) -> None:
 def promote() -> list[tuple[str, ...]]:
     """Have the database count, from now on, the most searched common searches not counted yet
     (those `note_search` saw), PROMOTED_PER_RUN at a time, keeping at most SEARCH_COUNTED_MAX: the
-    least searched make room. Returns the searches now counted.
-
-    The first count and the start of the triggers' upkeep must see the same adapters, so the
-    adapters and their tag links are locked against writes while the new searches are counted
-    (about a second per search at a million adapters; reads go on). A push holding them makes this
-    give up after SEARCH_PROMOTE_LOCK_TIMEOUT and try again at the next run."""
+    least searched make room. Returns the searches now counted. Writes go on meanwhile."""
     if not available():
         return []
-    try:
+    with connection.cursor() as cursor:
+        # A first count that never finished (its worker died) is started again.
+        cursor.execute(
+            "DELETE FROM registry_countedsearch WHERE NOT ready AND created_at < now() - make_interval(secs => %s)",
+            [STALE_FIRST_COUNT_SECONDS],
+        )
+        cursor.execute(
+            "SELECT d.words FROM registry_searchdemand d WHERE d.matches >= %s"
+            " AND NOT EXISTS (SELECT 1 FROM registry_countedsearch c WHERE c.words = d.words)"
+            " ORDER BY d.searches DESC, d.last_searched DESC LIMIT %s",
+            [settings.SEARCH_COUNT_MIN_MATCHES, PROMOTED_PER_RUN],
+        )
+        chosen = [tuple(words) for (words,) in cursor.fetchall()]
+    promoted = [words for words in chosen if _count_from_now_on(words)]
+    if promoted:
         with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT d.words FROM registry_searchdemand d WHERE d.matches >= %s"
-                " AND NOT EXISTS (SELECT 1 FROM registry_countedsearch c WHERE c.words = d.words)"
-                " ORDER BY d.searches DESC, d.last_searched DESC LIMIT %s",
-                [settings.SEARCH_COUNT_MIN_MATCHES, PROMOTED_PER_RUN],
-            )
-            chosen = [tuple(words) for (words,) in cursor.fetchall()]
-            if not chosen:
-                return []
-            cursor.execute(
-                "SELECT set_config('lock_timeout', %s, true)", [f"{settings.SEARCH_PROMOTE_LOCK_TIMEOUT_MS}ms"]
-            )
-            cursor.execute("LOCK TABLE registry_adapter, registry_adapter_tags IN SHARE MODE")
-            for words in chosen:
-                terms, patterns = zip(*(word_predicate(word) for word in words), strict=True)
-                cursor.execute(
-                    "INSERT INTO registry_countedsearch (words, terms, patterns) VALUES (%s,"
-                    " (SELECT array_agg(CASE WHEN t IS NULL THEN NULL ELSE to_tsquery('simple', t) END ORDER BY i)"
-                    "  FROM unnest(%s::text[]) WITH ORDINALITY AS u(t, i)), %s::text[]) RETURNING id",
-                    [list(words), list(terms), list(patterns)],
-                )
-                (search_id,) = cursor.fetchone()
-                cursor.execute("SELECT registry_count_search(%s)", [search_id])
             _drop_least_searched(cursor)
-    except OperationalError:  # the lock was not granted in time: next run
-        return []
-    return chosen
+        fold()
+    return promoted
+
+
+def _count_from_now_on(words: tuple[str, ...]) -> bool:
+    """Start counting `words` on write, without holding writes: (1) the search's row is committed,
+    so every write from then on records its deltas; (2) wait until every write that began before
+    has ended (it may have missed the row); (3) one statement counts the matches in its snapshot,
+    minus the deltas that snapshot already sees (registry_count_search); then the search is ready.
+    False when another run is on it or old writes did not end in time (tried again later)."""
+    terms, patterns = zip(*(word_predicate(word) for word in words), strict=True)
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO registry_countedsearch (words, terms, patterns) VALUES (%s,"
+            " (SELECT array_agg(CASE WHEN t IS NULL THEN NULL ELSE to_tsquery('simple', t) END ORDER BY i)"
+            "  FROM unnest(%s::text[]) WITH ORDINALITY AS u(t, i)), %s::text[])"
+            " ON CONFLICT (words) DO NOTHING RETURNING id",
+            [list(words), list(terms), list(patterns)],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    (search_id,) = row
+    if not _earlier_writes_ended(settings.SEARCH_PROMOTE_WAIT_SECONDS):
+        with connection.cursor() as cursor:
+            cursor.execute("DELETE FROM registry_countedsearch WHERE id = %s", [search_id])
+        return False
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT registry_count_search(%s)", [search_id])
+        cursor.execute("UPDATE registry_countedsearch SET ready = true WHERE id = %s", [search_id])
+    return True
+
+
+def _earlier_writes_ended(within_seconds: float) -> bool:
+    """Whether every other session's transaction that began before now ends within the time."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT clock_timestamp()")
+        (now,) = cursor.fetchone()
+        deadline = time.monotonic() + within_seconds
+        while True:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND pid <> pg_backend_pid() AND backend_type = 'client backend' AND xact_start < %s",
+                [now],
+            )
+            if cursor.fetchone()[0] == 0:
+                return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
 
 
 def _drop_least_searched(cursor: Any) -> None:

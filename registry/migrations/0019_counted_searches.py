@@ -38,6 +38,8 @@ CREATE TABLE registry_countedsearch (
     words text[] NOT NULL UNIQUE,
     terms tsquery[] NOT NULL,
     patterns text[] NOT NULL,
+    -- False while its first count runs: the triggers already keep its deltas, readers do not use it yet.
+    ready boolean NOT NULL DEFAULT false,
     created_at timestamptz NOT NULL DEFAULT now()
 );
 
@@ -157,8 +159,13 @@ ON registry_adapter FOR EACH ROW WHEN (
     OR OLD.name IS DISTINCT FROM NEW.name OR OLD.tag_ids IS DISTINCT FROM NEW.tag_ids
 ) EXECUTE FUNCTION registry_adapter_facets();
 
--- One search's counts, counted from the adapters (its promotion, or a rebuild). The words become
--- literals of the statement, so the planner reaches the matches through the GIN and trigram indexes.
+-- One search's first count, from the adapters, written as deltas in ONE statement (one snapshot):
+-- the adapters it matches, minus whatever the triggers already recorded for it that this snapshot
+-- sees (counts and deltas: their changes are in the count). Changes committed after the snapshot
+-- keep their own deltas; so counts + deltas are exact from then on, with no lock held. It requires
+-- that every write started before the search's row was committed has ended (promote() waits for
+-- that). The words become literals of the statement, so the planner reaches the matches through
+-- the GIN and trigram indexes.
 CREATE OR REPLACE FUNCTION registry_count_search(p_search bigint) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     s registry_countedsearch;
@@ -175,16 +182,18 @@ BEGIN
         matches := ' AND false';
     END IF;
     EXECUTE format(
-        'INSERT INTO registry_facetcount (scope, search_id, tag_id, base_model_id, method, task, n)'
-        ' SELECT registry_facet_scope(a.visibility, a.namespace_id), %s, NULL, a.base_model_id, a.method, a.task, count(*)'
-        ' FROM registry_adapter a WHERE true %s'
-        ' GROUP BY registry_facet_scope(a.visibility, a.namespace_id), CUBE (a.base_model_id, a.method, a.task)',
-        p_search, matches);
-    EXECUTE format(
-        'INSERT INTO registry_facetcount (scope, search_id, tag_id, base_model_id, method, task, n)'
-        ' SELECT registry_facet_scope(a.visibility, a.namespace_id), %s, l.tag_id, a.base_model_id, a.method,'
-        ' a.task, count(*) FROM registry_adapter a JOIN registry_adapter_tags l ON l.adapter_id = a.id WHERE true %s'
-        ' GROUP BY registry_facet_scope(a.visibility, a.namespace_id), l.tag_id, CUBE (a.base_model_id, a.method, a.task)',
+        'INSERT INTO registry_facetdelta (scope, search_id, tag_id, base_model_id, method, task, n)'
+        ' SELECT registry_facet_scope(a.visibility, a.namespace_id), %1$s, NULL, a.base_model_id, a.method, a.task,'
+        '  count(*) FROM registry_adapter a WHERE true %2$s'
+        '  GROUP BY registry_facet_scope(a.visibility, a.namespace_id), CUBE (a.base_model_id, a.method, a.task)'
+        ' UNION ALL'
+        ' SELECT registry_facet_scope(a.visibility, a.namespace_id), %1$s, l.tag_id, a.base_model_id, a.method,'
+        '  a.task, count(*) FROM registry_adapter a JOIN registry_adapter_tags l ON l.adapter_id = a.id WHERE true %2$s'
+        '  GROUP BY registry_facet_scope(a.visibility, a.namespace_id), l.tag_id, CUBE (a.base_model_id, a.method, a.task)'
+        ' UNION ALL'
+        ' SELECT scope, search_id, tag_id, base_model_id, method, task, -n FROM registry_facetcount WHERE search_id = %1$s'
+        ' UNION ALL'
+        ' SELECT scope, search_id, tag_id, base_model_id, method, task, -n FROM registry_facetdelta WHERE search_id = %1$s',
         p_search, matches);
 END $$;
 
@@ -202,6 +211,7 @@ BEGIN
       FROM registry_adapter a JOIN registry_adapter_tags l ON l.adapter_id = a.id
      GROUP BY registry_facet_scope(a.visibility, a.namespace_id), l.tag_id, CUBE (a.base_model_id, a.method, a.task);
     PERFORM registry_count_search(id) FROM registry_countedsearch;
+    PERFORM registry_facet_fold();
 END $$;
 """
 

@@ -282,3 +282,50 @@ def test_a_common_search_is_noted_then_counted_on_write(client: Any, alice: Any,
     assert facet_counts.count(Actor(user=None), {}, words=("chat",)) is None
     assert facet_counts.count(Actor(user=None), {}, words=("code",)) == 5
     assert client.get("/api/v1/adapters/", {"q": "chat"}).json()["count"] == 4
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_first_count_waits_for_writes_that_began_before_it(alice: Any, settings: Any) -> None:
+    """An adapter written by a transaction that began before the search was promoted (its trigger
+    could not see the search) is in the first count: promote() waits for that transaction to end,
+    without holding writes itself, and the counts come out exact."""
+    import threading
+    import time
+
+    from django.db import connections, transaction
+
+    settings.SEARCH_COUNT_MIN_MATCHES = 1
+    register_base_model(name="base-a")
+
+    def make(name: str) -> None:
+        create_adapter(
+            actor=Actor(user=alice),
+            namespace=alice.username,
+            name=name,
+            meta=AdapterMetadata(base_model="base-a", method="lora", tags=["x"]),
+        )
+
+    make("chat-0")
+    facet_counts.note_search(("chat",), 1)
+    written, release = threading.Event(), threading.Event()
+
+    def slow_writer() -> None:
+        try:
+            with transaction.atomic():
+                make("chat-1")
+                written.set()
+                release.wait(10)
+        finally:
+            connections.close_all()
+
+    writer = threading.Thread(target=slow_writer)
+    writer.start()
+    assert written.wait(10)
+    threading.Timer(0.5, release.set).start()
+    started = time.monotonic()
+    assert facet_counts.promote() == [("chat",)]
+    assert time.monotonic() - started >= 0.4  # it waited for the writer
+    writer.join()
+    make("chat-2")  # and writes after it are counted by the triggers
+    agree_on_words(Actor(user=alice), ("chat",))
+    assert facet_counts.count(Actor(user=None), {}, words=("chat",)) == 3

@@ -144,7 +144,7 @@ STATIC_ROOT = Path(env("STATIC_ROOT", str(VAR_DIR / "static")))
 # matches is noted, and Celery beat has the database count the most searched up to SEARCH_COUNTED_MAX;
 # a first count waits at most SEARCH_PROMOTE_WAIT_SECONDS for transactions older than it to end.
 SEARCH_COUNT_MIN_MATCHES = envint("SEARCH_COUNT_MIN_MATCHES", "5000")
-SEARCH_COUNTED_MAX = envint("SEARCH_COUNTED_MAX", "200")
+SEARCH_COUNTED_MAX = envint("SEARCH_COUNTED_MAX", "20")
 SEARCH_PROMOTE_WAIT_SECONDS = envint("SEARCH_PROMOTE_WAIT_SECONDS", "30")
 
 # The web catalog's CSS and JavaScript (hub/ is not an app, so its static folder is listed here).

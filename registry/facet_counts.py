@@ -195,7 +195,6 @@ def promote() -> list[tuple[str, ...]]:
     if promoted:
         with transaction.atomic(), connection.cursor() as cursor:
             _drop_least_searched(cursor)
-        fold()
     return promoted
 
 

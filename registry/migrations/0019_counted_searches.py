@@ -159,9 +159,10 @@ ON registry_adapter FOR EACH ROW WHEN (
     OR OLD.name IS DISTINCT FROM NEW.name OR OLD.tag_ids IS DISTINCT FROM NEW.tag_ids
 ) EXECUTE FUNCTION registry_adapter_facets();
 
--- One search's first count, from the adapters, written as deltas in ONE statement (one snapshot):
+-- One search's first count, from the adapters, added to the counts in ONE statement (one snapshot):
 -- the adapters it matches, minus whatever the triggers already recorded for it that this snapshot
--- sees (counts and deltas: their changes are in the count). Changes committed after the snapshot
+-- sees (counts and deltas: their changes are in the count). Added straight to the counts: as deltas,
+-- a million rows would wait for the fold, and then leave as many dead rows for every reader to skip. Changes committed after the snapshot
 -- keep their own deltas; so counts + deltas are exact from then on, with no lock held. It requires
 -- that every write started before the search's row was committed has ended (promote() waits for
 -- that). The words become literals of the statement, so the planner reaches the matches through
@@ -182,9 +183,11 @@ BEGIN
         matches := ' AND false';
     END IF;
     EXECUTE format(
-        'INSERT INTO registry_facetdelta (scope, search_id, tag_id, base_model_id, method, task, n)'
-        ' SELECT registry_facet_scope(a.visibility, a.namespace_id), %1$s, NULL, a.base_model_id, a.method, a.task,'
-        '  count(*) FROM registry_adapter a WHERE true %2$s'
+        'INSERT INTO registry_facetcount AS f (scope, search_id, tag_id, base_model_id, method, task, n)'
+        ' SELECT scope, search_id, tag_id, base_model_id, method, task, sum(n) FROM ('
+        ' SELECT registry_facet_scope(a.visibility, a.namespace_id) AS scope, %1$s::bigint AS search_id,'
+        '  NULL::bigint AS tag_id, a.base_model_id, a.method, a.task, count(*) AS n'
+        '  FROM registry_adapter a WHERE true %2$s'
         '  GROUP BY registry_facet_scope(a.visibility, a.namespace_id), CUBE (a.base_model_id, a.method, a.task)'
         ' UNION ALL'
         ' SELECT registry_facet_scope(a.visibility, a.namespace_id), %1$s, l.tag_id, a.base_model_id, a.method,'
@@ -193,7 +196,10 @@ BEGIN
         ' UNION ALL'
         ' SELECT scope, search_id, tag_id, base_model_id, method, task, -n FROM registry_facetcount WHERE search_id = %1$s'
         ' UNION ALL'
-        ' SELECT scope, search_id, tag_id, base_model_id, method, task, -n FROM registry_facetdelta WHERE search_id = %1$s',
+        ' SELECT scope, search_id, tag_id, base_model_id, method, task, -n FROM registry_facetdelta WHERE search_id = %1$s'
+        ' ) counted GROUP BY scope, search_id, tag_id, base_model_id, method, task'
+        ' ORDER BY 1, 2, 3, 4, 5, 6'  -- the fold's lock order
+        ' ON CONFLICT ON CONSTRAINT registry_facetcount_key DO UPDATE SET n = f.n + EXCLUDED.n',
         p_search, matches);
 END $$;
 
@@ -211,7 +217,6 @@ BEGIN
       FROM registry_adapter a JOIN registry_adapter_tags l ON l.adapter_id = a.id
      GROUP BY registry_facet_scope(a.visibility, a.namespace_id), l.tag_id, CUBE (a.base_model_id, a.method, a.task);
     PERFORM registry_count_search(id) FROM registry_countedsearch;
-    PERFORM registry_facet_fold();
 END $$;
 """
 

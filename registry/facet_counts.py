@@ -228,7 +228,9 @@ def _count_from_now_on(words: tuple[str, ...]) -> bool:
 
 
 def _earlier_writes_ended(within_seconds: float) -> bool:
-    """Whether every other session's transaction that began before now ends within the time."""
+    """Whether every other session's transaction that began before now ends within the time.
+    (pg_stat_activity shows a role the transaction times of its own sessions: the hub's, which are
+    the ones that write adapters.)"""
     with connection.cursor() as cursor:
         cursor.execute("SELECT clock_timestamp()")
         (now,) = cursor.fetchone()

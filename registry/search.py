@@ -203,12 +203,6 @@ def word_predicate(word: str) -> tuple[str | None, str | None]:
     return prefixes, substring
 
 
-def _tsquery(parts: list[str], *, weights: str = "") -> SearchQuery:
-    """Every part as a prefix, in a field of the given weights (any when empty). Parts hold letters
-    and digits only, so quoting them is all the escaping tsquery needs."""
-    return SearchQuery(_tsquery_text(parts, weights=weights), search_type="raw", config="simple")
-
-
 def _in_fields(weights: str, parts: list[str]) -> RawSQL:
     """Every part, as a prefix, in the document's fields of these weights (a: name and namespace; b:
     task and tags). The document's words of each such set are GIN-indexed on their own (migration
@@ -221,8 +215,10 @@ def _in_fields(weights: str, parts: list[str]) -> RawSQL:
     )
 
 
-def _tsquery_text(parts: list[str], *, weights: str = "") -> str:
-    return " & ".join(f"'{p}':*{weights}" for p in parts)
+def _tsquery_text(parts: list[str]) -> str:
+    """Every part as a prefix, as raw tsquery text. Parts hold letters and digits only, so quoting
+    them is all the escaping tsquery needs."""
+    return " & ".join(f"'{p}':*" for p in parts)
 
 
 def by_relevance(found: QuerySet[Adapter], words: tuple[str, ...]) -> QuerySet[Adapter] | RelevanceRanked:

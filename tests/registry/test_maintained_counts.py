@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import random
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -39,30 +40,46 @@ def agree(actor: Actor) -> None:
             assert sorted(maintained.values[field]) == sorted(rows[field]), (chosen, field)
 
 
-def test_maintained_counts_follow_every_change(alice: Any, bob: Any) -> None:
+def random_catalog(
+    alice: Any,
+    bob: Any,
+    rng: random.Random,
+    n: int,
+    *,
+    name: Callable[[int], str] = lambda i: f"adapter-{i}",
+    description: Callable[[], str] | None = None,
+) -> list[Adapter]:
+    """`n` adapters of alice, bob and their org "lab" (alice writes to it), a quarter private, with
+    random base models, methods, tasks and tags."""
     for base in BASES:
         register_base_model(name=base)
     org = Namespace.objects.create(name="lab", kind=Namespace.Kind.ORG)
     Membership.objects.create(namespace=org, user=alice, role="writer")
-    rng = random.Random(7)
     made = []
-    for i in range(40):
+    for i in range(n):
         owner = rng.choice([alice, bob])
         namespace = "lab" if owner is alice and i % 3 == 0 else owner.username
         made.append(
             create_adapter(
                 actor=Actor(user=owner),
                 namespace=namespace,
-                name=f"adapter-{i}",
+                name=name(i),
                 meta=AdapterMetadata(
                     base_model=rng.choice(BASES),
                     method=rng.choice(METHODS),
                     task=rng.choice(TASKS),
                     tags=rng.sample(TAGS, rng.randint(0, 3)),
                     visibility="private" if i % 4 == 0 else "public",
+                    description=description() if description is not None else None,
                 ),
             )
         )
+    return made
+
+
+def test_maintained_counts_follow_every_change(alice: Any, bob: Any) -> None:
+    rng = random.Random(7)
+    made = random_catalog(alice, bob, rng, 40)
     actors = [Actor(user=None), Actor(user=alice), Actor(user=bob)]
     for actor in actors:
         agree(actor)
@@ -174,31 +191,16 @@ def test_counted_searches_follow_every_change(alice: Any, bob: Any, settings: An
     adapter into or out of it (its document: description, tags; its name's substrings) or between
     facets and scopes; they equal counting the matches, for each actor, before and after folding."""
     settings.SEARCH_COUNT_MIN_MATCHES = 1
-    for base in BASES:
-        register_base_model(name=base)
-    org = Namespace.objects.create(name="lab", kind=Namespace.Kind.ORG)
-    Membership.objects.create(namespace=org, user=alice, role="writer")
     rng = random.Random(11)
     vocabulary = ["chat", "chatbot", "code", "sql", "sqlite", "gpt-4", "helper", "summary"]
-    made = []
-    for i in range(36):
-        owner = rng.choice([alice, bob])
-        namespace = "lab" if owner is alice and i % 3 == 0 else owner.username
-        made.append(
-            create_adapter(
-                actor=Actor(user=owner),
-                namespace=namespace,
-                name=f"{rng.choice(vocabulary).replace('-', '')}-{rng.choice(['helper', 'tool', 'mychat'])}-{i}",
-                meta=AdapterMetadata(
-                    base_model=rng.choice(BASES),
-                    method=rng.choice(METHODS),
-                    task=rng.choice(TASKS),
-                    tags=rng.sample(TAGS, rng.randint(0, 3)),
-                    visibility="private" if i % 4 == 0 else "public",
-                    description=" ".join(rng.sample(vocabulary, 3)),
-                ),
-            )
-        )
+    made = random_catalog(
+        alice,
+        bob,
+        rng,
+        36,
+        name=lambda i: f"{rng.choice(vocabulary).replace('-', '')}-{rng.choice(['helper', 'tool', 'mychat'])}-{i}",
+        description=lambda: " ".join(rng.sample(vocabulary, 3)),
+    )
     for words in SEARCHES:
         facet_counts.note_search(words, 1)
     promoted: list[tuple[str, ...]] = []
